@@ -1,0 +1,16 @@
+//! The sans-IO core of SMT, the Secure Message Transport.
+//!
+//! SMT carries RPC messages between two endpoints as sequences of TLS 1.3 records,
+//! with a per-message record sequence space (`message_id << 16 | record_index`) so
+//! that messages are encrypted, sent, lost, retransmitted and decrypted independently.
+//! This crate has no sockets, no clock and no threads: it turns bytes into bytes.
+//!
+//! Layers, in the direction data flows:
+//!
+//! * [`wire`]: packet formats (typed views and `Repr`s).
+//! * [`record`]: TLS 1.3 record protection and the message-to-record layout.
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod record;
+pub mod wire;

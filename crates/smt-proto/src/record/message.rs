@@ -1,0 +1,175 @@
+//! Sealing a whole message into records and opening it again.
+
+use super::{
+    record_sequence, MessageLayout, RecordError, RecordKey, APPLICATION_DATA, PROLOGUE_LEN,
+    RECORD_HEADER_LEN,
+};
+use crate::wire::MessageId;
+
+/// Why a message could not be sealed or opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// The payload is too large for the record size (or the record size is invalid).
+    #[error("message of {len} bytes cannot be framed with {record_size}-byte records")]
+    TooLarge { len: usize, record_size: usize },
+    /// The plaintext header's length and record size describe no valid message.
+    #[error("message length {wire_len} is impossible with record size {record_size}")]
+    InvalidLayout { wire_len: u32, record_size: u16 },
+    /// A record failed to open.
+    #[error("record {index}: {error}")]
+    Record { index: usize, error: RecordError },
+    /// A record opened but carries a content type other than application data.
+    #[error("record {index} has content type {content_type}, expected 23")]
+    UnexpectedContentType { index: usize, content_type: u8 },
+    /// A record opened but its content length differs from what the layout requires
+    /// (padding, or a layout forged in the plaintext header).
+    #[error("record {index} has {actual} content bytes, the layout requires {expected}")]
+    ContentLength { index: usize, expected: usize, actual: usize },
+    /// The authenticated prologue contradicts the plaintext header: the message
+    /// length or record size was forged.
+    #[error("authenticated prologue says {payload_len} bytes in {record_size}-byte records, header disagrees")]
+    PrologueMismatch { payload_len: u32, record_size: u16 },
+}
+
+/// Seals `payload` as message `message_id` into a new wire image.
+pub fn seal_message(
+    key: &RecordKey,
+    message_id: MessageId,
+    payload: &[u8],
+    record_size: usize,
+) -> Result<Vec<u8>, MessageError> {
+    let layout = MessageLayout::for_payload(payload.len(), record_size)
+        .ok_or(MessageError::TooLarge { len: payload.len(), record_size })?;
+    let mut wire = vec![0u8; layout.wire_len() as usize];
+    seal_message_into(key, message_id, payload, &layout, &mut wire)?;
+    Ok(wire)
+}
+
+/// Seals `payload` into `wire`, which must be exactly `layout.wire_len()` bytes and
+/// `layout` must be the layout of `payload`.
+pub fn seal_message_into(
+    key: &RecordKey,
+    message_id: MessageId,
+    payload: &[u8],
+    layout: &MessageLayout,
+    wire: &mut [u8],
+) -> Result<(), MessageError> {
+    assert_eq!(payload.len(), layout.payload_len(), "layout is for another payload");
+    assert_eq!(wire.len(), layout.wire_len() as usize, "wire buffer has the wrong length");
+    for index in 0..layout.record_count() {
+        let range = layout.record_range(index);
+        let record = &mut wire[range];
+        let content = &mut record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + layout.content_len(index)];
+        let payload_part = &payload[layout.payload_range(index)];
+        if index == 0 {
+            content[..PROLOGUE_LEN].copy_from_slice(&prologue(layout));
+            content[PROLOGUE_LEN..].copy_from_slice(payload_part);
+        } else {
+            content.copy_from_slice(payload_part);
+        }
+        // The layout keeps index below 2^16.
+        let sequence = record_sequence(message_id, index as u16);
+        key.seal_in_place(sequence, record, layout.content_len(index), APPLICATION_DATA, 0)
+            .map_err(|error| MessageError::Record { index, error })?;
+    }
+    Ok(())
+}
+
+fn prologue(layout: &MessageLayout) -> [u8; PROLOGUE_LEN] {
+    let mut p = [0u8; PROLOGUE_LEN];
+    p[..4].copy_from_slice(&(layout.payload_len() as u32).to_be_bytes());
+    p[4..6].copy_from_slice(&layout.record_size().to_be_bytes());
+    p
+}
+
+/// Checks an opened record 0's prologue against the layout from the plaintext header.
+pub fn verify_prologue(layout: &MessageLayout, content: &[u8]) -> Result<(), MessageError> {
+    let expected = prologue(layout);
+    if content.len() < PROLOGUE_LEN || content[..PROLOGUE_LEN] != expected {
+        let mut claimed = [0u8; PROLOGUE_LEN];
+        let n = content.len().min(PROLOGUE_LEN);
+        claimed[..n].copy_from_slice(&content[..n]);
+        return Err(MessageError::PrologueMismatch {
+            payload_len: u32::from_be_bytes([claimed[0], claimed[1], claimed[2], claimed[3]]),
+            record_size: u16::from_be_bytes([claimed[4], claimed[5]]),
+        });
+    }
+    Ok(())
+}
+
+/// Opens record `index` of a message in place inside its full wire image `wire`
+/// (`layout.wire_len()` bytes), checking content type, length and, for record 0, the
+/// prologue. After every record has been opened, [`compact_payload`] extracts the
+/// payload. Never panics on any content of `wire`.
+pub fn open_message_record(
+    key: &RecordKey,
+    message_id: MessageId,
+    layout: &MessageLayout,
+    index: usize,
+    wire: &mut [u8],
+) -> Result<(), MessageError> {
+    let Some(record) = wire.get_mut(layout.record_range(index)) else {
+        return Err(MessageError::InvalidLayout {
+            wire_len: layout.wire_len(),
+            record_size: layout.record_size(),
+        });
+    };
+    let Ok(index16) = u16::try_from(index) else {
+        return Err(MessageError::InvalidLayout {
+            wire_len: layout.wire_len(),
+            record_size: layout.record_size(),
+        });
+    };
+    let opened = key
+        .open_in_place(record_sequence(message_id, index16), record)
+        .map_err(|error| MessageError::Record { index, error })?;
+    if opened.content_type != APPLICATION_DATA {
+        return Err(MessageError::UnexpectedContentType {
+            index,
+            content_type: opened.content_type,
+        });
+    }
+    let expected = layout.content_len(index);
+    if opened.content.len() != expected {
+        return Err(MessageError::ContentLength { index, expected, actual: opened.content.len() });
+    }
+    if index == 0 {
+        verify_prologue(layout, opened.content)?;
+    }
+    Ok(())
+}
+
+/// Moves the payload bytes of a fully opened wire image to its front and truncates
+/// it, returning the payload without another allocation.
+pub fn compact_payload(layout: &MessageLayout, mut wire: Vec<u8>) -> Vec<u8> {
+    let mut write = 0;
+    for index in 0..layout.record_count() {
+        let record_start = layout.record_range(index).start;
+        let skip = if index == 0 { PROLOGUE_LEN } else { 0 };
+        let start = record_start + RECORD_HEADER_LEN + skip;
+        let len = layout.content_len(index) - skip;
+        wire.copy_within(start..start + len, write);
+        write += len;
+    }
+    wire.truncate(write);
+    wire
+}
+
+/// Opens a whole wire image received as message `message_id`, where `record_size`
+/// is the plaintext header's record size. Returns the payload.
+pub fn open_message(
+    key: &RecordKey,
+    message_id: MessageId,
+    mut wire: Vec<u8>,
+    record_size: u16,
+) -> Result<Vec<u8>, MessageError> {
+    let wire_len = u32::try_from(wire.len())
+        .map_err(|_| MessageError::InvalidLayout { wire_len: u32::MAX, record_size })?;
+    let layout = MessageLayout::from_wire(wire_len, record_size)
+        .ok_or(MessageError::InvalidLayout { wire_len, record_size })?;
+    for index in 0..layout.record_count() {
+        open_message_record(key, message_id, &layout, index, &mut wire)?;
+    }
+    Ok(compact_payload(&layout, wire))
+}

@@ -1,0 +1,366 @@
+//! A whole SMT packet: common header plus typed body, parsed from or emitted into
+//! one datagram (UDP payload or IP payload in native mode).
+
+use core::fmt;
+
+use super::{
+    AckPacket, AckRepr, DataPacket, DataRepr, GrantPacket, GrantRepr, HandshakePacket,
+    HandshakeRepr, Header, HeaderRepr, PacketType, ResendPacket, ResendRepr, Result, WireError,
+    HEADER_LEN,
+};
+
+/// The typed body of a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    Data(DataRepr<'a>),
+    Grant(GrantRepr),
+    Resend(ResendRepr),
+    RpcUnknown,
+    Busy,
+    NeedAck,
+    Ack(AckRepr),
+    Handshake(HandshakeRepr<'a>),
+    SessionUnknown,
+    Close,
+}
+
+impl Body<'_> {
+    /// The packet type this body belongs to.
+    pub fn packet_type(&self) -> PacketType {
+        match self {
+            Body::Data(_) => PacketType::Data,
+            Body::Grant(_) => PacketType::Grant,
+            Body::Resend(_) => PacketType::Resend,
+            Body::RpcUnknown => PacketType::RpcUnknown,
+            Body::Busy => PacketType::Busy,
+            Body::NeedAck => PacketType::NeedAck,
+            Body::Ack(_) => PacketType::Ack,
+            Body::Handshake(_) => PacketType::Handshake,
+            Body::SessionUnknown => PacketType::SessionUnknown,
+            Body::Close => PacketType::Close,
+        }
+    }
+
+    fn buffer_len(&self) -> usize {
+        match self {
+            Body::Data(r) => r.buffer_len(),
+            Body::Grant(r) => r.buffer_len(),
+            Body::Resend(r) => r.buffer_len(),
+            Body::Ack(r) => r.buffer_len(),
+            Body::Handshake(r) => r.buffer_len(),
+            Body::RpcUnknown | Body::Busy | Body::NeedAck | Body::SessionUnknown | Body::Close => 0,
+        }
+    }
+}
+
+/// A parsed packet. `header.packet_type` always equals `body.packet_type()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketRepr<'a> {
+    pub header: HeaderRepr,
+    pub body: Body<'a>,
+}
+
+impl<'a> PacketRepr<'a> {
+    /// Parses a whole datagram. Never panics; see the module's no-panic contract.
+    pub fn parse(datagram: &'a [u8]) -> Result<PacketRepr<'a>> {
+        let header = HeaderRepr::parse(&Header::new_checked(datagram)?)?;
+        let rest = &datagram[HEADER_LEN..];
+        let body = match header.packet_type {
+            PacketType::Data => Body::Data(DataRepr::parse(&DataPacket::new_checked(rest)?)?),
+            PacketType::Grant => Body::Grant(GrantRepr::parse(&GrantPacket::new_checked(rest)?)?),
+            PacketType::Resend => {
+                Body::Resend(ResendRepr::parse(&ResendPacket::new_checked(rest)?)?)
+            }
+            PacketType::Ack => Body::Ack(AckRepr::parse(&AckPacket::new_checked(rest)?)?),
+            PacketType::Handshake => {
+                Body::Handshake(HandshakeRepr::parse(&HandshakePacket::new_checked(rest)?)?)
+            }
+            PacketType::RpcUnknown => Body::RpcUnknown,
+            PacketType::Busy => Body::Busy,
+            PacketType::NeedAck => Body::NeedAck,
+            PacketType::SessionUnknown => Body::SessionUnknown,
+            PacketType::Close => Body::Close,
+        };
+        // Bodies without variable-length data must not carry trailing bytes: an
+        // attacker should not be able to smuggle data into packets we accept.
+        let exact = match body {
+            Body::Data(_) | Body::Handshake(_) => true,
+            other => rest.len() == other.buffer_len(),
+        };
+        if !exact {
+            return Err(WireError::InvalidField {
+                field: "packet length",
+                value: datagram.len() as u64,
+            });
+        }
+        Ok(PacketRepr { header, body })
+    }
+
+    /// Bytes needed to emit the whole packet.
+    pub fn buffer_len(&self) -> usize {
+        HEADER_LEN + self.body.buffer_len()
+    }
+
+    /// Emits the packet into `buffer[..self.buffer_len()]` and returns that length.
+    ///
+    /// Panics if `buffer` is shorter than [`buffer_len`](Self::buffer_len) or if the
+    /// header's packet type disagrees with the body (both are caller bugs).
+    pub fn emit(&self, buffer: &mut [u8]) -> usize {
+        assert_eq!(self.header.packet_type, self.body.packet_type(), "header/body type mismatch");
+        let len = self.buffer_len();
+        let buffer = &mut buffer[..len];
+        self.header.emit(&mut Header::new_unchecked(&mut *buffer));
+        let rest = &mut buffer[HEADER_LEN..];
+        match &self.body {
+            Body::Data(r) => r.emit(&mut DataPacket::new_unchecked(rest)),
+            Body::Grant(r) => r.emit(&mut GrantPacket::new_unchecked(rest)),
+            Body::Resend(r) => r.emit(&mut ResendPacket::new_unchecked(rest)),
+            Body::Ack(r) => r.emit(&mut AckPacket::new_unchecked(rest)),
+            Body::Handshake(r) => r.emit(&mut HandshakePacket::new_unchecked(rest)),
+            Body::RpcUnknown | Body::Busy | Body::NeedAck | Body::SessionUnknown | Body::Close => {}
+        }
+        len
+    }
+
+    /// Emits into a new vector.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut buf = vec![0; self.buffer_len()];
+        self.emit(&mut buf);
+        buf
+    }
+}
+
+impl fmt::Display for PacketRepr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.header)?;
+        match &self.body {
+            Body::Data(r) => write!(f, " {r}"),
+            Body::Grant(r) => write!(f, " {r}"),
+            Body::Resend(r) => write!(f, " {r}"),
+            Body::Ack(r) => write!(f, " {r}"),
+            Body::Handshake(r) => write!(f, " {r}"),
+            Body::RpcUnknown | Body::Busy | Body::NeedAck | Body::SessionUnknown | Body::Close => {
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Flags, MessageId, MAX_ACKS_PER_PACKET};
+    use proptest::prelude::*;
+
+    fn header(packet_type: PacketType, message_id: u64) -> HeaderRepr {
+        HeaderRepr {
+            src_port: 40000,
+            dst_port: 4433,
+            packet_type,
+            flags: Flags::FROM_INITIATOR,
+            session_id: 0xfeed_face_cafe_beef,
+            message_id: MessageId::new(message_id).unwrap(),
+        }
+    }
+
+    /// A complete DATA datagram: header, body and 3 payload bytes.
+    #[test]
+    fn whole_data_packet_fixture() {
+        let bytes: [u8; 43] = [
+            0x9c, 0x40, 0x11, 0x51, 0x01, 0x10, 0x02, 0x00, // ports, v1, DATA, INIT
+            0xfe, 0xed, 0xfa, 0xce, 0xca, 0xfe, 0xbe, 0xef, // session
+            0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, // message 2^32 + 2
+            0x00, 0x00, 0x00, 0x20, 0x00, 0x00, 0x00, 0x10, // length 32, offset 16
+            0x00, 0x00, 0x00, 0x20, 0x00, 0x08, 0x00, 0x00, // unscheduled 32, record size 8
+            0x01, 0x02, 0x03,
+        ];
+        let repr = PacketRepr {
+            header: header(PacketType::Data, (1 << 32) + 2),
+            body: Body::Data(DataRepr {
+                message_length: 32,
+                offset: 16,
+                unscheduled: 32,
+                record_size: 8,
+                priority: 0,
+                payload: &[1, 2, 3],
+            }),
+        };
+        assert_eq!(PacketRepr::parse(&bytes), Ok(repr));
+        assert_eq!(repr.to_vec(), bytes);
+        assert_eq!(
+            repr.to_string(),
+            "SMT DATA 40000->4433 session=0xfeedfacecafebeef msg=4294967298 flags=INIT \
+             len=32 off=16 bytes=3 unsched=32 rec=8 prio=0"
+        );
+    }
+
+    /// The control packets without a body are exactly 24 bytes: one fixture each.
+    #[test]
+    fn bodyless_packet_fixtures() {
+        for (packet_type, body, type_byte) in [
+            (PacketType::RpcUnknown, Body::RpcUnknown, 0x13u8),
+            (PacketType::Busy, Body::Busy, 0x14),
+            (PacketType::NeedAck, Body::NeedAck, 0x17),
+            (PacketType::SessionUnknown, Body::SessionUnknown, 0x21),
+            (PacketType::Close, Body::Close, 0x22),
+        ] {
+            let mut bytes = [
+                0x9c, 0x40, 0x11, 0x51, 0x01, 0x00, 0x02, 0x00, //
+                0xfe, 0xed, 0xfa, 0xce, 0xca, 0xfe, 0xbe, 0xef, //
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09,
+            ];
+            bytes[5] = type_byte;
+            let repr = PacketRepr { header: header(packet_type, 9), body };
+            assert_eq!(PacketRepr::parse(&bytes), Ok(repr), "{packet_type}");
+            assert_eq!(repr.to_vec(), bytes);
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            assert!(
+                PacketRepr::parse(&longer).is_err(),
+                "trailing byte accepted for {packet_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_trailing_bytes_after_fixed_bodies() {
+        let repr = PacketRepr {
+            header: header(PacketType::Grant, 1),
+            body: Body::Grant(GrantRepr { offset: 10, priority: 0 }),
+        };
+        let mut bytes = repr.to_vec();
+        bytes.push(0);
+        assert!(PacketRepr::parse(&bytes).is_err());
+    }
+
+    fn arb_message_id() -> impl Strategy<Value = MessageId> {
+        (0u64..(1 << 48)).prop_map(|v| MessageId::new(v).unwrap())
+    }
+
+    fn arb_header() -> impl Strategy<Value = (u16, u16, u8, u64, MessageId)> {
+        (any::<u16>(), any::<u16>(), 0u8..=Flags::ALL.bits(), any::<u64>(), arb_message_id())
+    }
+
+    /// A body plus the payload bytes it borrows (owned here for the strategy).
+    #[derive(Debug, Clone)]
+    enum OwnedBody {
+        Data { len_extra: u32, offset: u32, unsched: u32, rec: u16, prio: u8, payload: Vec<u8> },
+        Grant(u32, u8),
+        Resend(u32, u32, u8),
+        Ack(Vec<MessageId>),
+        Handshake(u32, u32, Vec<u8>, usize),
+        Bodyless(u8),
+    }
+
+    fn arb_body() -> impl Strategy<Value = OwnedBody> {
+        prop_oneof![
+            (
+                0u32..100_000,
+                0u32..1_000_000,
+                any::<u32>(),
+                1u16..=16384,
+                any::<u8>(),
+                prop::collection::vec(any::<u8>(), 1..1500)
+            )
+                .prop_map(|(len_extra, offset, unsched, rec, prio, payload)| {
+                    OwnedBody::Data { len_extra, offset, unsched, rec, prio, payload }
+                }),
+            (any::<u32>(), any::<u8>()).prop_map(|(o, p)| OwnedBody::Grant(o, p)),
+            (0u32..1 << 31, 1u32..1 << 31, any::<u8>())
+                .prop_map(|(o, l, p)| OwnedBody::Resend(o, l, p)),
+            prop::collection::vec(arb_message_id(), 0..=MAX_ACKS_PER_PACKET)
+                .prop_map(OwnedBody::Ack),
+            (
+                0u32..1 << 31,
+                any::<u32>(),
+                prop::collection::vec(any::<u8>(), 0..2000),
+                0usize..1200
+            )
+                .prop_map(|(o, a, d, p)| OwnedBody::Handshake(o, a, d, p)),
+            prop::sample::select(vec![0x13u8, 0x14, 0x17, 0x21, 0x22])
+                .prop_map(OwnedBody::Bodyless),
+        ]
+    }
+
+    fn borrow(body: &OwnedBody) -> Body<'_> {
+        match body {
+            OwnedBody::Data { len_extra, offset, unsched, rec, prio, payload } => {
+                let message_length = offset + payload.len() as u32 + len_extra;
+                Body::Data(DataRepr {
+                    message_length,
+                    offset: *offset,
+                    unscheduled: unsched % (message_length + 1),
+                    record_size: *rec,
+                    priority: *prio,
+                    payload,
+                })
+            }
+            OwnedBody::Grant(o, p) => Body::Grant(GrantRepr { offset: *o, priority: *p }),
+            OwnedBody::Resend(o, l, p) => {
+                Body::Resend(ResendRepr { offset: *o, length: *l, priority: *p })
+            }
+            OwnedBody::Ack(ids) => Body::Ack(AckRepr::new(ids).unwrap()),
+            OwnedBody::Handshake(o, a, d, p) => Body::Handshake(HandshakeRepr {
+                stream_offset: *o,
+                acknowledged: *a,
+                data: d,
+                padding_len: *p,
+            }),
+            OwnedBody::Bodyless(0x13) => Body::RpcUnknown,
+            OwnedBody::Bodyless(0x14) => Body::Busy,
+            OwnedBody::Bodyless(0x17) => Body::NeedAck,
+            OwnedBody::Bodyless(0x21) => Body::SessionUnknown,
+            OwnedBody::Bodyless(_) => Body::Close,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_of_emit_is_identity((sp, dp, flags, session, msg) in arb_header(), owned in arb_body()) {
+            let body = borrow(&owned);
+            let repr = PacketRepr {
+                header: HeaderRepr {
+                    src_port: sp,
+                    dst_port: dp,
+                    packet_type: body.packet_type(),
+                    flags: Flags::from_bits(flags).unwrap(),
+                    session_id: session,
+                    message_id: msg,
+                },
+                body,
+            };
+            let bytes = repr.to_vec();
+            prop_assert_eq!(bytes.len(), repr.buffer_len());
+            prop_assert_eq!(PacketRepr::parse(&bytes), Ok(repr));
+        }
+
+        #[test]
+        fn parse_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = PacketRepr::parse(&bytes);
+        }
+
+        #[test]
+        fn parse_never_panics_on_mutated_valid_packets(
+            (sp, dp, flags, session, msg) in arb_header(),
+            owned in arb_body(),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let body = borrow(&owned);
+            let repr = PacketRepr {
+                header: HeaderRepr {
+                    src_port: sp, dst_port: dp, packet_type: body.packet_type(),
+                    flags: Flags::from_bits(flags).unwrap(), session_id: session, message_id: msg,
+                },
+                body,
+            };
+            let mut bytes = repr.to_vec();
+            for (index, value) in flips {
+                let i = index.index(bytes.len());
+                bytes[i] ^= value;
+            }
+            let cut = cut.index(bytes.len() + 1);
+            let _ = PacketRepr::parse(&bytes[..cut]);
+        }
+    }
+}

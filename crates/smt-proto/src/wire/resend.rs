@@ -1,0 +1,163 @@
+//! RESEND: the receiver asks for a byte range of a message's wire image again.
+//!
+//! Body after the common header (12 bytes):
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +---------------------------------------------------------------+
+//! |                         Offset (32)                           |
+//! +---------------------------------------------------------------+
+//! |                         Length (32)                           |
+//! +---------------+-----------------------------------------------+
+//! |   Priority    |                 Reserved (0)                  |
+//! +---------------+-----------------------------------------------+
+//! ```
+//!
+//! The sender answers with DATA packets (RETRANSMIT flag set) carrying byte-identical
+//! ciphertext for `[offset, offset + length)`, clipped to what it has transmitted or
+//! been granted, or with BUSY if it has nothing to send yet, or RPC_UNKNOWN if it has
+//! no such message. A server that receives RESEND for a response message ID it does not
+//! know yet (the request is still being served) answers BUSY.
+
+use core::fmt;
+
+use super::{read_u32, Result, WireError};
+
+pub const BODY_LEN: usize = 12;
+
+pub(crate) mod field {
+    use core::ops::Range;
+    pub const OFFSET: Range<usize> = 0..4;
+    pub const LENGTH: Range<usize> = 4..8;
+    pub const PRIORITY: usize = 8;
+    pub const RESERVED: Range<usize> = 9..12;
+}
+
+/// A view of a RESEND body.
+#[derive(Debug, Clone)]
+pub struct ResendPacket<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> ResendPacket<T> {
+    pub const fn new_unchecked(buffer: T) -> Self {
+        ResendPacket { buffer }
+    }
+    pub fn new_checked(buffer: T) -> Result<Self> {
+        let packet = Self::new_unchecked(buffer);
+        packet.check_len()?;
+        Ok(packet)
+    }
+    pub fn check_len(&self) -> Result<()> {
+        let actual = self.buffer.as_ref().len();
+        if actual < BODY_LEN {
+            return Err(WireError::Truncated { needed: BODY_LEN, actual });
+        }
+        Ok(())
+    }
+    pub fn offset(&self) -> u32 {
+        read_u32(&self.buffer.as_ref()[field::OFFSET])
+    }
+    pub fn length(&self) -> u32 {
+        read_u32(&self.buffer.as_ref()[field::LENGTH])
+    }
+    pub fn priority(&self) -> u8 {
+        self.buffer.as_ref()[field::PRIORITY]
+    }
+    pub fn reserved_is_zero(&self) -> bool {
+        self.buffer.as_ref()[field::RESERVED].iter().all(|&b| b == 0)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> ResendPacket<T> {
+    pub fn set_offset(&mut self, v: u32) {
+        self.buffer.as_mut()[field::OFFSET].copy_from_slice(&v.to_be_bytes());
+    }
+    pub fn set_length(&mut self, v: u32) {
+        self.buffer.as_mut()[field::LENGTH].copy_from_slice(&v.to_be_bytes());
+    }
+    pub fn set_priority(&mut self, v: u8) {
+        self.buffer.as_mut()[field::PRIORITY] = v;
+    }
+    pub fn clear_reserved(&mut self) {
+        self.buffer.as_mut()[field::RESERVED].fill(0);
+    }
+}
+
+/// A parsed RESEND body. `offset + length` never exceeds `u32::MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResendRepr {
+    pub offset: u32,
+    pub length: u32,
+    pub priority: u8,
+}
+
+impl ResendRepr {
+    pub fn parse<T: AsRef<[u8]>>(packet: &ResendPacket<T>) -> Result<ResendRepr> {
+        packet.check_len()?;
+        if !packet.reserved_is_zero() {
+            return Err(WireError::ReservedNotZero);
+        }
+        let (offset, length) = (packet.offset(), packet.length());
+        if offset.checked_add(length).is_none() || length == 0 {
+            return Err(WireError::InvalidField { field: "resend length", value: length.into() });
+        }
+        Ok(ResendRepr { offset, length, priority: packet.priority() })
+    }
+    pub const fn buffer_len(&self) -> usize {
+        BODY_LEN
+    }
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut ResendPacket<T>) {
+        packet.set_offset(self.offset);
+        packet.set_length(self.length);
+        packet.set_priority(self.priority);
+        packet.clear_reserved();
+    }
+}
+
+impl fmt::Display for ResendRepr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "off={} len={} prio={}", self.offset, self.length, self.priority)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: [u8; BODY_LEN] =
+        [0x00, 0x00, 0x2c, 0xe8, 0x00, 0x00, 0x05, 0xa0, 0x02, 0x00, 0x00, 0x00];
+
+    #[test]
+    fn parses_and_emits_fixture_bytes() {
+        let repr = ResendRepr { offset: 11_496, length: 1440, priority: 2 };
+        assert_eq!(ResendRepr::parse(&ResendPacket::new_checked(&FIXTURE[..]).unwrap()), Ok(repr));
+        let mut buf = [0xffu8; BODY_LEN];
+        repr.emit(&mut ResendPacket::new_unchecked(&mut buf[..]));
+        assert_eq!(buf, FIXTURE);
+    }
+
+    #[test]
+    fn rejects_overflowing_or_empty_ranges() {
+        let mut bytes = FIXTURE;
+        bytes[field::OFFSET].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(ResendRepr::parse(&ResendPacket::new_checked(&bytes[..]).unwrap()).is_err());
+        let mut bytes = FIXTURE;
+        bytes[field::LENGTH].copy_from_slice(&0u32.to_be_bytes());
+        assert!(ResendRepr::parse(&ResendPacket::new_checked(&bytes[..]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn rejects_short_bodies_and_reserved_bits() {
+        for len in 0..BODY_LEN {
+            assert!(ResendPacket::new_checked(&FIXTURE[..len]).is_err());
+        }
+        let mut bytes = FIXTURE;
+        bytes[10] = 9;
+        assert_eq!(
+            ResendRepr::parse(&ResendPacket::new_checked(&bytes[..]).unwrap()),
+            Err(WireError::ReservedNotZero)
+        );
+    }
+}
