@@ -9,8 +9,10 @@
 //!
 //! * [`wire`]: packet formats (typed views and `Repr`s).
 //! * [`record`]: TLS 1.3 record protection and the message-to-record layout.
+//! * [`engine`]: sessions, RPCs, Homa-style scheduling and loss recovery.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+pub mod engine;
 pub mod record;
 pub mod wire;

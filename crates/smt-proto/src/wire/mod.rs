@@ -196,18 +196,6 @@ impl fmt::Display for PacketType {
     }
 }
 
-/// Reads a big-endian 48-bit integer from a 6-byte slice.
-pub(crate) fn read_u48(bytes: &[u8]) -> u64 {
-    let mut buf = [0u8; 8];
-    buf[2..].copy_from_slice(&bytes[..6]);
-    u64::from_be_bytes(buf)
-}
-
-/// Writes the low 48 bits of `value` big-endian into a 6-byte slice.
-pub(crate) fn write_u48(bytes: &mut [u8], value: u64) {
-    bytes[..6].copy_from_slice(&value.to_be_bytes()[2..]);
-}
-
 pub(crate) fn read_u16(bytes: &[u8]) -> u16 {
     u16::from_be_bytes([bytes[0], bytes[1]])
 }
@@ -231,14 +219,6 @@ mod tests {
         assert_eq!(MessageId::new(1 << 48), None);
         assert_eq!(MessageId::new((1 << 48) - 1), Some(MessageId::MAX));
         assert_eq!(MessageId::MAX.next(), None);
-    }
-
-    #[test]
-    fn u48_round_trips() {
-        let mut b = [0u8; 6];
-        write_u48(&mut b, 0x0000_1234_5678_9abc);
-        assert_eq!(b, [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc]);
-        assert_eq!(read_u48(&b), 0x1234_5678_9abc);
     }
 
     #[test]

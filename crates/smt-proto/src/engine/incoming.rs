@@ -1,0 +1,242 @@
+//! The receiver's side of one message: reassembly, record opening and grant state.
+
+use core::ops::Range;
+
+use super::ranges::RangeSet;
+use crate::record::{compact_payload, open_message_record, MessageError, MessageLayout, RecordKey};
+use crate::wire::{DataRepr, MessageId};
+
+/// What absorbing one DATA packet did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Absorbed {
+    /// New bytes stored; the message is not complete yet.
+    Progress,
+    /// Every record is now open: the payload can be taken.
+    Complete,
+    /// The packet carried no new bytes (duplicate or retransmission).
+    Duplicate,
+    /// The packet's length or record size disagrees with the message's.
+    Inconsistent,
+    /// A record failed authentication; its bytes were discarded for retransmission.
+    RecordRejected,
+    /// Record 0's authenticated prologue contradicts the plaintext header: the state
+    /// was built from forged fields and must be discarded.
+    Forged,
+}
+
+/// A message being received. Its wire buffer is allocated zeroed at full length:
+/// the allocator maps untouched pages lazily, and the full length is what admission
+/// control charges against the memory limits.
+#[derive(Debug)]
+pub(crate) struct IncomingMessage {
+    pub layout: MessageLayout,
+    wire: Vec<u8>,
+    received: RangeSet,
+    opened: Vec<bool>,
+    records_open: usize,
+    pub bytes_received: u32,
+    pub unscheduled: u32,
+    pub granted: u32,
+    /// The last grant offset actually sent in a GRANT packet.
+    pub grant_sent: u32,
+    /// Whether record 0 (with the prologue) authenticated.
+    pub authenticated: bool,
+}
+
+impl IncomingMessage {
+    /// State for a message announced by `data`, or `None` if its fields describe no
+    /// valid message.
+    pub fn new(data: &DataRepr<'_>) -> Option<IncomingMessage> {
+        let layout = MessageLayout::from_wire(data.message_length, data.record_size)?;
+        let unscheduled = data.unscheduled.min(layout.wire_len());
+        Some(IncomingMessage {
+            layout,
+            wire: vec![0; layout.wire_len() as usize],
+            received: RangeSet::default(),
+            opened: vec![false; layout.record_count()],
+            records_open: 0,
+            bytes_received: 0,
+            unscheduled,
+            granted: unscheduled,
+            grant_sent: unscheduled,
+            authenticated: false,
+        })
+    }
+
+    pub fn len(&self) -> u32 {
+        self.layout.wire_len()
+    }
+
+    /// Bytes charged against memory limits.
+    pub fn charge(&self) -> usize {
+        self.wire.len() + self.opened.len() + 64
+    }
+
+    /// `Some(remaining)` while bytes remain to be granted: the receiver's SRPT key.
+    pub fn grant_key(&self) -> Option<u32> {
+        (self.granted < self.len()).then(|| self.len() - self.bytes_received)
+    }
+
+    /// Scheduled (granted beyond unscheduled) bytes not yet received.
+    pub fn outstanding(&self) -> u32 {
+        let scheduled = self.unscheduled..self.granted.max(self.unscheduled);
+        let expected = scheduled.end - scheduled.start;
+        expected - self.received.covered_within(scheduled)
+    }
+
+    /// Missing ranges below the grant, at most `max` of them.
+    pub fn gaps(&self, max: usize) -> Vec<Range<u32>> {
+        self.received.gaps(self.granted, max)
+    }
+
+    /// Stores the packet's new bytes and opens every record they complete.
+    pub fn absorb(&mut self, key: &RecordKey, id: MessageId, data: &DataRepr<'_>) -> Absorbed {
+        if data.message_length != self.len() || data.record_size != self.layout.record_size() {
+            return Absorbed::Inconsistent;
+        }
+        // DataRepr::parse guarantees offset + payload length <= message length.
+        let range = data.offset..data.offset + data.payload.len() as u32;
+        let missing = self.received.missing_within(range.clone());
+        if missing.is_empty() {
+            return Absorbed::Duplicate;
+        }
+        // Copy only the bytes not held yet: bytes of opened records are plaintext now
+        // and must not be overwritten by (possibly forged) ciphertext.
+        for part in &missing {
+            let src = (part.start - range.start) as usize..(part.end - range.start) as usize;
+            self.wire[part.start as usize..part.end as usize].copy_from_slice(&data.payload[src]);
+            self.bytes_received += part.end - part.start;
+        }
+        self.received.insert(range.clone());
+        let first = self.layout.record_containing(range.start as usize);
+        let last = self.layout.record_containing(range.end as usize - 1);
+        let mut outcome = Absorbed::Progress;
+        for index in first..=last {
+            if self.opened[index] {
+                continue;
+            }
+            let record = self.layout.record_range(index);
+            let record = record.start as u32..record.end as u32;
+            if !self.received.contains(record.clone()) {
+                continue;
+            }
+            match open_message_record(key, id, &self.layout, index, &mut self.wire) {
+                Ok(()) => {
+                    self.opened[index] = true;
+                    self.records_open += 1;
+                    if index == 0 {
+                        self.authenticated = true;
+                    }
+                }
+                Err(MessageError::PrologueMismatch { .. }) => return Absorbed::Forged,
+                Err(_) => {
+                    // Drop the record's bytes; the receiver asks for them again.
+                    self.bytes_received -= record.end - record.start;
+                    self.received.remove(record);
+                    outcome = Absorbed::RecordRejected;
+                }
+            }
+        }
+        if self.records_open == self.layout.record_count() {
+            return Absorbed::Complete;
+        }
+        outcome
+    }
+
+    /// The payload of a complete message.
+    pub fn into_payload(self) -> Vec<u8> {
+        debug_assert_eq!(self.records_open, self.layout.record_count());
+        compact_payload(&self.layout, self.wire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{seal_message, CipherSuite};
+
+    fn key() -> RecordKey {
+        RecordKey::new(CipherSuite::Aes128GcmSha256, &[1; 16], &[2; 12]).unwrap()
+    }
+
+    fn packets(wire: &[u8], layout: &MessageLayout, size: usize) -> Vec<(u32, Vec<u8>)> {
+        let _ = layout;
+        wire.chunks(size).enumerate().map(|(i, c)| ((i * size) as u32, c.to_vec())).collect()
+    }
+
+    fn data<'a>(layout: &MessageLayout, offset: u32, payload: &'a [u8]) -> DataRepr<'a> {
+        DataRepr {
+            message_length: layout.wire_len(),
+            offset,
+            unscheduled: layout.wire_len(),
+            record_size: layout.record_size(),
+            priority: 0,
+            payload,
+        }
+    }
+
+    #[test]
+    fn reassembles_packets_in_reverse_order_with_duplicates() {
+        let id = MessageId::new(77).unwrap();
+        let payload: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
+        let wire = seal_message(&key(), id, &payload, 4096).unwrap();
+        let layout = MessageLayout::for_payload(payload.len(), 4096).unwrap();
+        let pkts = packets(&wire, &layout, 1400);
+        let mut msg = IncomingMessage::new(&data(&layout, 0, &pkts[0].1)).unwrap();
+        let mut last = Absorbed::Progress;
+        for (offset, bytes) in pkts.iter().rev() {
+            last = msg.absorb(&key(), id, &data(&layout, *offset, bytes));
+            // A duplicate of every packet changes nothing, even after records opened.
+            assert_eq!(msg.absorb(&key(), id, &data(&layout, *offset, bytes)), Absorbed::Duplicate);
+        }
+        assert_eq!(last, Absorbed::Complete);
+        assert_eq!(msg.into_payload(), payload);
+    }
+
+    #[test]
+    fn corrupted_record_is_dropped_and_can_be_received_again() {
+        let id = MessageId::new(3).unwrap();
+        let payload = vec![9u8; 3000];
+        let wire = seal_message(&key(), id, &payload, 1000).unwrap();
+        let layout = MessageLayout::for_payload(payload.len(), 1000).unwrap();
+        let mut msg = IncomingMessage::new(&data(&layout, 0, &wire[..10])).unwrap();
+        let mut bad = wire.clone();
+        bad[1100] ^= 1; // inside record 1
+        assert_eq!(msg.absorb(&key(), id, &data(&layout, 0, &bad)), Absorbed::RecordRejected);
+        assert!(!msg.gaps(10).is_empty());
+        assert_eq!(msg.absorb(&key(), id, &data(&layout, 0, &wire)), Absorbed::Complete);
+        assert_eq!(msg.into_payload(), payload);
+    }
+
+    #[test]
+    fn forged_length_is_detected_by_the_prologue() {
+        let id = MessageId::new(3).unwrap();
+        let payload = vec![5u8; 3000];
+        let wire = seal_message(&key(), id, &payload, 1000).unwrap();
+        let layout = MessageLayout::for_payload(payload.len(), 1000).unwrap();
+        // The attacker claims the message ends after two records.
+        let forged = MessageLayout::from_wire(layout.record_range(1).end as u32, 1000).unwrap();
+        let cut = &wire[..forged.wire_len() as usize];
+        let mut msg = IncomingMessage::new(&data(&forged, 0, cut)).unwrap();
+        assert_eq!(msg.absorb(&key(), id, &data(&forged, 0, cut)), Absorbed::Forged);
+    }
+
+    #[test]
+    fn grant_accounting_counts_only_scheduled_bytes() {
+        let id = MessageId::new(1).unwrap();
+        let payload = vec![0u8; 20_000];
+        let wire = seal_message(&key(), id, &payload, 16384).unwrap();
+        let layout = MessageLayout::for_payload(payload.len(), 16384).unwrap();
+        let mut first = data(&layout, 0, &wire[..1000]);
+        first.unscheduled = 5000;
+        let mut msg = IncomingMessage::new(&first).unwrap();
+        assert_eq!(msg.outstanding(), 0);
+        msg.granted = 9000;
+        assert_eq!(msg.outstanding(), 4000);
+        let mut pkt = data(&layout, 5000, &wire[5000..6000]);
+        pkt.unscheduled = 5000;
+        msg.absorb(&key(), id, &pkt);
+        assert_eq!(msg.outstanding(), 3000);
+        assert_eq!(msg.grant_key(), Some(layout.wire_len() - 1000));
+    }
+}

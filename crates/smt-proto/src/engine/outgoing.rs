@@ -1,0 +1,165 @@
+//! The sender's side of one message: its sealed wire image and what may be sent next.
+
+use core::ops::Range;
+
+use super::ranges::RangeSet;
+use crate::record::MessageLayout;
+
+/// A message being sent. The sealed wire image is kept until the peer has it, so
+/// every retransmission is byte-identical ciphertext (same record, same sequence
+/// number, same plaintext): a nonce is never reused with different data.
+#[derive(Debug)]
+pub(crate) struct OutgoingMessage {
+    pub layout: MessageLayout,
+    pub wire: Vec<u8>,
+    /// Bytes the receiver may receive without a grant, as announced in DATA headers.
+    pub unscheduled: u32,
+    /// The sender may transmit `[0, granted)`.
+    pub granted: u32,
+    /// First byte never transmitted.
+    pub next_offset: u32,
+    /// Ranges below `next_offset` the receiver asked for again.
+    pub resend: RangeSet,
+    /// Priority from the latest GRANT, echoed in DATA headers.
+    pub priority: u8,
+    /// Whether the next packets repeat bytes sent before (restart after RPC_UNKNOWN).
+    restarted_below: u32,
+}
+
+impl OutgoingMessage {
+    pub fn new(layout: MessageLayout, wire: Vec<u8>, unscheduled_bytes: u32) -> Self {
+        let len = layout.wire_len();
+        let unscheduled = unscheduled_bytes.min(len);
+        OutgoingMessage {
+            layout,
+            wire,
+            unscheduled,
+            granted: unscheduled,
+            next_offset: 0,
+            resend: RangeSet::default(),
+            priority: 0,
+            restarted_below: 0,
+        }
+    }
+
+    pub fn len(&self) -> u32 {
+        self.layout.wire_len()
+    }
+
+    /// Bytes never sent: the sender's SRPT key.
+    pub fn remaining(&self) -> u32 {
+        self.len() - self.next_offset
+    }
+
+    /// `Some(remaining)` while there is something to transmit now.
+    pub fn ready_key(&self) -> Option<u32> {
+        (!self.resend.is_empty() || self.next_offset < self.granted).then(|| self.remaining())
+    }
+
+    /// Raises the grant (grants only grow).
+    pub fn grant(&mut self, offset: u32, priority: u8) {
+        let offset = offset.min(self.len());
+        if offset > self.granted {
+            self.granted = offset;
+        }
+        self.priority = priority;
+    }
+
+    /// Queues `range` for retransmission; bytes not yet sent need no queueing.
+    pub fn request_resend(&mut self, range: Range<u32>) {
+        let end = range.end.min(self.next_offset);
+        if range.start < end {
+            self.resend.insert(range.start..end);
+        }
+    }
+
+    /// Starts over from byte 0 (the receiver lost all state for the message).
+    pub fn restart(&mut self) {
+        self.restarted_below = self.restarted_below.max(self.next_offset);
+        self.next_offset = 0;
+        self.granted = self.unscheduled;
+        self.resend = RangeSet::default();
+    }
+
+    /// The next range to put in a DATA packet, and whether it is a retransmission.
+    pub fn next_packet(&mut self, max_payload: usize) -> Option<(Range<u32>, bool)> {
+        let max = max_payload as u32;
+        if let Some(range) = self.resend.pop_front(max) {
+            return Some((range, true));
+        }
+        if self.next_offset < self.granted {
+            let start = self.next_offset;
+            let end = self.granted.min(start.saturating_add(max));
+            self.next_offset = end;
+            return Some((start..end, start < self.restarted_below));
+        }
+        None
+    }
+
+    /// Bytes of the next packet without taking it (to group equal sizes for GSO).
+    pub fn peek_packet_len(&self, max_payload: usize) -> Option<usize> {
+        let max = max_payload as u32;
+        if let Some(r) = self.resend.first() {
+            return Some((r.end - r.start).min(max.max(1)) as usize);
+        }
+        (self.next_offset < self.granted).then(|| {
+            (self.granted.min(self.next_offset.saturating_add(max)) - self.next_offset) as usize
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(payload: usize) -> OutgoingMessage {
+        let layout = MessageLayout::for_payload(payload, 16384).unwrap();
+        let wire = vec![0; layout.wire_len() as usize];
+        OutgoingMessage::new(layout, wire, 3000)
+    }
+
+    #[test]
+    fn sends_unscheduled_then_waits_for_grants() {
+        let mut m = message(10_000);
+        assert_eq!(m.next_packet(1400), Some((0..1400, false)));
+        assert_eq!(m.next_packet(1400), Some((1400..2800, false)));
+        assert_eq!(m.next_packet(1400), Some((2800..3000, false)));
+        assert_eq!(m.next_packet(1400), None);
+        assert_eq!(m.ready_key(), None);
+        m.grant(5000, 1);
+        assert_eq!(m.ready_key(), Some(m.len() - 3000));
+        assert_eq!(m.next_packet(1400), Some((3000..4400, false)));
+    }
+
+    #[test]
+    fn resend_goes_first_and_is_flagged() {
+        let mut m = message(10_000);
+        while m.next_packet(1400).is_some() {}
+        m.request_resend(100..200);
+        m.request_resend(9000..9100); // never sent: nothing to queue
+        assert_eq!(m.next_packet(1400), Some((100..200, true)));
+        assert_eq!(m.next_packet(1400), None);
+    }
+
+    #[test]
+    fn restart_resends_from_zero_as_retransmission() {
+        let mut m = message(100);
+        let (first, rtx) = m.next_packet(1400).unwrap();
+        assert!(!rtx);
+        m.restart();
+        assert_eq!(m.next_packet(1400), Some((first, true)));
+    }
+
+    #[test]
+    fn peek_matches_next() {
+        let mut m = message(10_000);
+        m.grant(u32::MAX, 0);
+        m.next_packet(1000);
+        m.request_resend(10..20);
+        for _ in 0..20 {
+            let peek = m.peek_packet_len(1400);
+            let next = m.next_packet(1400).map(|(r, _)| (r.end - r.start) as usize);
+            assert_eq!(peek, next);
+        }
+    }
+}

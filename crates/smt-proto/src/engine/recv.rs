@@ -1,0 +1,369 @@
+//! The receive path: one datagram in, state changes and queued replies out.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use tracing::trace;
+
+use super::endpoint::{snap_in, snap_out, Core, Endpoint};
+use super::event::{Event, Role, RpcError, SessionHandle};
+use super::incoming::{Absorbed, IncomingMessage};
+use super::replay::ReplayVerdict;
+use super::session::{Rpc, Session};
+use crate::wire::{
+    AckRepr, Body, DataRepr, Flags, GrantRepr, HeaderRepr, MessageId, PacketRepr, ResendRepr,
+};
+
+/// Replies to packets for unknown sessions are limited to this many per tick, so the
+/// endpoint cannot be used to flood a spoofed address (replies are never larger than
+/// the packets that caused them, so there is no amplification either).
+const UNKNOWN_SESSION_REPLIES_PER_TICK: u32 = 64;
+
+impl Endpoint {
+    /// Processes one received datagram from `from` (for native IP mode, the peer's IP
+    /// with the SMT source port). Never panics, whatever the bytes.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.core.stats.datagrams_received += 1;
+        let packet = match PacketRepr::parse(datagram) {
+            Ok(p) => p,
+            Err(error) => {
+                self.core.stats.malformed += 1;
+                trace!(%from, %error, "dropping malformed datagram");
+                return;
+            }
+        };
+        trace!(%from, %packet, "recv");
+        let header = packet.header;
+        if header.dst_port != self.core.local_port {
+            self.core.stats.misdirected += 1;
+            return;
+        }
+        let role =
+            if header.flags.contains(Flags::FROM_INITIATOR) { Role::Server } else { Role::Client };
+        if let Body::Handshake(hs) = packet.body {
+            self.handle_handshake_packet(now, from, &header, role, &hs);
+            return;
+        }
+        let Some(&handle) = self.by_key.get(&(from, header.session_id, role)) else {
+            self.core.stats.unknown_session += 1;
+            self.reply_session_unknown(now, from, &header);
+            return;
+        };
+        let id = header.message_id;
+        let Some(session) = self.sessions.get_mut(&handle) else { return };
+        let core = &mut self.core;
+        match packet.body {
+            Body::Data(data) => {
+                on_data(core, session, now, id, &data);
+                self.schedule_grants();
+            }
+            Body::Grant(grant) => on_grant(core, session, now, id, &grant),
+            Body::Resend(resend) => on_resend(core, session, now, id, &resend),
+            Body::RpcUnknown => on_rpc_unknown(core, session, now, id),
+            Body::Busy => {
+                if let Some(rpc) = session.rpcs.get_mut(&id) {
+                    rpc.last_heard = now;
+                }
+            }
+            Body::NeedAck => on_need_ack(core, session, id),
+            Body::Ack(ack) => on_ack(core, session, &ack),
+            Body::SessionUnknown => self.end_session(handle, RpcError::PeerReset),
+            Body::Close => self.end_session(handle, RpcError::PeerClosed),
+            Body::Handshake(_) => {}
+        }
+        self.ensure_tick(now);
+    }
+
+    fn end_session(&mut self, handle: SessionHandle, reason: RpcError) {
+        let Some(mut session) = self.sessions.remove(&handle) else { return };
+        self.by_key.remove(&(session.peer, session.session_id, session.role));
+        self.core.fail_session(&mut session, reason);
+    }
+
+    fn reply_session_unknown(&mut self, now: Instant, to: SocketAddr, header: &HeaderRepr) {
+        use crate::wire::PacketType::*;
+        if !matches!(header.packet_type, Data | Grant | Resend | NeedAck | Ack | Busy) {
+            return; // never answer SESSION_UNKNOWN/CLOSE/RPC_UNKNOWN: no reply loops
+        }
+        let window_over =
+            self.core.unknown_reply_window.is_none_or(|start| now >= start + self.core.config.tick);
+        if window_over {
+            self.core.unknown_reply_window = Some(now);
+            self.core.unknown_replies = 0;
+        }
+        if self.core.unknown_replies >= UNKNOWN_SESSION_REPLIES_PER_TICK {
+            return;
+        }
+        self.core.unknown_replies += 1;
+        let mut flags = Flags::empty();
+        // We answer as the other side of the session the packet claimed.
+        flags.set(Flags::FROM_INITIATOR, !header.flags.contains(Flags::FROM_INITIATOR));
+        let reply = PacketRepr {
+            header: HeaderRepr {
+                src_port: header.dst_port,
+                dst_port: header.src_port,
+                packet_type: SessionUnknown,
+                flags,
+                session_id: header.session_id,
+                message_id: MessageId::default(),
+            },
+            body: Body::SessionUnknown,
+        };
+        self.core.control.push_back((to, reply.to_vec()));
+    }
+}
+
+fn on_data(
+    core: &mut Core,
+    session: &mut Session,
+    now: Instant,
+    id: MessageId,
+    data: &DataRepr<'_>,
+) {
+    match session.rpcs.get_mut(&id) {
+        Some(rpc) => {
+            rpc.last_heard = now;
+            if rpc.inc.is_none() {
+                match session.role {
+                    // Request bytes for a request already delivered: a retransmission
+                    // or a replay; either way it never runs twice.
+                    Role::Server => {
+                        core.stats.duplicate_packets += 1;
+                        return;
+                    }
+                    Role::Client => {
+                        if !start_incoming(core, session, id, data) {
+                            return;
+                        }
+                        // The server has the whole request: stop keeping it.
+                        core.drop_outgoing(session, id);
+                    }
+                }
+            }
+        }
+        None => {
+            if session.role == Role::Client {
+                // A response for no outstanding RPC: finished, failed, or forged.
+                core.stats.unknown_rpc += 1;
+                return;
+            }
+            let verdict =
+                session.replay.as_ref().map_or(ReplayVerdict::TooOld, |w| w.check(id.get()));
+            if verdict != ReplayVerdict::Fresh {
+                core.stats.replays_rejected += 1;
+                return;
+            }
+            session.rpcs.insert(id, Rpc::new(now));
+            core.rpc_count += 1;
+            if !start_incoming(core, session, id, data) {
+                core.remove_rpc(session, id);
+                return;
+            }
+        }
+    }
+    absorb(core, session, now, id, data);
+}
+
+/// Creates the incoming message for `id` from its first packet. False if refused.
+fn start_incoming(
+    core: &mut Core,
+    session: &mut Session,
+    id: MessageId,
+    data: &DataRepr<'_>,
+) -> bool {
+    let Some(inc) = IncomingMessage::new(data) else {
+        core.stats.malformed += 1;
+        return false;
+    };
+    let max = core.config.max_message_len;
+    if inc.layout.payload_len() > max {
+        if session.role == Role::Client {
+            // Our own RPC: fail it clearly rather than wait for a timeout.
+            let len = inc.layout.payload_len();
+            core.remove_rpc(session, id);
+            core.events.push_back(Event::RpcFailed {
+                session: session.handle,
+                id,
+                error: RpcError::ResponseTooLarge { len, max },
+            });
+        } else {
+            core.stats.admission_refused += 1;
+        }
+        return false;
+    }
+    let Some(inc) = core.admit_incoming(session, inc) else { return false };
+    core.attach_incoming(session, id, inc);
+    true
+}
+
+fn absorb(
+    core: &mut Core,
+    session: &mut Session,
+    now: Instant,
+    id: MessageId,
+    data: &DataRepr<'_>,
+) {
+    let h = session.handle;
+    let Some(rpc) = session.rpcs.get_mut(&id) else { return };
+    let Some(inc) = rpc.inc.as_mut() else { return };
+    let before = snap_in(Some(inc));
+    let outcome = inc.absorb(&session.rx, id, data);
+    let authenticated = inc.authenticated;
+    core.track_in(h, id, before, snap_in(Some(inc)));
+    match outcome {
+        Absorbed::Progress => {}
+        Absorbed::Duplicate => core.stats.duplicate_packets += 1,
+        Absorbed::RecordRejected => core.stats.auth_failures += 1,
+        Absorbed::Inconsistent => {
+            // Two different layouts claim this ID. Until record 0 authenticates we
+            // cannot tell which is genuine, so the newest wins; after that, the
+            // authenticated layout stays and the packet is dropped.
+            core.stats.malformed += 1;
+            if !authenticated {
+                core.drop_incoming(session, id);
+                if start_incoming(core, session, id, data) {
+                    absorb(core, session, now, id, data);
+                } else if session.role == Role::Server {
+                    core.remove_rpc(session, id);
+                }
+            }
+        }
+        Absorbed::Forged => {
+            core.stats.auth_failures += 1;
+            core.drop_incoming(session, id);
+            if session.role == Role::Server {
+                core.remove_rpc(session, id);
+            }
+        }
+        Absorbed::Complete => complete(core, session, id),
+    }
+}
+
+fn complete(core: &mut Core, session: &mut Session, id: MessageId) {
+    let h = session.handle;
+    let Some(rpc) = session.rpcs.get_mut(&id) else { return };
+    let Some(inc) = rpc.inc.take() else { return };
+    // Undo the accounting by hand: drop_incoming needs the message still attached.
+    core.track_in(h, id, snap_in(Some(&inc)), (None, 0));
+    core.incoming_bytes -= inc.charge();
+    core.incoming_messages -= 1;
+    session.incoming_bytes -= inc.charge();
+    session.incoming_messages -= 1;
+    let payload = inc.into_payload();
+    match session.role {
+        Role::Server => {
+            if let Some(window) = session.replay.as_mut() {
+                window.mark(id.get());
+            }
+            rpc.in_service = true;
+            core.stats.requests_delivered += 1;
+            core.events.push_back(Event::Request { session: h, id, payload });
+        }
+        Role::Client => {
+            core.remove_rpc(session, id);
+            core.stats.responses_delivered += 1;
+            core.events.push_back(Event::Response { session: h, id, payload });
+            session.pending_acks.push(id);
+            core.acks_pending.insert(h);
+        }
+    }
+}
+
+fn on_grant(
+    core: &mut Core,
+    session: &mut Session,
+    now: Instant,
+    id: MessageId,
+    grant: &GrantRepr,
+) {
+    let h = session.handle;
+    let Some(rpc) = session.rpcs.get_mut(&id) else {
+        core.stats.unknown_rpc += 1;
+        return;
+    };
+    rpc.last_heard = now;
+    if let Some(out) = rpc.out.as_mut() {
+        let before = snap_out(Some(out));
+        out.grant(grant.offset, grant.priority);
+        core.track_out(h, id, before, snap_out(Some(out)));
+    }
+}
+
+fn on_resend(
+    core: &mut Core,
+    session: &mut Session,
+    now: Instant,
+    id: MessageId,
+    resend: &ResendRepr,
+) {
+    let h = session.handle;
+    let Some(rpc) = session.rpcs.get_mut(&id) else {
+        // We hold nothing for this RPC: tell the peer, so it restarts or gives up.
+        core.stats.unknown_rpc += 1;
+        core.send_control(session, id, Body::RpcUnknown);
+        return;
+    };
+    rpc.last_heard = now;
+    match rpc.out.as_mut() {
+        Some(out) => {
+            let before = snap_out(Some(out));
+            // A RESEND implies a grant up to its end (Homa): it also recovers lost GRANTs.
+            out.grant(resend.offset + resend.length, resend.priority);
+            out.request_resend(resend.offset..resend.offset + resend.length);
+            core.track_out(h, id, before, snap_out(Some(out)));
+        }
+        None if session.role == Role::Server => {
+            // Still receiving the request or waiting for the application.
+            core.send_control(session, id, Body::Busy);
+        }
+        None => {}
+    }
+}
+
+fn on_rpc_unknown(core: &mut Core, session: &mut Session, now: Instant, id: MessageId) {
+    let h = session.handle;
+    let Some(rpc) = session.rpcs.get_mut(&id) else { return };
+    match session.role {
+        Role::Client => {
+            // The server lost (or never got) the request: send it again from byte 0,
+            // byte-identical. Harmless if forged: the server runs a request only once.
+            if rpc.inc.is_none() {
+                if let Some(out) = rpc.out.as_mut() {
+                    rpc.last_heard = now;
+                    let before = snap_out(Some(out));
+                    out.restart();
+                    core.track_out(h, id, before, snap_out(Some(out)));
+                }
+            }
+        }
+        Role::Server => {
+            // The client no longer wants the response.
+            if rpc.out.is_some() {
+                core.remove_rpc(session, id);
+            }
+        }
+    }
+}
+
+fn on_need_ack(core: &mut Core, session: &mut Session, id: MessageId) {
+    if session.role != Role::Client || session.rpcs.contains_key(&id) {
+        return; // still receiving: our own RESEND timer drives recovery
+    }
+    if !session.pending_acks.contains(&id) {
+        session.pending_acks.push(id);
+    }
+    core.acks_pending.insert(session.handle);
+}
+
+fn on_ack(core: &mut Core, session: &mut Session, ack: &AckRepr) {
+    if session.role != Role::Server {
+        return;
+    }
+    for &id in ack.ids() {
+        // Only responses can be acknowledged: an ACK never frees a request still in
+        // service, so a forged one cannot make the application's answer fail.
+        if session.rpcs.get(&id).is_some_and(|rpc| rpc.out.is_some()) {
+            core.remove_rpc(session, id);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! The transmit path: SRPT choice of the next message, GSO batches, GRANT scheduling.
+
+use std::time::Instant;
+
+use super::endpoint::{snap_in, snap_out, Endpoint, Transmit};
+use crate::wire::{
+    AckRepr, Body, DataRepr, GrantRepr, MessageId, PacketRepr, PacketType, MAX_ACKS_PER_PACKET,
+};
+
+/// Bytes of a DATA packet before its payload (common header + DATA body).
+pub const DATA_HEADER_LEN: usize = crate::wire::HEADER_LEN + 16;
+
+impl Endpoint {
+    /// Writes the next batch of datagrams into `buf` (cleared first). Control packets
+    /// go first, then acknowledgements, then DATA of the message with the fewest
+    /// remaining bytes.
+    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        buf.clear();
+        if let Some((destination, bytes)) = self.core.control.pop_front() {
+            buf.extend_from_slice(&bytes);
+            self.core.stats.datagrams_sent += 1;
+            return Some(Transmit { destination, size: buf.len(), segment_size: None });
+        }
+        while let Some(h) = self.core.acks_pending.pop_first() {
+            let Some(session) = self.sessions.get_mut(&h) else { continue };
+            if session.pending_acks.is_empty() {
+                continue;
+            }
+            let n = session.pending_acks.len().min(MAX_ACKS_PER_PACKET);
+            let ids: Vec<MessageId> = session.pending_acks.drain(..n).collect();
+            if !session.pending_acks.is_empty() {
+                self.core.acks_pending.insert(h);
+            }
+            // n <= MAX_ACKS_PER_PACKET, so AckRepr::new succeeds.
+            let Some(ack) = AckRepr::new(&ids) else { continue };
+            let packet = PacketRepr {
+                header: self.core.header(session, PacketType::Ack, MessageId::default()),
+                body: Body::Ack(ack),
+            };
+            buf.resize(packet.buffer_len(), 0);
+            packet.emit(buf);
+            self.core.stats.datagrams_sent += 1;
+            return Some(Transmit {
+                destination: session.peer,
+                size: buf.len(),
+                segment_size: None,
+            });
+        }
+        self.transmit_data(buf)
+    }
+
+    fn transmit_data(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+        let max_payload = self.core.config.max_packet_payload;
+        let max_segments = self.core.config.max_segments;
+        loop {
+            let &(_, h, id) = self.core.ready.first()?;
+            let session = self.sessions.get_mut(&h);
+            let out = session
+                .and_then(|s| s.rpcs.get_mut(&id).map(|r| (s.peer, s.role, s.session_id, r)));
+            let Some((peer, _, _, rpc)) = out else {
+                // Stale entry (cannot happen if bookkeeping is right); drop it.
+                let key = *self.core.ready.first()?;
+                self.core.ready.remove(&key);
+                continue;
+            };
+            let Some(out) = rpc.out.as_mut() else {
+                let key = *self.core.ready.first()?;
+                self.core.ready.remove(&key);
+                continue;
+            };
+            let before = snap_out(Some(out));
+            let session = &self.sessions[&h];
+            let mut header = self.core.header(session, PacketType::Data, id);
+            let rpc = self.sessions.get_mut(&h).and_then(|s| s.rpcs.get_mut(&id));
+            let Some(out) = rpc.and_then(|r| r.out.as_mut()) else { return None };
+            let mut segment: Option<usize> = None;
+            let mut count = 0;
+            while count < max_segments {
+                let Some(len) = out.peek_packet_len(max_payload) else { break };
+                let size = DATA_HEADER_LEN + len;
+                if segment.is_some_and(|s| size > s) {
+                    break;
+                }
+                let Some((range, retransmit)) = out.next_packet(max_payload) else { break };
+                header.flags.set(crate::wire::Flags::RETRANSMIT, retransmit);
+                let data = DataRepr {
+                    message_length: out.len(),
+                    offset: range.start,
+                    unscheduled: out.unscheduled,
+                    record_size: out.layout.record_size(),
+                    priority: out.priority,
+                    payload: &out.wire[range.start as usize..range.end as usize],
+                };
+                let packet = PacketRepr { header, body: Body::Data(data) };
+                let start = buf.len();
+                buf.resize(start + size, 0);
+                packet.emit(&mut buf[start..]);
+                count += 1;
+                match segment {
+                    None => segment = Some(size),
+                    // A shorter datagram may only be the last of a GSO batch.
+                    Some(s) if size < s => break,
+                    Some(_) => {}
+                }
+            }
+            let after = snap_out(Some(out));
+            self.core.track_out(h, id, before, after);
+            if count == 0 {
+                continue;
+            }
+            self.core.stats.datagrams_sent += count as u64;
+            return Some(Transmit {
+                destination: peer,
+                size: buf.len(),
+                segment_size: if count > 1 { segment } else { None },
+            });
+        }
+    }
+
+    /// Grants scheduled bytes: SRPT over all incoming messages of the endpoint, at
+    /// most `max_overcommit` at once, never more than `max_incoming` outstanding.
+    pub(crate) fn schedule_grants(&mut self) {
+        let c = &self.core.config;
+        let (overcommit, window, max_incoming) =
+            (c.max_overcommit, c.grant_window, u64::from(c.max_incoming));
+        let step = (window / 8).max(c.max_packet_payload as u32);
+        let top: Vec<_> = self.core.grantable.iter().take(overcommit).copied().collect();
+        for (rank, (_, h, id)) in top.into_iter().enumerate() {
+            if self.core.granted_unreceived >= max_incoming {
+                break;
+            }
+            let Some(session) = self.sessions.get_mut(&h) else { continue };
+            let Some(inc) = session.rpcs.get_mut(&id).and_then(|r| r.inc.as_mut()) else {
+                continue;
+            };
+            let target = inc.len().min(inc.bytes_received.saturating_add(window));
+            if target <= inc.granted {
+                continue;
+            }
+            let budget = max_incoming - self.core.granted_unreceived;
+            let new = u64::from(target).min(u64::from(inc.granted) + budget) as u32;
+            let before = snap_in(Some(inc));
+            inc.granted = new;
+            let after = snap_in(Some(inc));
+            let send = new == inc.len()
+                || new - inc.grant_sent >= step
+                || inc.bytes_received.saturating_add(step) >= inc.grant_sent;
+            let priority = (overcommit - rank).min(255) as u8;
+            if send {
+                inc.grant_sent = new;
+            }
+            self.core.track_in(h, id, before, after);
+            if send {
+                let session = &self.sessions[&h];
+                self.core.send_control(
+                    session,
+                    id,
+                    Body::Grant(GrantRepr { offset: new, priority }),
+                );
+                self.core.stats.grants_sent += 1;
+            }
+        }
+    }
+}

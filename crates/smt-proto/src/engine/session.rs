@@ -1,0 +1,93 @@
+//! Per-session and per-RPC state.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::event::{Role, SessionHandle};
+use super::incoming::IncomingMessage;
+use super::outgoing::OutgoingMessage;
+use super::replay::ReplayWindow;
+use crate::record::RecordKey;
+use crate::wire::MessageId;
+
+/// Keys and identity of a session, as installed after a handshake (in-band or not).
+#[derive(Debug)]
+pub struct SessionParams {
+    /// The peer's address (for native IP mode: its IP and SMT port).
+    pub peer: SocketAddr,
+    /// The session ID both sides agreed on (in-band: chosen by the client).
+    pub session_id: u64,
+    /// Which side this endpoint is.
+    pub role: Role,
+    /// Protects what this endpoint sends.
+    pub tx: RecordKey,
+    /// Opens what the peer sends.
+    pub rx: RecordKey,
+}
+
+/// One RPC. A client RPC holds the request until the response starts arriving and
+/// then the response; a server RPC holds the request until it is delivered, then
+/// waits for the application, then holds the response until the client acknowledges.
+#[derive(Debug)]
+pub(crate) struct Rpc {
+    pub out: Option<OutgoingMessage>,
+    pub inc: Option<IncomingMessage>,
+    /// Server: the request was delivered and no response was given yet.
+    pub in_service: bool,
+    /// Last time the peer sent anything about this RPC.
+    pub last_heard: Instant,
+    /// Last time we prodded the peer (RESEND, NEED_ACK, repeated GRANT).
+    pub last_prod: Instant,
+}
+
+impl Rpc {
+    pub fn new(now: Instant) -> Rpc {
+        Rpc { out: None, inc: None, in_service: false, last_heard: now, last_prod: now }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub handle: SessionHandle,
+    pub role: Role,
+    pub peer: SocketAddr,
+    pub session_id: u64,
+    pub tx: Arc<RecordKey>,
+    pub rx: Arc<RecordKey>,
+    pub rpcs: BTreeMap<MessageId, Rpc>,
+    /// Client: the next request ID (IDs start at 1 and are never reused).
+    pub next_id: u64,
+    /// Server: which request IDs already ran.
+    pub replay: Option<ReplayWindow>,
+    /// Client: responses received but not yet acknowledged to the server.
+    pub pending_acks: Vec<MessageId>,
+    pub incoming_messages: usize,
+    pub incoming_bytes: usize,
+}
+
+impl Session {
+    pub fn new(handle: SessionHandle, params: SessionParams) -> Session {
+        Session {
+            handle,
+            role: params.role,
+            peer: params.peer,
+            session_id: params.session_id,
+            tx: Arc::new(params.tx),
+            rx: Arc::new(params.rx),
+            rpcs: BTreeMap::new(),
+            next_id: 1,
+            replay: (params.role == Role::Server).then(ReplayWindow::default),
+            pending_acks: Vec::new(),
+            incoming_messages: 0,
+            incoming_bytes: 0,
+        }
+    }
+
+    /// Fixed memory cost of a session, excluding its messages.
+    pub fn overhead(&self) -> usize {
+        let window = if self.replay.is_some() { ReplayWindow::MEMORY } else { 0 };
+        core::mem::size_of::<Session>() + window + self.rpcs.len() * core::mem::size_of::<Rpc>()
+    }
+}

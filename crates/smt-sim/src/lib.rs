@@ -1,0 +1,10 @@
+//! A deterministic simulated network with virtual time, for driving SMT's sans-IO
+//! engine at scale without sockets: many hosts, per-link delay, bandwidth, loss,
+//! duplication and reordering, all drawn from one seed. The same seed gives the same
+//! trace, byte for byte.
+#![forbid(unsafe_code)]
+
+pub mod network;
+pub mod workload;
+
+pub use network::{HostId, LinkConfig, Network, TraceEvent};

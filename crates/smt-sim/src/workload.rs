@@ -1,0 +1,1 @@
+//! Placeholder: the workload generator is being written.
