@@ -703,21 +703,32 @@ fn record_zero_with_a_forged_prologue_is_a_prologue_mismatch() {
 
 #[test]
 fn open_message_record_with_an_out_of_range_index_is_an_error() {
-    let data = payload(100, 26);
+    // Layouts of 4 records: 120 payload bytes (4 full 32-byte records) and 100 (last
+    // record 12 bytes). Buffers: the message itself, and a longer one whose bytes
+    // after the layout hold a genuine record 4 (of a 5-record message with the same
+    // ID), which an out-of-range index must not open either.
     let k = c2s(CipherSuite::Aes128GcmSha256);
     let mid = id(19);
-    let wire = seal_message(&k, mid, &data, 32).unwrap();
-    let layout = layout_of(&wire, 32);
-    assert_eq!(layout.record_count(), 4);
-    for index in [4usize, 5, 100, 0xffff, 0x1_0000, 0x1_0001, usize::MAX / 2, usize::MAX] {
-        let mut buf = wire.clone();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            open_message_record(&k, mid, &layout, index, &mut buf)
-        }));
-        match result {
-            Ok(Err(_)) => {}
-            Ok(Ok(())) => panic!("index {index}: out-of-range record opened"),
-            Err(_) => panic!("index {index}: open_message_record panicked"),
+    let longer = seal_message(&k, mid, &payload(152, 26), 32).unwrap();
+    assert_eq!(layout_of(&longer, 32).record_count(), 5);
+    let indices = [4usize, 5, 100, 0xffff, 0x1_0000, 0x1_0001, 1 << 63, usize::MAX / 2, usize::MAX];
+    for payload_len in [120, 100] {
+        let wire = seal_message(&k, mid, &payload(payload_len, 26), 32).unwrap();
+        let layout = layout_of(&wire, 32);
+        assert_eq!(layout.record_count(), 4);
+        for (name, buffer) in [("exact", &wire), ("longer", &longer)] {
+            for index in indices {
+                let mut buf = buffer.clone();
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    open_message_record(&k, mid, &layout, index, &mut buf)
+                }));
+                let what = format!("{payload_len}-byte layout, {name} buffer, index {index}");
+                match result {
+                    Ok(Err(_)) => {}
+                    Ok(Ok(())) => panic!("{what}: out-of-range record opened"),
+                    Err(_) => panic!("{what}: open_message_record panicked"),
+                }
+            }
         }
     }
 }
@@ -733,19 +744,13 @@ fn open_message_record_with_a_too_short_wire_buffer_is_an_error() {
         for index in 0..layout.record_count() {
             let mut buf = wire[..len].to_vec();
             let result = open_message_record(&k, mid, &layout, index, &mut buf);
-            if layout.record_range(index).end > len {
-                assert_eq!(
-                    result,
-                    Err(MessageError::InvalidLayout {
-                        wire_len: layout.wire_len(),
-                        record_size: 32
-                    }),
-                    "{len} bytes, record {index}"
-                );
-            } else {
-                // The record's bytes are all there: it opens.
-                assert_eq!(result, Ok(()), "{len} bytes, record {index}");
-            }
+            // Only the exact wire image is accepted: a shorter buffer is refused
+            // before any record is touched, even if the record's bytes are present.
+            assert_eq!(
+                result,
+                Err(MessageError::InvalidLayout { wire_len: layout.wire_len(), record_size: 32 }),
+                "{len} bytes, record {index}"
+            );
         }
     }
 }
@@ -753,17 +758,57 @@ fn open_message_record_with_a_too_short_wire_buffer_is_an_error() {
 #[test]
 fn open_message_record_with_a_foreign_layout_never_panics() {
     // A layout that does not belong to the buffer (e.g. from a forged header) must
-    // give errors, never panics, for every record index it describes.
+    // give errors, never panics, for every record index it describes. Record 0 can
+    // never open under a foreign layout: its header length or prologue differs.
     let data = payload(100, 28);
     let k = c2s(CipherSuite::Aes128GcmSha256);
     let mid = id(21);
     let wire = seal_message(&k, mid, &data, 32).unwrap();
-    for (payload_len, record_size) in [(0usize, 1usize), (50, 7), (200, 32), (1000, 3), (5, 16384)]
+    let genuine = layout_of(&wire, 32);
+    // Record sizes below the prologue length describe no message at all.
+    for (payload_len, record_size) in [(0usize, 1usize), (50, 7), (1000, 3), (200_000, 4)] {
+        assert_eq!(MessageLayout::for_payload(payload_len, record_size), None);
+    }
+    for (payload_len, record_size) in
+        [(56usize, 32usize), (200, 32), (5, 16384), (2000, 8), (90, 33)]
     {
         let layout = MessageLayout::for_payload(payload_len, record_size).unwrap();
+        assert_ne!(layout, genuine);
         for index in 0..layout.record_count() {
             let mut buf = wire.clone();
-            assert!(open_message_record(&k, mid, &layout, index, &mut buf).is_err());
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                open_message_record(&k, mid, &layout, index, &mut buf)
+            }));
+            let what = format!("layout {payload_len}/{record_size}, record {index}");
+            let result = result.unwrap_or_else(|_| panic!("{what}: panicked"));
+            if index == 0 {
+                assert!(result.is_err(), "{what}: opened");
+            }
+        }
+    }
+}
+
+#[test]
+fn record_sizes_below_the_prologue_length_seal_and_open_or_are_refused() {
+    // The DATA header accepts any record size in 1..=16384. A record size smaller
+    // than the 8-byte prologue must either work or be refused with an error.
+    let k = c2s(CipherSuite::Aes128GcmSha256);
+    let mid = id(22);
+    for record_size in 1..=PROLOGUE_LEN + 1 {
+        for len in [0usize, 1, 7, 8, 9, 100] {
+            let data = payload(len, 29);
+            let what = format!("{len} bytes in {record_size}-byte records");
+            let sealed = std::panic::catch_unwind(|| seal_message(&k, mid, &data, record_size))
+                .unwrap_or_else(|_| panic!("{what}: seal_message panicked"));
+            match sealed {
+                Ok(wire) => {
+                    let opened = open_message(&k, mid, wire, record_size as u16);
+                    assert_eq!(opened.as_deref(), Ok(&data[..]), "{what}");
+                }
+                Err(error) => {
+                    assert!(matches!(error, MessageError::TooLarge { .. }), "{what}: {error:?}")
+                }
+            }
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct Config {
     pub max_incoming_bytes_per_session: usize,
     /// Most bytes of incoming wire images buffered by the endpoint in total.
     pub max_incoming_bytes_total: usize,
+    /// Most server-side handshakes in progress at once (handshake-flood bound).
+    pub max_pending_handshakes: usize,
+    /// A handshake not finished after this long fails.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -67,6 +71,8 @@ impl Default for Config {
             max_incoming_messages_per_session: 4096,
             max_incoming_bytes_per_session: 512 << 20,
             max_incoming_bytes_total: 2 << 30,
+            max_pending_handshakes: 1024,
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -75,8 +81,10 @@ impl Config {
     /// Checks that the values are consistent; `Endpoint::new` calls this.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |what: &'static str| Err(ConfigError(what));
-        if self.record_size == 0 || self.record_size > crate::record::MAX_PLAINTEXT_LEN {
-            return fail("record_size must be in 1..=16384");
+        if !(crate::record::MIN_RECORD_SIZE..=crate::record::MAX_PLAINTEXT_LEN)
+            .contains(&self.record_size)
+        {
+            return fail("record_size must be in 8..=16384");
         }
         if self.max_packet_payload < 64 || self.max_packet_payload > 65_000 {
             return fail("max_packet_payload must be in 64..=65000");

@@ -26,10 +26,12 @@ use super::config::{Config, ConfigError};
 use super::event::{
     CallError, Event, InstallError, MemoryUsage, Role, RpcError, SessionHandle, Stats,
 };
+use super::handshake::{Handshake, HandshakeKey};
 use super::incoming::IncomingMessage;
 use super::outgoing::OutgoingMessage;
 use super::replay::REPLAY_WINDOW;
 use super::session::{Rpc, Session, SessionParams};
+use super::tls::TlsAcceptor;
 use crate::record::{seal_message, MessageLayout};
 use crate::wire::{Body, Flags, HeaderRepr, MessageId, PacketRepr, PacketType};
 
@@ -215,13 +217,26 @@ impl Core {
 }
 
 /// The sans-IO SMT endpoint. See the module documentation for the call order.
-#[derive(Debug)]
 pub struct Endpoint {
     pub(crate) sessions: BTreeMap<SessionHandle, Session>,
     pub(crate) by_key: BTreeMap<(SocketAddr, u64, Role), SessionHandle>,
     next_handle: u64,
     pub(crate) core: Core,
     pub(crate) next_tick: Option<Instant>,
+    pub(crate) acceptor: Option<Box<dyn TlsAcceptor>>,
+    pub(crate) handshakes: BTreeMap<HandshakeKey, Handshake>,
+    pub(crate) peer_certs: BTreeMap<SessionHandle, Vec<Vec<u8>>>,
+}
+
+impl core::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("local_port", &self.core.local_port)
+            .field("sessions", &self.sessions.len())
+            .field("handshakes", &self.handshakes.len())
+            .field("stats", &self.core.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Endpoint {
@@ -250,6 +265,9 @@ impl Endpoint {
                 rpc_count: 0,
             },
             next_tick: None,
+            acceptor: None,
+            handshakes: BTreeMap::new(),
+            peer_certs: BTreeMap::new(),
         })
     }
 
@@ -269,6 +287,22 @@ impl Endpoint {
         &mut self,
         params: SessionParams,
     ) -> Result<SessionHandle, InstallError> {
+        let handle = self.allocate_handle();
+        self.install_with_handle(handle, params)?;
+        Ok(handle)
+    }
+
+    pub(crate) fn allocate_handle(&mut self) -> SessionHandle {
+        let handle = SessionHandle(self.next_handle);
+        self.next_handle += 1;
+        handle
+    }
+
+    pub(crate) fn install_with_handle(
+        &mut self,
+        handle: SessionHandle,
+        params: SessionParams,
+    ) -> Result<(), InstallError> {
         let key = (params.peer, params.session_id, params.role);
         if self.by_key.contains_key(&key) {
             return Err(InstallError::Duplicate);
@@ -276,11 +310,9 @@ impl Endpoint {
         if self.sessions.len() >= self.core.config.max_sessions {
             return Err(InstallError::TooManySessions(self.core.config.max_sessions));
         }
-        let handle = SessionHandle(self.next_handle);
-        self.next_handle += 1;
         self.by_key.insert(key, handle);
         self.sessions.insert(handle, Session::new(handle, params));
-        Ok(handle)
+        Ok(())
     }
 
     /// The peer address and role of a session.
@@ -379,6 +411,7 @@ impl Endpoint {
     pub fn close_session(&mut self, _now: Instant, session: SessionHandle) {
         let Some(mut s) = self.sessions.remove(&session) else { return };
         self.by_key.remove(&(s.peer, s.session_id, s.role));
+        self.peer_certs.remove(&session);
         self.core.send_control(&s, MessageId::default(), Body::Close);
         self.core.fail_session(&mut s, RpcError::LocallyClosed);
     }
@@ -437,9 +470,10 @@ impl Endpoint {
     }
 
     pub(crate) fn ensure_tick(&mut self, now: Instant) {
-        if self.next_tick.is_none()
-            && (self.core.rpc_count > 0 || !self.core.acks_pending.is_empty())
-        {
+        let busy = self.core.rpc_count > 0
+            || !self.core.acks_pending.is_empty()
+            || !self.handshakes.is_empty();
+        if self.next_tick.is_none() && busy {
             self.next_tick = Some(now + self.core.config.tick);
         }
     }

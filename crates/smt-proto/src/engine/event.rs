@@ -110,6 +110,8 @@ pub struct Stats {
     pub rpc_timeouts: u64,
     pub sessions_accepted: u64,
     pub handshakes_failed: u64,
+    /// ClientHellos dropped because `max_pending_handshakes` were in progress.
+    pub handshakes_refused: u64,
 }
 
 /// A snapshot of what the endpoint holds in memory.

@@ -1,21 +1,460 @@
-//! In-band handshake packets. (Filled in with the TLS handshake driver.)
+//! The in-band handshake: a reliable byte stream per direction over HANDSHAKE packets.
+//!
+//! The client sends its stream from offset 0 (the ClientHello record first), padding
+//! its first datagram to [`MIN_FIRST_DATAGRAM`] bytes. Each side acknowledges the
+//! peer's contiguous bytes in every HANDSHAKE packet and retransmits its unacknowledged
+//! bytes after silence. Until the client has acknowledged something the server sent
+//! (proving it receives at its claimed address), the server sends at most
+//! [`AMPLIFICATION_FACTOR`] times the bytes it received, so a spoofed ClientHello
+//! cannot turn the server into an amplifier. Pending server handshakes are bounded by
+//! `max_pending_handshakes`; each ends after `handshake_timeout`.
+//!
+//! The client considers the session established when its TLS library does (after the
+//! server's Finished), and keeps retransmitting its last flight until the server
+//! acknowledges it. The server establishes when the client's Finished arrives.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, trace};
 
 use super::endpoint::Endpoint;
-use super::event::Role;
-use crate::wire::{HandshakeRepr, HeaderRepr};
+use super::event::{Event, Role, RpcError, SessionHandle};
+use super::session::SessionParams;
+use super::tls::{TlsAcceptor, TlsSession};
+use crate::wire::{Body, Flags, HandshakeRepr, HeaderRepr, MessageId, PacketRepr, PacketType};
+
+/// The client pads its first HANDSHAKE datagram to at least this many bytes.
+pub const MIN_FIRST_DATAGRAM: usize = 1200;
+/// An unvalidated client gets at most this many bytes per byte it sent.
+pub const AMPLIFICATION_FACTOR: usize = 3;
+/// Most out-of-order handshake bytes buffered per handshake.
+const MAX_REORDER_BYTES: usize = 64 * 1024;
+/// Most bytes of one direction's handshake stream (certificate chains included).
+const MAX_STREAM_BYTES: usize = 256 * 1024;
+
+pub(crate) struct Handshake {
+    pub handle: SessionHandle,
+    pub role: Role,
+    pub peer: SocketAddr,
+    pub session_id: u64,
+    tls: Box<dyn TlsSession>,
+    /// Everything we have to send, from stream offset 0.
+    send: Vec<u8>,
+    /// Peer has acknowledged `send[..acked]`.
+    acked: u32,
+    /// Peer's stream received contiguously.
+    recv_len: u32,
+    out_of_order: BTreeMap<u32, Vec<u8>>,
+    reorder_bytes: usize,
+    /// Datagram bytes received from and sent to the peer (amplification limit).
+    bytes_in: usize,
+    bytes_out: usize,
+    /// Whether the peer proved it receives our packets.
+    validated: bool,
+    /// Bytes of `send` transmitted at least once.
+    sent: u32,
+    pub started: Instant,
+    last_send: Instant,
+    rto: Duration,
+    /// The TLS handshake completed and the session is installed.
+    pub established: bool,
+    first_datagram_sent: bool,
+}
+
+impl core::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("role", &self.role)
+            .field("peer", &self.peer)
+            .field("established", &self.established)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) type HandshakeKey = (SocketAddr, u64, Role);
+
+impl Handshake {
+    fn new(
+        handle: SessionHandle,
+        role: Role,
+        peer: SocketAddr,
+        session_id: u64,
+        tls: Box<dyn TlsSession>,
+        now: Instant,
+        rto: Duration,
+    ) -> Handshake {
+        Handshake {
+            handle,
+            role,
+            peer,
+            session_id,
+            tls,
+            send: Vec::new(),
+            acked: 0,
+            recv_len: 0,
+            out_of_order: BTreeMap::new(),
+            reorder_bytes: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            validated: role == Role::Client,
+            sent: 0,
+            started: now,
+            last_send: now,
+            rto,
+            established: false,
+            first_datagram_sent: false,
+        }
+    }
+
+    fn key(&self) -> HandshakeKey {
+        (self.peer, self.session_id, self.role)
+    }
+
+    /// Takes new outgoing bytes from the TLS library.
+    fn pull(&mut self) {
+        self.tls.write_handshake(&mut self.send);
+    }
+
+    /// Accepts stream bytes at `offset`; feeds whatever became contiguous to TLS.
+    fn receive(&mut self, offset: u32, data: &[u8]) -> Result<(), String> {
+        let end = offset as usize + data.len();
+        if end > MAX_STREAM_BYTES {
+            return Err("handshake stream too long".into());
+        }
+        if end as u32 <= self.recv_len {
+            return Ok(()); // duplicate
+        }
+        if offset > self.recv_len {
+            if self.reorder_bytes + data.len() > MAX_REORDER_BYTES {
+                return Ok(()); // drop; it will be retransmitted
+            }
+            self.reorder_bytes += data.len();
+            self.out_of_order.insert(offset, data.to_vec());
+            return Ok(());
+        }
+        let skip = (self.recv_len - offset) as usize;
+        self.tls.read_handshake(&data[skip..]).map_err(|e| e.0)?;
+        self.recv_len = end as u32;
+        while let Some((&o, _)) = self.out_of_order.first_key_value() {
+            if o > self.recv_len {
+                break;
+            }
+            let (o, chunk) = self.out_of_order.pop_first().expect("first exists");
+            self.reorder_bytes -= chunk.len();
+            let end = o as usize + chunk.len();
+            if end as u32 > self.recv_len {
+                let skip = (self.recv_len - o) as usize;
+                self.tls.read_handshake(&chunk[skip..]).map_err(|e| e.0)?;
+                self.recv_len = end as u32;
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Endpoint {
+    /// Lets this endpoint accept in-band handshakes, creating server sessions.
+    pub fn set_acceptor(&mut self, acceptor: Box<dyn TlsAcceptor>) {
+        self.acceptor = Some(acceptor);
+    }
+
+    /// Starts a client handshake with `peer`. The session becomes usable when
+    /// [`Event::SessionEstablished`] arrives for the returned handle, or fails with
+    /// [`Event::SessionClosed`].
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        session_id: u64,
+        tls: Box<dyn TlsSession>,
+    ) -> SessionHandle {
+        let handle = self.allocate_handle();
+        let mut hs = Handshake::new(
+            handle,
+            Role::Client,
+            peer,
+            session_id,
+            tls,
+            now,
+            self.core.config.resend_after,
+        );
+        hs.pull();
+        let key = hs.key();
+        self.handshakes.insert(key, hs);
+        self.flush_handshake(now, key, false);
+        self.ensure_handshake_tick(now);
+        handle
+    }
+
+    /// Number of handshakes in progress (server and client).
+    pub fn pending_handshakes(&self) -> usize {
+        self.handshakes.values().filter(|h| !h.established).count()
+    }
+
+    /// The peer's certificate chain (DER) as presented in the handshake, if any.
+    pub fn peer_certificates(&self, session: SessionHandle) -> Option<&[Vec<u8>]> {
+        self.peer_certs.get(&session).map(Vec::as_slice)
+    }
+
     pub(crate) fn handle_handshake_packet(
         &mut self,
-        _now: Instant,
-        _from: SocketAddr,
-        _header: &HeaderRepr,
-        _role: Role,
-        _packet: &HandshakeRepr<'_>,
+        now: Instant,
+        from: SocketAddr,
+        header: &HeaderRepr,
+        role: Role,
+        packet: &HandshakeRepr<'_>,
     ) {
-        self.core.stats.unknown_session += 1;
+        let key = (from, header.session_id, role);
+        let datagram_len = crate::wire::HEADER_LEN + packet.data.len() + packet.padding_len + 12;
+        if !self.handshakes.contains_key(&key) {
+            if let Some(&handle) = self.by_key.get(&key) {
+                // Established and remnant gone: re-acknowledge so the peer stops.
+                let _ = handle;
+                self.ack_established(from, header, packet);
+                return;
+            }
+            if role != Role::Server || packet.stream_offset != 0 || packet.data.is_empty() {
+                self.core.stats.unknown_session += 1;
+                return;
+            }
+            let Some(acceptor) = self.acceptor.as_ref() else {
+                self.core.stats.unknown_session += 1;
+                return;
+            };
+            if datagram_len < MIN_FIRST_DATAGRAM {
+                self.core.stats.malformed += 1;
+                return; // an unpadded first flight could be an amplification probe
+            }
+            if self.pending_handshakes() >= self.core.config.max_pending_handshakes {
+                self.core.stats.handshakes_refused += 1;
+                return;
+            }
+            let tls = acceptor.start(from);
+            let handle = self.allocate_handle();
+            let hs = Handshake::new(
+                handle,
+                Role::Server,
+                from,
+                header.session_id,
+                tls,
+                now,
+                self.core.config.resend_after,
+            );
+            self.handshakes.insert(key, hs);
+            debug!(%from, session_id = header.session_id, "handshake started");
+        }
+        let Some(hs) = self.handshakes.get_mut(&key) else { return };
+        hs.bytes_in += datagram_len;
+        // Acknowledgement of our bytes: proves the peer receives at its address.
+        if packet.acknowledged > hs.acked && packet.acknowledged as usize <= hs.send.len() {
+            hs.acked = packet.acknowledged;
+            hs.validated = true;
+        }
+        if !packet.data.is_empty() {
+            if let Err(reason) = hs.receive(packet.stream_offset, packet.data) {
+                self.fail_handshake(now, key, reason);
+                return;
+            }
+        }
+        hs.pull();
+        let ack_needed = !packet.data.is_empty();
+        if !hs.established && !hs.tls.is_handshaking() {
+            self.establish(now, key);
+        }
+        let Some(hs) = self.handshakes.get(&key) else { return };
+        // The client's remnant is done once the server has everything.
+        if hs.established && hs.role == Role::Client && hs.acked as usize == hs.send.len() {
+            self.handshakes.remove(&key);
+            if ack_needed {
+                self.ack_established(from, header, packet);
+            }
+            return;
+        }
+        self.flush_handshake(now, key, ack_needed);
+        self.ensure_handshake_tick(now);
     }
+
+    fn ack_established(&mut self, to: SocketAddr, header: &HeaderRepr, packet: &HandshakeRepr<'_>) {
+        let end = packet.stream_offset.saturating_add(packet.data.len() as u32);
+        let mut flags = Flags::empty();
+        flags.set(Flags::FROM_INITIATOR, !header.flags.contains(Flags::FROM_INITIATOR));
+        let reply = PacketRepr {
+            header: HeaderRepr {
+                src_port: self.core.local_port,
+                dst_port: header.src_port,
+                packet_type: PacketType::Handshake,
+                flags,
+                session_id: header.session_id,
+                message_id: MessageId::default(),
+            },
+            body: Body::Handshake(HandshakeRepr {
+                stream_offset: 0,
+                acknowledged: end,
+                data: &[],
+                padding_len: 0,
+            }),
+        };
+        self.core.control.push_back((to, reply.to_vec()));
+    }
+
+    fn establish(&mut self, now: Instant, key: HandshakeKey) {
+        let Some(hs) = self.handshakes.get_mut(&key) else { return };
+        let keys = hs.tls.traffic_keys();
+        let certs = hs.tls.peer_certificates();
+        let (tx, rx) = match keys {
+            Ok(k) => k,
+            Err(e) => {
+                self.fail_handshake(now, key, e.0);
+                return;
+            }
+        };
+        hs.established = true;
+        let (handle, role, peer, session_id) = (hs.handle, hs.role, hs.peer, hs.session_id);
+        let params = SessionParams { peer, session_id, role, tx, rx };
+        match self.install_with_handle(handle, params) {
+            Ok(()) => {
+                if let Some(certs) = certs {
+                    self.peer_certs.insert(handle, certs);
+                }
+                if role == Role::Server {
+                    self.core.stats.sessions_accepted += 1;
+                }
+                debug!(%peer, session_id, ?role, "session established");
+                self.core.events.push_back(Event::SessionEstablished { session: handle });
+            }
+            Err(e) => self.fail_handshake(now, key, e.to_string()),
+        }
+    }
+
+    fn fail_handshake(&mut self, now: Instant, key: HandshakeKey, reason: String) {
+        let Some(mut hs) = self.handshakes.remove(&key) else { return };
+        debug!(peer = %hs.peer, %reason, "handshake failed");
+        self.core.stats.handshakes_failed += 1;
+        // Send whatever the TLS library queued (typically an alert) so the peer
+        // learns why, then forget the handshake.
+        hs.pull();
+        if (hs.sent as usize) < hs.send.len() {
+            let key2 = hs.key();
+            self.handshakes.insert(key2, hs);
+            self.flush_handshake(now, key2, false);
+            self.handshakes.remove(&key2);
+        }
+        if key.2 == Role::Client || self.sessions.contains_key(&self.handle_for(key)) {
+            let handle = self.handle_for(key);
+            self.core.events.push_back(Event::SessionClosed {
+                session: handle,
+                reason: RpcError::Handshake(reason),
+            });
+        }
+    }
+
+    fn handle_for(&self, key: HandshakeKey) -> SessionHandle {
+        self.by_key.get(&key).copied().unwrap_or(SessionHandle(0))
+    }
+
+    /// Sends unsent bytes (and, if `ack`, at least an acknowledgement).
+    fn flush_handshake(&mut self, now: Instant, key: HandshakeKey, ack: bool) {
+        let max = self.core.config.max_packet_payload;
+        let local_port = self.core.local_port;
+        let Some(hs) = self.handshakes.get_mut(&key) else { return };
+        let mut sent_any = false;
+        while (hs.sent as usize) < hs.send.len() {
+            let start = hs.sent as usize;
+            let end = hs.send.len().min(start + max);
+            let mut padding = 0;
+            let base = crate::wire::HEADER_LEN + 12 + (end - start);
+            if hs.role == Role::Client && !hs.first_datagram_sent {
+                padding = MIN_FIRST_DATAGRAM.saturating_sub(base);
+            }
+            if !hs.validated && hs.bytes_out + base > hs.bytes_in * AMPLIFICATION_FACTOR {
+                trace!(peer = %hs.peer, "amplification limit: waiting for validation");
+                break;
+            }
+            emit_handshake(
+                &mut self.core.control,
+                local_port,
+                hs,
+                start as u32,
+                &hs.send[start..end],
+                padding,
+            );
+            hs.bytes_out += base + padding;
+            hs.first_datagram_sent = true;
+            hs.sent = end as u32;
+            sent_any = true;
+        }
+        if ack && !sent_any {
+            emit_handshake(&mut self.core.control, local_port, hs, hs.sent, &[], 0);
+        }
+        if sent_any {
+            hs.last_send = now;
+        }
+    }
+
+    /// Retransmits unacknowledged handshake bytes and ends handshakes that timed out.
+    pub(crate) fn handshake_tick(&mut self, now: Instant) {
+        let timeout = self.core.config.handshake_timeout;
+        let keys: Vec<HandshakeKey> = self.handshakes.keys().copied().collect();
+        for key in keys {
+            let Some(hs) = self.handshakes.get_mut(&key) else { continue };
+            let age = now.saturating_duration_since(hs.started);
+            if age >= timeout {
+                if hs.established {
+                    self.handshakes.remove(&key);
+                } else {
+                    self.fail_handshake(now, key, format!("handshake timed out after {timeout:?}"));
+                }
+                continue;
+            }
+            if hs.established && hs.role == Role::Server {
+                continue; // the server's remnant only re-acknowledges
+            }
+            let unacked = (hs.acked as usize) < hs.send.len();
+            if unacked && now.saturating_duration_since(hs.last_send) >= hs.rto {
+                hs.sent = hs.acked;
+                hs.rto = (hs.rto * 2).min(Duration::from_secs(1));
+                self.flush_handshake(now, key, false);
+                if let Some(hs) = self.handshakes.get_mut(&key) {
+                    hs.last_send = now;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn ensure_handshake_tick(&mut self, now: Instant) {
+        if self.next_tick.is_none() && !self.handshakes.is_empty() {
+            self.next_tick = Some(now + self.core.config.tick);
+        }
+    }
+}
+
+fn emit_handshake(
+    control: &mut std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
+    local_port: u16,
+    hs: &Handshake,
+    offset: u32,
+    data: &[u8],
+    padding_len: usize,
+) {
+    let mut flags = Flags::empty();
+    flags.set(Flags::FROM_INITIATOR, hs.role == Role::Client);
+    let packet = PacketRepr {
+        header: HeaderRepr {
+            src_port: local_port,
+            dst_port: hs.peer.port(),
+            packet_type: PacketType::Handshake,
+            flags,
+            session_id: hs.session_id,
+            message_id: MessageId::default(),
+        },
+        body: Body::Handshake(HandshakeRepr {
+            stream_offset: offset,
+            acknowledged: hs.recv_len,
+            data,
+            padding_len,
+        }),
+    };
+    control.push_back((hs.peer, packet.to_vec()));
 }

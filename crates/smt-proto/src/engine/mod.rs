@@ -17,12 +17,15 @@ mod replay;
 mod send;
 mod session;
 mod timer;
+mod tls;
 
 pub use config::{Config, ConfigError};
 pub use endpoint::{Endpoint, Transmit};
 pub use event::{
     CallError, Event, InstallError, MemoryUsage, Role, RpcError, SessionHandle, Stats,
 };
+pub use handshake::{AMPLIFICATION_FACTOR, MIN_FIRST_DATAGRAM};
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
 pub use send::DATA_HEADER_LEN;
 pub use session::SessionParams;
+pub use tls::{TlsAcceptor, TlsFailure, TlsSession};

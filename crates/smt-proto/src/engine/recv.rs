@@ -77,6 +77,7 @@ impl Endpoint {
     fn end_session(&mut self, handle: SessionHandle, reason: RpcError) {
         let Some(mut session) = self.sessions.remove(&handle) else { return };
         self.by_key.remove(&(session.peer, session.session_id, session.role));
+        self.peer_certs.remove(&handle);
         self.core.fail_session(&mut session, reason);
     }
 
@@ -161,7 +162,7 @@ fn on_data(
             }
         }
     }
-    absorb(core, session, now, id, data);
+    absorb(core, session, id, data);
 }
 
 /// Creates the incoming message for `id` from its first packet. False if refused.
@@ -196,13 +197,7 @@ fn start_incoming(
     true
 }
 
-fn absorb(
-    core: &mut Core,
-    session: &mut Session,
-    now: Instant,
-    id: MessageId,
-    data: &DataRepr<'_>,
-) {
+fn absorb(core: &mut Core, session: &mut Session, id: MessageId, data: &DataRepr<'_>) {
     let h = session.handle;
     let Some(rpc) = session.rpcs.get_mut(&id) else { return };
     let Some(inc) = rpc.inc.as_mut() else { return };
@@ -222,7 +217,7 @@ fn absorb(
             if !authenticated {
                 core.drop_incoming(session, id);
                 if start_incoming(core, session, id, data) {
-                    absorb(core, session, now, id, data);
+                    absorb(core, session, id, data);
                 } else if session.role == Role::Server {
                     core.remove_rpc(session, id);
                 }

@@ -53,26 +53,19 @@ impl Endpoint {
         let max_payload = self.core.config.max_packet_payload;
         let max_segments = self.core.config.max_segments;
         loop {
-            let &(_, h, id) = self.core.ready.first()?;
-            let session = self.sessions.get_mut(&h);
-            let out = session
-                .and_then(|s| s.rpcs.get_mut(&id).map(|r| (s.peer, s.role, s.session_id, r)));
-            let Some((peer, _, _, rpc)) = out else {
-                // Stale entry (cannot happen if bookkeeping is right); drop it.
-                let key = *self.core.ready.first()?;
+            let key @ (_, h, id) = *self.core.ready.first()?;
+            let Some(session) = self.sessions.get_mut(&h) else {
+                // Bookkeeping keeps the set consistent; a stale key is dropped safely.
                 self.core.ready.remove(&key);
                 continue;
             };
-            let Some(out) = rpc.out.as_mut() else {
-                let key = *self.core.ready.first()?;
+            let mut header = self.core.header(session, PacketType::Data, id);
+            let peer = session.peer;
+            let Some(out) = session.rpcs.get_mut(&id).and_then(|r| r.out.as_mut()) else {
                 self.core.ready.remove(&key);
                 continue;
             };
             let before = snap_out(Some(out));
-            let session = &self.sessions[&h];
-            let mut header = self.core.header(session, PacketType::Data, id);
-            let rpc = self.sessions.get_mut(&h).and_then(|s| s.rpcs.get_mut(&id));
-            let Some(out) = rpc.and_then(|r| r.out.as_mut()) else { return None };
             let mut segment: Option<usize> = None;
             let mut count = 0;
             while count < max_segments {

@@ -19,6 +19,7 @@ impl Endpoint {
         }
         self.next_tick = None;
         self.tick(now);
+        self.handshake_tick(now);
         self.ensure_tick(now);
     }
 

@@ -22,6 +22,9 @@ use super::{MAX_PLAINTEXT_LEN, MAX_RECORDS_PER_MESSAGE, RECORD_HEADER_LEN, TAG_L
 /// payload length (u32), record size (u16), reserved (u16, zero).
 pub const PROLOGUE_LEN: usize = 8;
 
+/// Smallest record size: record 0 must hold the whole prologue.
+pub const MIN_RECORD_SIZE: usize = PROLOGUE_LEN;
+
 /// Wire bytes a record adds to its content: header, inner content type, tag.
 pub const RECORD_OVERHEAD: usize = RECORD_HEADER_LEN + 1 + TAG_LEN;
 
@@ -36,10 +39,10 @@ pub struct MessageLayout {
 
 impl MessageLayout {
     /// The layout of a `payload_len`-byte message cut into `record_size`-byte records.
-    /// `None` if `record_size` is not in `1..=16384` or the message would need more
+    /// `None` if `record_size` is not in `8..=16384` (record 0 holds the prologue) or the message would need more
     /// than 65 536 records or a wire image longer than `u32::MAX`.
     pub fn for_payload(payload_len: usize, record_size: usize) -> Option<MessageLayout> {
-        if record_size == 0 || record_size > MAX_PLAINTEXT_LEN {
+        if !(MIN_RECORD_SIZE..=MAX_PLAINTEXT_LEN).contains(&record_size) {
             return None;
         }
         let content = payload_len.checked_add(PROLOGUE_LEN)?;
@@ -60,7 +63,7 @@ impl MessageLayout {
     /// `None` if no message has that wire length with that record size.
     pub fn from_wire(wire_len: u32, record_size: u16) -> Option<MessageLayout> {
         let record_size = usize::from(record_size);
-        if record_size == 0 || record_size > MAX_PLAINTEXT_LEN {
+        if !(MIN_RECORD_SIZE..=MAX_PLAINTEXT_LEN).contains(&record_size) {
             return None;
         }
         let wire = wire_len as usize;
@@ -99,12 +102,12 @@ impl MessageLayout {
         self.wire_len
     }
 
-    /// Content bytes of record `index` (including the prologue for record 0).
+    /// Content bytes of record `index` (including the prologue for record 0); zero
+    /// for an index past the last record.
     pub fn content_len(&self, index: usize) -> usize {
-        debug_assert!(index < self.record_count());
         let content_total = self.payload_len as usize + PROLOGUE_LEN;
-        let before = index * usize::from(self.record_size);
-        (content_total - before).min(usize::from(self.record_size))
+        let before = index.saturating_mul(usize::from(self.record_size));
+        content_total.saturating_sub(before).min(usize::from(self.record_size))
     }
 
     /// Wire-image byte range of record `index`.
@@ -160,6 +163,9 @@ mod tests {
     #[test]
     fn limits_are_enforced() {
         assert!(MessageLayout::for_payload(1, 0).is_none());
+        assert!(MessageLayout::for_payload(0, MIN_RECORD_SIZE - 1).is_none());
+        assert!(MessageLayout::for_payload(0, MIN_RECORD_SIZE).is_some());
+        assert!(MessageLayout::from_wire(30, 7).is_none());
         assert!(MessageLayout::for_payload(1, 16385).is_none());
         let max = MessageLayout::max_payload_len(16384);
         assert!(MessageLayout::for_payload(max, 16384).is_some());

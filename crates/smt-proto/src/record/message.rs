@@ -101,7 +101,8 @@ pub fn verify_prologue(layout: &MessageLayout, content: &[u8]) -> Result<(), Mes
 /// Opens record `index` of a message in place inside its full wire image `wire`
 /// (`layout.wire_len()` bytes), checking content type, length and, for record 0, the
 /// prologue. After every record has been opened, [`compact_payload`] extracts the
-/// payload. Never panics on any content of `wire`.
+/// payload. Never panics: an index outside the layout or a buffer of another length
+/// is an error.
 pub fn open_message_record(
     key: &RecordKey,
     message_id: MessageId,
@@ -109,6 +110,12 @@ pub fn open_message_record(
     index: usize,
     wire: &mut [u8],
 ) -> Result<(), MessageError> {
+    if index >= layout.record_count() || wire.len() != layout.wire_len() as usize {
+        return Err(MessageError::InvalidLayout {
+            wire_len: layout.wire_len(),
+            record_size: layout.record_size(),
+        });
+    }
     let Some(record) = wire.get_mut(layout.record_range(index)) else {
         return Err(MessageError::InvalidLayout {
             wire_len: layout.wire_len(),

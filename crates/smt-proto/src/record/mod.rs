@@ -16,7 +16,7 @@ mod layout;
 mod message;
 
 pub use key::{CipherSuite, KeyError, OpenedRecord, RecordKey};
-pub use layout::{MessageLayout, PROLOGUE_LEN, RECORD_OVERHEAD};
+pub use layout::{MessageLayout, MIN_RECORD_SIZE, PROLOGUE_LEN, RECORD_OVERHEAD};
 pub use message::{
     compact_payload, open_message, open_message_record, seal_message, seal_message_into,
     verify_prologue, MessageError,

@@ -21,7 +21,7 @@
 //! * Offset: where this packet's payload starts in the wire image.
 //! * Unscheduled: how many bytes from offset 0 the sender sends without a grant.
 //! * Record Size: plaintext bytes in every record of the message except the last
-//!   (1..=16384); fixes where every record starts, so that any record can be opened as
+//!   (8..=16384; record 0 must hold the 8-byte prologue); fixes where every record starts, so that any record can be opened as
 //!   soon as its bytes have arrived.
 //! * Priority: the priority the sender used (from the latest GRANT), for traces.
 //!
@@ -31,7 +31,7 @@
 use core::fmt;
 
 use super::{read_u16, read_u32, Result, WireError};
-use crate::record::MAX_PLAINTEXT_LEN;
+use crate::record::{MAX_PLAINTEXT_LEN, MIN_RECORD_SIZE};
 
 /// Length of the fixed DATA body in bytes.
 pub const BODY_LEN: usize = 16;
@@ -140,7 +140,7 @@ impl<'a> DataRepr<'a> {
             return Err(WireError::ReservedNotZero);
         }
         let record_size = packet.record_size();
-        if record_size == 0 || usize::from(record_size) > MAX_PLAINTEXT_LEN {
+        if !(MIN_RECORD_SIZE..=MAX_PLAINTEXT_LEN).contains(&usize::from(record_size)) {
             return Err(WireError::InvalidField {
                 field: "record size",
                 value: record_size.into(),
@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn rejects_invalid_record_sizes_and_empty_payload() {
-        for size in [0u16, 16385, u16::MAX] {
+        for size in [0u16, 1, 7, 16385, u16::MAX] {
             let mut bytes = FIXTURE;
             bytes[field::RECORD_SIZE].copy_from_slice(&size.to_be_bytes());
             let packet = DataPacket::new_checked(&bytes[..]).unwrap();
