@@ -54,7 +54,8 @@ fn w3_run(seed: u64, loss: f64) -> Duration {
     let mut sent: BTreeMap<MessageId, Vec<u8>> = BTreeMap::new();
     let mut issued = 0;
     while issued < WINDOW {
-        let p = payload(&mut rng, sampler.sample(&mut rng) as usize);
+        let len = sampler.sample(&mut rng) as usize;
+        let p = payload(&mut rng, len);
         sent.insert(net.call(client, cs, &p), p);
         issued += 1;
     }
@@ -64,7 +65,8 @@ fn w3_run(seed: u64, loss: f64) -> Duration {
         // Closed loop: one new call per completion.
         for _ in done..now_done {
             if issued < COUNT {
-                let p = payload(&mut rng, sampler.sample(&mut rng) as usize);
+                let len = sampler.sample(&mut rng) as usize;
+                let p = payload(&mut rng, len);
                 sent.insert(n.call(client, cs, &p), p);
                 issued += 1;
             }
