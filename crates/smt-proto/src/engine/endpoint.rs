@@ -35,6 +35,38 @@ use super::tls::TlsAcceptor;
 use crate::record::{seal_message, MessageLayout};
 use crate::wire::{Body, Flags, HeaderRepr, MessageId, PacketRepr, PacketType};
 
+/// A message with its ID allocated and its key at hand, ready to be sealed.
+#[derive(Debug)]
+pub struct PreparedMessage {
+    pub session: SessionHandle,
+    pub id: MessageId,
+    key: std::sync::Arc<crate::record::RecordKey>,
+    record_size: usize,
+    len: usize,
+    request: bool,
+}
+
+impl PreparedMessage {
+    /// Seals the payload (which must be the length given to `begin_*`).
+    pub fn seal(&self, payload: &[u8]) -> Result<Vec<u8>, CallError> {
+        if payload.len() != self.len {
+            return Err(CallError::MessageTooLarge { len: payload.len(), max: self.len });
+        }
+        seal_message(&self.key, self.id, payload, self.record_size)
+            .map_err(|_| CallError::MessageTooLarge { len: payload.len(), max: self.len })
+    }
+
+    /// Payload length this message was prepared for.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the prepared payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// One batch of datagrams to send, written into the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
@@ -328,25 +360,10 @@ impl Endpoint {
         session: SessionHandle,
         request: &[u8],
     ) -> Result<MessageId, CallError> {
-        let s = self.sessions.get_mut(&session).ok_or(CallError::UnknownSession)?;
-        if s.role != Role::Client {
-            return Err(CallError::WrongRole("call"));
-        }
-        let max = self.core.config.max_message_len;
-        if request.len() > max {
-            return Err(CallError::MessageTooLarge { len: request.len(), max });
-        }
-        if let Some((oldest, _)) = s.rpcs.first_key_value() {
-            if s.next_id - oldest.get() >= REPLAY_WINDOW - 1 {
-                return Err(CallError::TooManyOutstanding(s.rpcs.len()));
-            }
-        }
-        let id = MessageId::new(s.next_id).ok_or(CallError::IdsExhausted)?;
-        let record_size = self.core.config.record_size;
-        let wire = seal_message(&s.tx, id, request, record_size)
-            .map_err(|_| CallError::MessageTooLarge { len: request.len(), max })?;
-        s.next_id += 1;
-        self.attach_outgoing(now, session, id, request.len(), wire, true);
+        let prepared = self.begin_call(session, request.len())?;
+        let wire = prepared.seal(request)?;
+        let id = prepared.id;
+        self.finish(now, prepared, wire);
         Ok(id)
     }
 
@@ -358,22 +375,90 @@ impl Endpoint {
         id: MessageId,
         response: &[u8],
     ) -> Result<(), CallError> {
+        let prepared = self.begin_response(session, id, response.len())?;
+        let wire = prepared.seal(response)?;
+        self.finish(now, prepared, wire);
+        Ok(())
+    }
+
+    /// First half of [`call`](Self::call): checks limits and allocates the request's
+    /// ID. Seal with [`PreparedMessage::seal`] (anywhere, on any thread: messages have
+    /// independent sequence spaces) and hand the result to [`finish`](Self::finish).
+    pub fn begin_call(
+        &mut self,
+        session: SessionHandle,
+        len: usize,
+    ) -> Result<PreparedMessage, CallError> {
+        let s = self.sessions.get_mut(&session).ok_or(CallError::UnknownSession)?;
+        if s.role != Role::Client {
+            return Err(CallError::WrongRole("call"));
+        }
+        let max = self.core.config.max_message_len;
+        if len > max {
+            return Err(CallError::MessageTooLarge { len, max });
+        }
+        if let Some((oldest, _)) = s.rpcs.first_key_value() {
+            if s.next_id - oldest.get() >= REPLAY_WINDOW - 1 {
+                return Err(CallError::TooManyOutstanding(s.rpcs.len()));
+            }
+        }
+        let id = MessageId::new(s.next_id).ok_or(CallError::IdsExhausted)?;
+        s.next_id += 1;
+        Ok(PreparedMessage {
+            session,
+            id,
+            key: s.tx.clone(),
+            record_size: self.core.config.record_size,
+            len,
+            request: true,
+        })
+    }
+
+    /// First half of [`respond`](Self::respond); see [`begin_call`](Self::begin_call).
+    pub fn begin_response(
+        &mut self,
+        session: SessionHandle,
+        id: MessageId,
+        len: usize,
+    ) -> Result<PreparedMessage, CallError> {
         let s = self.sessions.get_mut(&session).ok_or(CallError::UnknownSession)?;
         if s.role != Role::Server {
             return Err(CallError::WrongRole("respond"));
         }
         let max = self.core.config.max_message_len;
-        if response.len() > max {
-            return Err(CallError::MessageTooLarge { len: response.len(), max });
+        if len > max {
+            return Err(CallError::MessageTooLarge { len, max });
         }
         match s.rpcs.get_mut(&id) {
+            // A second respond for the same request fails here.
             Some(rpc) if rpc.in_service => rpc.in_service = false,
             _ => return Err(CallError::UnknownRequest(id)),
         }
-        let wire = seal_message(&s.tx, id, response, self.core.config.record_size)
-            .map_err(|_| CallError::MessageTooLarge { len: response.len(), max })?;
-        self.attach_outgoing(now, session, id, response.len(), wire, false);
-        Ok(())
+        Ok(PreparedMessage {
+            session,
+            id,
+            key: s.tx.clone(),
+            record_size: self.core.config.record_size,
+            len,
+            request: false,
+        })
+    }
+
+    /// Second half of `call` / `respond`: queues a message sealed from `prepared`.
+    /// If the session ended in between, the message is dropped silently (the RPC's
+    /// failure was already reported).
+    pub fn finish(&mut self, now: Instant, prepared: PreparedMessage, wire: Vec<u8>) {
+        let Some(layout) = MessageLayout::for_payload(prepared.len, prepared.record_size) else {
+            return;
+        };
+        if wire.len() != layout.wire_len() as usize {
+            return;
+        }
+        let (h, id) = (prepared.session, prepared.id);
+        if !prepared.request && !self.sessions.get(&h).is_some_and(|s| s.rpcs.contains_key(&id)) {
+            return;
+        }
+        self.attach_outgoing(now, h, id, prepared.len, wire, prepared.request);
     }
 
     fn attach_outgoing(

@@ -301,8 +301,8 @@ impl Endpoint {
 
     fn establish(&mut self, now: Instant, key: HandshakeKey) {
         let Some(hs) = self.handshakes.get_mut(&key) else { return };
-        let keys = hs.tls.traffic_keys();
         let certs = hs.tls.peer_certificates();
+        let keys = hs.tls.traffic_keys();
         let (tx, rx) = match keys {
             Ok(k) => k,
             Err(e) => {
@@ -335,23 +335,19 @@ impl Endpoint {
         // Send whatever the TLS library queued (typically an alert) so the peer
         // learns why, then forget the handshake.
         hs.pull();
+        let (handle, role, established) = (hs.handle, hs.role, hs.established);
         if (hs.sent as usize) < hs.send.len() {
-            let key2 = hs.key();
-            self.handshakes.insert(key2, hs);
-            self.flush_handshake(now, key2, false);
-            self.handshakes.remove(&key2);
+            self.handshakes.insert(key, hs);
+            self.flush_handshake(now, key, false);
+            self.handshakes.remove(&key);
         }
-        if key.2 == Role::Client || self.sessions.contains_key(&self.handle_for(key)) {
-            let handle = self.handle_for(key);
+        // Only a client has a handle the application is waiting on.
+        if role == Role::Client && !established {
             self.core.events.push_back(Event::SessionClosed {
                 session: handle,
                 reason: RpcError::Handshake(reason),
             });
         }
-    }
-
-    fn handle_for(&self, key: HandshakeKey) -> SessionHandle {
-        self.by_key.get(&key).copied().unwrap_or(SessionHandle(0))
     }
 
     /// Sends unsent bytes (and, if `ack`, at least an acknowledgement).

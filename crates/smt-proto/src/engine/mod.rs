@@ -20,7 +20,7 @@ mod timer;
 mod tls;
 
 pub use config::{Config, ConfigError};
-pub use endpoint::{Endpoint, Transmit};
+pub use endpoint::{Endpoint, PreparedMessage, Transmit};
 pub use event::{
     CallError, Event, InstallError, MemoryUsage, Role, RpcError, SessionHandle, Stats,
 };

@@ -44,9 +44,14 @@ impl Endpoint {
             self.handle_handshake_packet(now, from, &header, role, &hs);
             return;
         }
-        let Some(&handle) = self.by_key.get(&(from, header.session_id, role)) else {
+        let key = (from, header.session_id, role);
+        let Some(&handle) = self.by_key.get(&key) else {
             self.core.stats.unknown_session += 1;
-            self.reply_session_unknown(now, from, &header);
+            // While the handshake is still finishing, data may overtake the client's
+            // last flight: drop it quietly, the client's timers will resend it.
+            if !self.handshakes.contains_key(&key) {
+                self.reply_session_unknown(now, from, &header);
+            }
             return;
         };
         let id = header.message_id;
