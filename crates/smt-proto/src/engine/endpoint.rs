@@ -444,6 +444,17 @@ impl Endpoint {
         })
     }
 
+    /// Gives up on answering request `id`: its state is freed. The client learns of it
+    /// when it next asks (RPC_UNKNOWN) and, since the request never runs twice, its
+    /// RPC then fails by timeout.
+    pub fn abandon_request(&mut self, session: SessionHandle, id: MessageId) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            if s.role == Role::Server && s.rpcs.get(&id).is_some_and(|r| r.in_service) {
+                self.core.remove_rpc(s, id);
+            }
+        }
+    }
+
     /// Second half of `call` / `respond`: queues a message sealed from `prepared`.
     /// If the session ended in between, the message is dropped silently (the RPC's
     /// failure was already reported).

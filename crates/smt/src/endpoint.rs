@@ -1,0 +1,268 @@
+//! The public endpoint: a UDP socket, its driver task, and the sessions on it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use quinn_udp::UdpSocketState;
+use rand::Rng;
+use smt_proto::engine::{Config, Endpoint as Engine, Role, SessionParams, Stats};
+use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex, Notify};
+use tracing::{debug, info_span, Instrument};
+
+use crate::driver::{self, RawRequest, Shared, State};
+use crate::error::{Error, Result};
+use crate::keys::SessionKeys;
+use crate::session::{IncomingRequest, Session};
+use crate::tls::{self, RustlsAcceptor, RustlsSession};
+
+/// Socket buffer size requested from the kernel (it may cap it at `net.core.rmem_max`).
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// An SMT endpoint: one UDP socket carrying any number of sessions, as a client
+/// (with [`connect`](Endpoint::connect)), a server (with [`accept`](Endpoint::accept)),
+/// or both. Cheap to clone; the endpoint shuts down when the last clone (and every
+/// [`Session`] and [`IncomingRequest`] made from it) is dropped, or on
+/// [`close`](Endpoint::close).
+///
+/// ```no_run
+/// # async fn demo(server_config: std::sync::Arc<rustls::ServerConfig>) -> Result<(), smt::Error> {
+/// let server = smt::Endpoint::server("127.0.0.1:4433".parse().unwrap(), server_config)?;
+/// while let Some(request) = server.accept().await {
+///     let echo = request.payload().clone();
+///     request.respond(echo)?;
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Endpoint {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub shared: Arc<Shared>,
+    requests: AsyncMutex<mpsc::UnboundedReceiver<RawRequest>>,
+    client_config: Option<Arc<rustls::ClientConfig>>,
+    driver: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.engine.close_all(Instant::now());
+        state.shutdown = true;
+        state.drive(&self.shared);
+        drop(state);
+        self.shared.wake.notify_one();
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("local_addr", &self.inner.shared.local_addr).finish()
+    }
+}
+
+/// Configures and creates an [`Endpoint`].
+#[derive(Debug, Clone)]
+pub struct EndpointBuilder {
+    bind: SocketAddr,
+    server: Option<Arc<rustls::ServerConfig>>,
+    client: Option<Arc<rustls::ClientConfig>>,
+    transport: Config,
+    busy_poll: bool,
+}
+
+impl EndpointBuilder {
+    /// The local address to bind (port 0 picks a free port).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+    /// Accept sessions using this rustls server configuration (certificates, and
+    /// client-certificate verification for mutual TLS).
+    pub fn server_config(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.server = Some(config);
+        self
+    }
+    /// Connect to servers using this rustls client configuration (trusted roots, and
+    /// a client certificate for mutual TLS).
+    pub fn client_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
+        self.client = Some(config);
+        self
+    }
+    /// Transport parameters (grants, timeouts, limits); see [`Config`].
+    pub fn transport_config(mut self, config: Config) -> Self {
+        self.transport = config;
+        self
+    }
+    /// Poll the socket continuously instead of sleeping: lower latency, one core busy.
+    pub fn busy_poll(mut self, enabled: bool) -> Self {
+        self.busy_poll = enabled;
+        self
+    }
+
+    /// Binds the socket and starts the driver. Must be called inside a tokio runtime.
+    pub fn build(self) -> Result<Endpoint> {
+        let domain = socket2::Domain::for_address(self.bind);
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if self.bind.is_ipv6() {
+            socket.set_only_v6(false).ok();
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&self.bind.into())?;
+        let std_socket: std::net::UdpSocket = socket.into();
+        let udp = UdpSocketState::new((&std_socket).into())?;
+        // Larger buffers absorb bursts of granted data; the kernel may cap them.
+        let _ = udp.set_recv_buffer_size((&std_socket).into(), SOCKET_BUFFER);
+        let _ = udp.set_send_buffer_size((&std_socket).into(), SOCKET_BUFFER);
+        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
+        let local_addr = socket.local_addr()?;
+        let mut transport = self.transport;
+        transport.max_segments = transport.max_segments.min(udp.max_gso_segments()).max(1);
+        let mut engine =
+            Engine::new(transport, local_addr.port()).map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(server) = &self.server {
+            engine.set_acceptor(Box::new(RustlsAcceptor { config: tls::server_config(server) }));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: std::sync::Mutex::new(State::new(engine, tx)),
+            socket,
+            udp,
+            wake: Notify::new(),
+            local_addr,
+            busy_poll: self.busy_poll,
+        });
+        let span = info_span!("smt_endpoint", %local_addr);
+        let driver = tokio::spawn(driver::run(shared.clone()).instrument(span));
+        Ok(Endpoint {
+            inner: Arc::new(Inner {
+                shared,
+                requests: AsyncMutex::new(rx),
+                client_config: self.client.map(|c| tls::client_config(&c)),
+                driver: std::sync::Mutex::new(Some(driver)),
+            }),
+        })
+    }
+}
+
+impl Endpoint {
+    /// A builder bound to `[::]:0` with default transport parameters.
+    pub fn builder() -> EndpointBuilder {
+        EndpointBuilder {
+            bind: SocketAddr::from(([0u16; 8], 0)),
+            server: None,
+            client: None,
+            transport: Config::default(),
+            busy_poll: false,
+        }
+    }
+
+    /// A server endpoint on `addr` with default transport parameters.
+    pub fn server(addr: SocketAddr, config: Arc<rustls::ServerConfig>) -> Result<Endpoint> {
+        Endpoint::builder().bind(addr).server_config(config).build()
+    }
+
+    /// A client endpoint on `addr` (use port 0) with default transport parameters.
+    pub fn client(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> Result<Endpoint> {
+        Endpoint::builder().bind(addr).client_config(config).build()
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.shared.local_addr
+    }
+
+    /// Performs a TLS 1.3 handshake with the server at `addr`, which must present a
+    /// certificate valid for `server_name`, and returns the established session.
+    pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> Result<Session> {
+        let config = self.inner.client_config.clone().ok_or(Error::NoClientConfig)?;
+        let tls = RustlsSession::client(config, server_name)?;
+        let session_id: u64 = rand::thread_rng().gen();
+        let (tx, rx) = oneshot::channel();
+        let handle = {
+            let shared = &self.inner.shared;
+            let mut state = shared.lock();
+            if state.shutdown {
+                return Err(Error::EndpointClosed);
+            }
+            let handle = state.engine.connect(Instant::now(), addr, session_id, Box::new(tls));
+            state.connects.insert(handle, tx);
+            state.drive(shared);
+            state.nudge(shared);
+            handle
+        };
+        debug!(%addr, server_name, session_id, "connecting");
+        rx.await.map_err(|_| Error::EndpointClosed)??;
+        Ok(Session::new(self.clone(), handle, addr))
+    }
+
+    /// Installs a session whose keys were negotiated elsewhere (the kTLS model: the
+    /// application ran its own TLS 1.3 handshake and hands SMT the traffic keys). Both
+    /// sides must install matching keys and the same session ID.
+    pub fn install_session(&self, keys: SessionKeys) -> Result<Session> {
+        let peer = keys.peer;
+        let params: SessionParams = keys.into_params()?;
+        let shared = &self.inner.shared;
+        let mut state = shared.lock();
+        let handle =
+            state.engine.install_session(params).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Session::new(self.clone(), handle, peer))
+    }
+
+    /// The next request from any session, or `None` once the endpoint is closed.
+    /// Answer it with [`IncomingRequest::respond`].
+    pub async fn accept(&self) -> Option<IncomingRequest> {
+        let (session, id, payload) = self.inner.requests.lock().await.recv().await?;
+        let peer = {
+            let state = self.inner.shared.lock();
+            state.engine.session_info(session).map(|(peer, _, _)| peer)
+        };
+        let peer = peer.unwrap_or(self.inner.shared.local_addr);
+        Some(IncomingRequest::new(self.clone(), session, id, payload, peer))
+    }
+
+    /// Counters of the protocol engine (requests delivered, replays rejected, ...).
+    pub fn stats(&self) -> Stats {
+        self.inner.shared.lock().engine.stats().clone()
+    }
+
+    /// Number of established sessions.
+    pub fn session_count(&self) -> usize {
+        self.inner.shared.lock().engine.session_count()
+    }
+
+    /// Closes every session (peers are told), fails outstanding calls with
+    /// [`Error::SessionClosed`], and stops the driver once the goodbyes are sent.
+    pub async fn close(&self) {
+        {
+            let shared = &self.inner.shared;
+            let mut state = shared.lock();
+            state.engine.close_all(Instant::now());
+            state.shutdown = true;
+            state.drive(shared);
+            for (_, tx) in state.calls.drain() {
+                let _ = tx.send(Err(Error::SessionClosed));
+            }
+            for (_, tx) in state.connects.drain() {
+                let _ = tx.send(Err(Error::EndpointClosed));
+            }
+        }
+        self.inner.shared.wake.notify_one();
+        let driver = self.inner.driver.lock().ok().and_then(|mut d| d.take());
+        if let Some(driver) = driver {
+            let _ = driver.await;
+        }
+        self.inner.requests.lock().await.close();
+    }
+
+    pub(crate) fn role_of(&self, session: smt_proto::engine::SessionHandle) -> Option<Role> {
+        self.inner.shared.lock().engine.session_info(session).map(|(_, role, _)| role)
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+}

@@ -1,0 +1,83 @@
+//! The errors a user of the `smt` crate sees.
+
+use std::time::Duration;
+
+use smt_proto::engine::{CallError, RpcError};
+
+/// Everything that can go wrong with an SMT endpoint, session or RPC.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The TLS handshake failed; the text is the TLS library's reason (for example
+    /// an untrusted certificate or a name mismatch).
+    #[error("TLS handshake failed: {0}")]
+    Handshake(String),
+    /// The peer was silent for the configured timeout.
+    #[error("peer did not answer within {0:?}")]
+    Timeout(Duration),
+    /// A request or response exceeds the configured maximum message size.
+    #[error("message of {len} bytes exceeds the maximum of {max} bytes")]
+    MessageTooLarge { len: usize, max: usize },
+    /// The session was closed by this side.
+    #[error("session closed locally")]
+    SessionClosed,
+    /// The peer closed the session.
+    #[error("session closed by the peer")]
+    PeerClosed,
+    /// The peer no longer knows the session, typically because it restarted.
+    #[error("the peer has no state for this session (did it restart?)")]
+    PeerReset,
+    /// The endpoint was shut down.
+    #[error("endpoint is closed")]
+    EndpointClosed,
+    /// The request was already answered, or never existed.
+    #[error("request already answered or unknown")]
+    UnknownRequest,
+    /// Too many requests are outstanding on the session.
+    #[error("too many outstanding requests on this session ({0})")]
+    TooManyOutstanding(usize),
+    /// The server name is not a valid DNS name or IP address.
+    #[error("invalid server name {0:?}")]
+    InvalidServerName(String),
+    /// `connect` was called on an endpoint built without a client TLS configuration.
+    #[error("no client TLS configuration: use EndpointBuilder::client_config")]
+    NoClientConfig,
+    /// Key material given to `install_session` is unusable.
+    #[error("invalid key material: {0}")]
+    InvalidKeys(String),
+    /// The configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A socket operation failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<RpcError> for Error {
+    fn from(e: RpcError) -> Self {
+        match e {
+            RpcError::Timeout(d) => Error::Timeout(d),
+            RpcError::LocallyClosed => Error::SessionClosed,
+            RpcError::PeerClosed => Error::PeerClosed,
+            RpcError::PeerReset => Error::PeerReset,
+            RpcError::ResponseTooLarge { len, max } => Error::MessageTooLarge { len, max },
+            RpcError::Handshake(reason) => Error::Handshake(reason),
+            other => Error::Handshake(other.to_string()),
+        }
+    }
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::UnknownSession => Error::SessionClosed,
+            CallError::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
+            CallError::TooManyOutstanding(n) => Error::TooManyOutstanding(n),
+            CallError::UnknownRequest(_) => Error::UnknownRequest,
+            other => Error::Config(other.to_string()),
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

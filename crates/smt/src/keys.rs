@@ -1,0 +1,79 @@
+//! The kTLS-style path: install traffic keys from a handshake run elsewhere.
+
+use std::net::SocketAddr;
+
+use smt_proto::engine::{Role, SessionParams};
+use smt_proto::record::{CipherSuite, RecordKey};
+
+use crate::error::{Error, Result};
+
+/// One direction's TLS 1.3 traffic key and IV, as a TLS library exports them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrafficKey {
+    pub suite: CipherSuite,
+    pub key: Vec<u8>,
+    pub iv: Vec<u8>,
+}
+
+impl std::fmt::Debug for TrafficKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrafficKey").field("suite", &self.suite).finish_non_exhaustive()
+    }
+}
+
+impl TrafficKey {
+    /// Takes rustls's extracted secrets (`dangerous_extract_secrets`) for one direction.
+    pub fn from_rustls(secrets: rustls::ConnectionTrafficSecrets) -> Result<TrafficKey> {
+        let (suite, key, iv) = match &secrets {
+            rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+                (CipherSuite::Aes128GcmSha256, key.as_ref(), iv.as_ref())
+            }
+            rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+                (CipherSuite::Aes256GcmSha384, key.as_ref(), iv.as_ref())
+            }
+            rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (CipherSuite::Chacha20Poly1305Sha256, key.as_ref(), iv.as_ref())
+            }
+            _ => return Err(Error::InvalidKeys("cipher suite not supported by SMT".into())),
+        };
+        Ok(TrafficKey { suite, key: key.to_vec(), iv: iv.to_vec() })
+    }
+
+    fn record_key(&self) -> Result<RecordKey> {
+        RecordKey::new(self.suite, &self.key, &self.iv)
+            .map_err(|e| Error::InvalidKeys(e.to_string()))
+    }
+}
+
+/// Everything needed to install a session without the in-band handshake, like the
+/// `setsockopt(fd, TLS_TX/TLS_RX, ...)` calls of kTLS.
+#[derive(Debug, Clone)]
+pub struct SessionKeys {
+    /// The peer's SMT address.
+    pub peer: SocketAddr,
+    /// Agreed by both sides (e.g. derived from the handshake); must be the same on both.
+    pub session_id: u64,
+    /// Whether this side sends requests (`Client`) or answers them (`Server`).
+    pub role: Role,
+    /// Protects what this side sends.
+    pub tx: TrafficKey,
+    /// Opens what the peer sends.
+    pub rx: TrafficKey,
+}
+
+impl SessionKeys {
+    pub(crate) fn into_params(self) -> Result<SessionParams> {
+        if self.tx.key == self.rx.key && self.tx.iv == self.rx.iv {
+            // Same key both ways would let requests and responses with the same ID
+            // share a nonce.
+            return Err(Error::InvalidKeys("tx and rx keys must differ".into()));
+        }
+        Ok(SessionParams {
+            peer: self.peer,
+            session_id: self.session_id,
+            role: self.role,
+            tx: self.tx.record_key()?,
+            rx: self.rx.record_key()?,
+        })
+    }
+}

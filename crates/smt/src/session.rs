@@ -1,0 +1,206 @@
+//! Sessions (client side: make calls) and incoming requests (server side: respond).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use smt_proto::engine::{CallError, SessionHandle};
+use smt_proto::wire::MessageId;
+use tokio::sync::oneshot;
+
+use crate::driver::State;
+use crate::endpoint::Endpoint;
+use crate::error::{Error, Result};
+
+/// Messages up to this size are sealed while holding the engine lock; larger ones
+/// are sealed outside it, on the calling task's core, so that big messages neither
+/// block the driver nor each other (each message has its own sequence space).
+const SEAL_INLINE_MAX: usize = 64 * 1024;
+
+/// An established SMT session with one peer. Clone it freely; many calls may be in
+/// flight at once and complete in any order, without head-of-line blocking.
+///
+/// ```no_run
+/// # async fn demo(endpoint: smt::Endpoint) -> Result<(), smt::Error> {
+/// let session = endpoint.connect("127.0.0.1:4433".parse().unwrap(), "localhost").await?;
+/// let (a, b) = tokio::join!(session.call("first"), session.call(vec![0u8; 1 << 20]));
+/// assert_eq!(a?, "first");
+/// assert_eq!(b?.len(), 1 << 20);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    endpoint: Endpoint,
+    handle: SessionHandle,
+    peer: SocketAddr,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("peer", &self.peer).field("handle", &self.handle.0).finish()
+    }
+}
+
+fn closed_error(state: &State, handle: SessionHandle, e: CallError) -> Error {
+    match (e, state.closed.get(&handle)) {
+        (CallError::UnknownSession, Some(reason)) => reason.clone().into(),
+        (CallError::UnknownSession, None) if state.shutdown => Error::EndpointClosed,
+        (e, _) => e.into(),
+    }
+}
+
+impl Session {
+    pub(crate) fn new(endpoint: Endpoint, handle: SessionHandle, peer: SocketAddr) -> Session {
+        Session { endpoint, handle, peer }
+    }
+
+    /// Sends `request` and waits for the response. Fails with a precise [`Error`]:
+    /// [`Error::Timeout`] if the server stays silent, [`Error::PeerReset`] if it
+    /// restarted, [`Error::MessageTooLarge`], [`Error::SessionClosed`], ...
+    pub async fn call(&self, request: impl Into<Bytes>) -> Result<Bytes> {
+        let request = request.into();
+        let shared = self.endpoint.shared();
+        let (tx, rx) = oneshot::channel();
+        if request.len() <= SEAL_INLINE_MAX {
+            let mut state = shared.lock();
+            let id = state
+                .engine
+                .call(Instant::now(), self.handle, &request)
+                .map_err(|e| closed_error(&state, self.handle, e))?;
+            state.calls.insert((self.handle, id), tx);
+            state.drive(shared);
+            state.nudge(shared);
+        } else {
+            let prepared = {
+                let mut state = shared.lock();
+                state
+                    .engine
+                    .begin_call(self.handle, request.len())
+                    .map_err(|e| closed_error(&state, self.handle, e))?
+            };
+            let wire = prepared.seal(&request)?;
+            let mut state = shared.lock();
+            let id = prepared.id;
+            state.engine.finish(Instant::now(), prepared, wire);
+            if state.engine.session_info(self.handle).is_none() {
+                return Err(closed_error(&state, self.handle, CallError::UnknownSession));
+            }
+            state.calls.insert((self.handle, id), tx);
+            state.drive(shared);
+            state.nudge(shared);
+        }
+        rx.await.map_err(|_| Error::EndpointClosed)?
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The peer's certificate chain (DER), if it presented one in the handshake.
+    pub fn peer_certificates(&self) -> Option<Vec<Vec<u8>>> {
+        let state = self.endpoint.shared().lock();
+        state.engine.peer_certificates(self.handle).map(<[Vec<u8>]>::to_vec)
+    }
+
+    /// Whether this side initiated the session.
+    pub fn is_client(&self) -> bool {
+        self.endpoint.role_of(self.handle) == Some(smt_proto::engine::Role::Client)
+    }
+
+    /// Closes the session: the peer is told, outstanding calls fail with
+    /// [`Error::SessionClosed`].
+    pub fn close(&self) {
+        let shared = self.endpoint.shared();
+        let mut state = shared.lock();
+        state.engine.close_session(Instant::now(), self.handle);
+        state.drive(shared);
+    }
+}
+
+/// A request received by a server, to be answered with [`respond`](Self::respond).
+/// Dropping it unanswered frees its state; the client's call then fails by timeout.
+pub struct IncomingRequest {
+    endpoint: Endpoint,
+    session: SessionHandle,
+    id: MessageId,
+    payload: Bytes,
+    peer: SocketAddr,
+    answered: bool,
+}
+
+impl std::fmt::Debug for IncomingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingRequest")
+            .field("peer", &self.peer)
+            .field("id", &self.id.get())
+            .field("len", &self.payload.len())
+            .finish()
+    }
+}
+
+impl IncomingRequest {
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        session: SessionHandle,
+        id: MessageId,
+        payload: Bytes,
+        peer: SocketAddr,
+    ) -> Self {
+        IncomingRequest { endpoint, session, id, payload, peer, answered: false }
+    }
+
+    /// The request's bytes.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The session the request came on (e.g. to read the client's certificate).
+    pub fn session(&self) -> Session {
+        Session::new(self.endpoint.clone(), self.session, self.peer)
+    }
+
+    /// Sends the response. Fails if the session ended meanwhile.
+    pub fn respond(mut self, response: impl Into<Bytes>) -> Result<()> {
+        self.answered = true;
+        let response = response.into();
+        let shared = self.endpoint.shared();
+        if response.len() <= SEAL_INLINE_MAX {
+            let mut state = shared.lock();
+            state
+                .engine
+                .respond(Instant::now(), self.session, self.id, &response)
+                .map_err(|e| closed_error(&state, self.session, e))?;
+            state.drive(shared);
+            state.nudge(shared);
+        } else {
+            let prepared = {
+                let mut state = shared.lock();
+                state
+                    .engine
+                    .begin_response(self.session, self.id, response.len())
+                    .map_err(|e| closed_error(&state, self.session, e))?
+            };
+            let wire = prepared.seal(&response)?;
+            let mut state = shared.lock();
+            state.engine.finish(Instant::now(), prepared, wire);
+            state.drive(shared);
+            state.nudge(shared);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for IncomingRequest {
+    fn drop(&mut self) {
+        if !self.answered {
+            let mut state = self.endpoint.shared().lock();
+            state.engine.abandon_request(self.session, self.id);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! rustls behind the engine's handshake interface.
+//!
+//! The user's `ClientConfig` / `ServerConfig` are used as given, with three changes
+//! SMT needs: secret extraction is enabled (the traffic keys leave rustls once the
+//! handshake is done), session tickets are disabled on the server (SMT sessions are
+//! long-lived and resumption would need tickets sent under the application key), and
+//! if `SSLKEYLOGFILE` is set, secrets are logged there in NSS key log format.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, ConnectionTrafficSecrets, ProtocolVersion, ServerConnection};
+use smt_proto::engine::{TlsAcceptor, TlsFailure, TlsSession};
+use smt_proto::record::{CipherSuite, RecordKey};
+
+use crate::error::Error;
+
+/// Adapts a user's client configuration for SMT.
+pub(crate) fn client_config(user: &rustls::ClientConfig) -> Arc<rustls::ClientConfig> {
+    let mut config = user.clone();
+    config.enable_secret_extraction = true;
+    config.enable_early_data = false;
+    if std::env::var_os("SSLKEYLOGFILE").is_some() {
+        config.key_log = Arc::new(rustls::KeyLogFile::new());
+    }
+    Arc::new(config)
+}
+
+/// Adapts a user's server configuration for SMT.
+pub(crate) fn server_config(user: &rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+    let mut config = user.clone();
+    config.enable_secret_extraction = true;
+    config.send_tls13_tickets = 0;
+    config.max_early_data_size = 0;
+    if std::env::var_os("SSLKEYLOGFILE").is_some() {
+        config.key_log = Arc::new(rustls::KeyLogFile::new());
+    }
+    Arc::new(config)
+}
+
+enum Conn {
+    Client(ClientConnection),
+    Server(ServerConnection),
+}
+
+/// One rustls handshake, client or server side.
+pub(crate) struct RustlsSession {
+    conn: Option<Conn>,
+    peer_certs: Option<Vec<Vec<u8>>>,
+}
+
+impl RustlsSession {
+    pub fn client(config: Arc<rustls::ClientConfig>, server_name: &str) -> Result<Self, Error> {
+        let name = ServerName::try_from(server_name.to_owned())
+            .map_err(|_| Error::InvalidServerName(server_name.to_owned()))?;
+        let conn = ClientConnection::new(config, name).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(RustlsSession { conn: Some(Conn::Client(conn)), peer_certs: None })
+    }
+}
+
+macro_rules! with_conn {
+    ($self:expr, $c:ident => $body:expr, $none:expr) => {
+        match $self.conn.as_mut() {
+            Some(Conn::Client($c)) => $body,
+            Some(Conn::Server($c)) => $body,
+            None => $none,
+        }
+    };
+}
+
+macro_rules! with_conn_ref {
+    ($self:expr, $c:ident => $body:expr, $none:expr) => {
+        match $self.conn.as_ref() {
+            Some(Conn::Client($c)) => $body,
+            Some(Conn::Server($c)) => $body,
+            None => $none,
+        }
+    };
+}
+
+impl TlsSession for RustlsSession {
+    fn read_handshake(&mut self, mut bytes: &[u8]) -> Result<(), TlsFailure> {
+        while !bytes.is_empty() {
+            let read: Result<usize, std::io::Error> =
+                with_conn!(self, c => c.read_tls(&mut bytes), Ok(0));
+            match read {
+                Ok(0) => return Err(TlsFailure("handshake stream ended".into())),
+                Ok(_) => {}
+                Err(e) => return Err(TlsFailure(e.to_string())),
+            }
+            let processed: Result<(), rustls::Error> =
+                with_conn!(self, c => c.process_new_packets().map(|_| ()), Ok(()));
+            processed.map_err(|e| TlsFailure(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn write_handshake(&mut self, out: &mut Vec<u8>) {
+        loop {
+            let wants: bool = with_conn_ref!(self, c => c.wants_write(), false);
+            if !wants {
+                break;
+            }
+            // Writing into a Vec cannot fail.
+            let written: std::io::Result<usize> = with_conn!(self, c => c.write_tls(out), Ok(0));
+            if !matches!(written, Ok(n) if n > 0) {
+                break;
+            }
+        }
+    }
+
+    fn is_handshaking(&self) -> bool {
+        with_conn_ref!(self, c => c.is_handshaking(), false)
+    }
+
+    fn traffic_keys(&mut self) -> Result<(RecordKey, RecordKey), TlsFailure> {
+        if self.peer_certs.is_none() {
+            self.peer_certs = self.peer_certificates();
+        }
+        let version: Option<ProtocolVersion> =
+            with_conn_ref!(self, c => c.protocol_version(), None);
+        if version != Some(ProtocolVersion::TLSv1_3) {
+            return Err(TlsFailure(format!("SMT requires TLS 1.3, negotiated {version:?}")));
+        }
+        let secrets = match self.conn.take() {
+            Some(Conn::Client(c)) => c.dangerous_extract_secrets(),
+            Some(Conn::Server(c)) => c.dangerous_extract_secrets(),
+            None => return Err(TlsFailure("traffic keys already taken".into())),
+        }
+        .map_err(|e| TlsFailure(e.to_string()))?;
+        // rustls may have protected a few records (e.g. alerts) with the application
+        // key; SMT's sequence numbers start at 2^16 (message ID 1, record 0), so as
+        // long as rustls used fewer than 2^16 records no nonce can repeat.
+        if secrets.tx.0 >= 1 << 16 || secrets.rx.0 >= 1 << 16 {
+            return Err(TlsFailure("TLS used too many application records".into()));
+        }
+        Ok((record_key(secrets.tx.1)?, record_key(secrets.rx.1)?))
+    }
+
+    fn peer_certificates(&self) -> Option<Vec<Vec<u8>>> {
+        if self.peer_certs.is_some() {
+            return self.peer_certs.clone();
+        }
+        let certs: Option<Vec<Vec<u8>>> = with_conn_ref!(
+            self,
+            c => c.peer_certificates().map(|cs| cs.iter().map(|c| c.as_ref().to_vec()).collect()),
+            None
+        );
+        certs
+    }
+}
+
+/// Converts rustls's extracted traffic secrets into an SMT record key.
+fn record_key(secrets: ConnectionTrafficSecrets) -> Result<RecordKey, TlsFailure> {
+    let (suite, key, iv) = match &secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+            (CipherSuite::Aes128GcmSha256, key.as_ref(), iv.as_ref())
+        }
+        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+            (CipherSuite::Aes256GcmSha384, key.as_ref(), iv.as_ref())
+        }
+        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+            (CipherSuite::Chacha20Poly1305Sha256, key.as_ref(), iv.as_ref())
+        }
+        _ => return Err(TlsFailure("negotiated cipher suite is not supported by SMT".into())),
+    };
+    RecordKey::new(suite, key, iv).map_err(|e| TlsFailure(e.to_string()))
+}
+
+/// Creates server-side rustls sessions for incoming handshakes.
+pub(crate) struct RustlsAcceptor {
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl TlsAcceptor for RustlsAcceptor {
+    fn start(&self, _peer: SocketAddr) -> Box<dyn TlsSession> {
+        match ServerConnection::new(self.config.clone()) {
+            Ok(conn) => {
+                Box::new(RustlsSession { conn: Some(Conn::Server(conn)), peer_certs: None })
+            }
+            // A config rustls refuses fails every handshake with its reason.
+            Err(e) => Box::new(FailedSession(e.to_string())),
+        }
+    }
+}
+
+struct FailedSession(String);
+
+impl TlsSession for FailedSession {
+    fn read_handshake(&mut self, _: &[u8]) -> Result<(), TlsFailure> {
+        Err(TlsFailure(self.0.clone()))
+    }
+    fn write_handshake(&mut self, _: &mut Vec<u8>) {}
+    fn is_handshaking(&self) -> bool {
+        true
+    }
+    fn traffic_keys(&mut self) -> Result<(RecordKey, RecordKey), TlsFailure> {
+        Err(TlsFailure(self.0.clone()))
+    }
+    fn peer_certificates(&self) -> Option<Vec<Vec<u8>>> {
+        None
+    }
+}
