@@ -99,7 +99,9 @@ impl State {
         while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::Request { session, id, payload } => {
-                    if self.requests.send((session, id, Bytes::from(payload))).is_err() {
+                    let delivered = self.requests.send((session, id, Bytes::from(payload)));
+                    if delivered.is_err() {
+                        // Nobody accepts requests on this endpoint.
                         self.engine.abandon_request(session, id);
                     }
                 }
