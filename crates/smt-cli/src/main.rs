@@ -1,2 +1,103 @@
+//! `smt`: command-line tools for the SMT encrypted RPC transport.
+//!
+//! Every command exits 0 on success; on failure it prints one line `error: ...` to
+//! stderr and exits non-zero (2 for bad arguments). Logs go to stderr, filtered by
+//! `RUST_LOG` (default `warn`).
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod call;
+mod demo;
+mod keygen;
+mod load;
+mod pem_files;
+mod serve;
+mod stats;
+mod tls_config;
+mod transport;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smt",
+    version,
+    about = "SMT: encrypted message-based RPC (TLS 1.3 records over a Homa-like transport)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a self-signed certificate and key (DIR/cert.pem, DIR/key.pem).
+    Keygen(keygen::KeygenArgs),
+    /// Run an echo server; on SIGINT/SIGTERM print its counters as one JSON line.
+    Serve(serve::ServeArgs),
+    /// Make verified echo calls to a server and report latency and throughput.
+    Call(call::CallArgs),
+    /// Run a server and a client on loopback and print a latency/throughput table.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {}", clap_error_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    let command = match command {
+        Command::Keygen(args) => return keygen::run(&args),
+        other => other,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        match &command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Call(args) => call::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+            Command::Keygen(args) => keygen::run(args),
+        }
+    });
+    // Don't wait for stray tasks (e.g. a response still being sealed).
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
+/// Clap's message without its "error: " prefix and usage block, on one line.
+fn clap_error_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let message = rendered.split("\n\n").next().unwrap_or_default();
+    let message = message.trim_start_matches("error:").trim();
+    format!("{} (see smt --help)", one_line(message))
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -8,24 +8,22 @@
 //! sleeps: it polls the socket and yields, trading a core for wake-up latency.
 
 use std::collections::HashMap;
-use std::io::{self, IoSliceMut};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use bytes::Bytes;
-use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use smt_proto::engine::{Endpoint as Engine, Event, SessionHandle};
 use smt_proto::wire::MessageId;
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, trace};
 
 use crate::error::Result;
+use crate::socket::{Received, Socket, RECV_BUF};
 
-/// Largest datagram (or GRO batch) the receive path accepts.
-const RECV_BUF: usize = 64 * 1024;
+/// Datagram buffers (of RECV_BUF bytes each) the driver receives into.
+const RECV_SLOTS: usize = 32;
 /// Receive batches handled before timers get a turn.
 const MAX_BATCHES_PER_ROUND: usize = 16;
 
@@ -34,8 +32,7 @@ pub(crate) type RawRequest = (SessionHandle, MessageId, Bytes);
 
 pub(crate) struct Shared {
     pub state: Mutex<State>,
-    pub socket: UdpSocket,
-    pub udp: UdpSocketState,
+    pub socket: Socket,
     pub wake: Notify,
     pub local_addr: SocketAddr,
     pub busy_poll: bool,
@@ -79,16 +76,18 @@ impl State {
 
     fn flush(&mut self, shared: &Shared) {
         if let Some((destination, segment_size, bytes)) = self.pending.take() {
-            if send(shared, destination, segment_size, &bytes).is_err() {
-                self.pending = Some((destination, segment_size, bytes));
+            let sent = send(shared, destination, segment_size, &bytes);
+            if sent < bytes.len() {
+                self.pending = Some((destination, segment_size, bytes[sent..].to_vec()));
                 return;
             }
         }
         let now = Instant::now();
         let mut buf = std::mem::take(&mut self.buf);
         while let Some(t) = self.engine.poll_transmit(now, &mut buf) {
-            if send(shared, t.destination, t.segment_size, &buf[..t.size]).is_err() {
-                self.pending = Some((t.destination, t.segment_size, buf[..t.size].to_vec()));
+            let sent = send(shared, t.destination, t.segment_size, &buf[..t.size]);
+            if sent < t.size {
+                self.pending = Some((t.destination, t.segment_size, buf[sent..t.size].to_vec()));
                 break;
             }
         }
@@ -149,16 +148,22 @@ impl State {
     }
 }
 
+/// Sends a batch; returns how many of its bytes left (a prefix of whole segments).
 fn send(
     shared: &Shared,
     destination: SocketAddr,
     segment_size: Option<usize>,
     contents: &[u8],
-) -> io::Result<()> {
-    let transmit = Transmit { destination, ecn: None, contents, segment_size, src_ip: None };
-    // `send` logs and swallows errors other than WouldBlock: datagrams may be lost,
-    // and the protocol recovers.
-    shared.socket.try_io(Interest::WRITABLE, || shared.udp.send((&shared.socket).into(), &transmit))
+) -> usize {
+    match shared.socket.send(destination, segment_size, contents) {
+        Ok(sent) => sent,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        // Other errors lose the datagrams; the protocol recovers.
+        Err(e) => {
+            trace!(error = %e, %destination, "send failed");
+            contents.len()
+        }
+    }
 }
 
 impl Shared {
@@ -171,36 +176,29 @@ impl Shared {
 
 /// The driver task. Ends after shutdown once nothing remains to send.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut storage = vec![0u8; BATCH_SIZE * RECV_BUF];
-    let mut metas = [RecvMeta::default(); BATCH_SIZE];
+    let mut storage = vec![0u8; RECV_SLOTS * RECV_BUF];
+    let mut received: Vec<Received> = Vec::with_capacity(RECV_SLOTS * 4);
     loop {
         // Receive what is available, outside the lock.
         for _ in 0..MAX_BATCHES_PER_ROUND {
-            let received = {
-                let mut slices: Vec<IoSliceMut<'_>> =
-                    storage.chunks_mut(RECV_BUF).map(IoSliceMut::new).collect();
-                shared.socket.try_io(Interest::READABLE, || {
-                    shared.udp.recv((&shared.socket).into(), &mut slices, &mut metas)
-                })
-            };
-            match received {
-                Ok(n) => {
+            received.clear();
+            match shared.socket.recv(&mut storage, &mut received) {
+                Ok(()) => {
                     let now = Instant::now();
                     let mut state = shared.lock();
-                    for (meta, buf) in metas[..n].iter().zip(storage.chunks(RECV_BUF)) {
-                        let stride = meta.stride.max(1);
-                        for datagram in buf[..meta.len].chunks(stride) {
-                            state.engine.handle_datagram(now, meta.addr, datagram);
-                        }
+                    for datagram in &received {
+                        state.engine.handle_datagram(
+                            now,
+                            datagram.from,
+                            &storage[datagram.range.clone()],
+                        );
                     }
                     state.drive(&shared);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors (e.g. a peer's port closed) surface here; they are
                 // not fatal to the endpoint.
-                Err(e) => {
-                    trace!(error = %e, "recv error");
-                }
+                Err(e) => trace!(error = %e, "recv error"),
             }
         }
         let (deadline, pending, done) = {

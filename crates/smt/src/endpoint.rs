@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use quinn_udp::UdpSocketState;
 use rand::Rng;
 use smt_proto::engine::{Config, Endpoint as Engine, Role, SessionParams, Stats};
 use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex, Notify};
@@ -14,10 +13,8 @@ use crate::driver::{self, RawRequest, Shared, State};
 use crate::error::{Error, Result};
 use crate::keys::SessionKeys;
 use crate::session::{IncomingRequest, Session};
+use crate::socket::{RawIpSocket, Socket, Transport, UdpIo};
 use crate::tls::{self, RustlsAcceptor, RustlsSession};
-
-/// Socket buffer size requested from the kernel (it may cap it at `net.core.rmem_max`).
-const SOCKET_BUFFER: usize = 8 << 20;
 
 /// An SMT endpoint: one UDP socket carrying any number of sessions, as a client
 /// (with [`connect`](Endpoint::connect)), a server (with [`accept`](Endpoint::accept)),
@@ -71,9 +68,15 @@ pub struct EndpointBuilder {
     client: Option<Arc<rustls::ClientConfig>>,
     transport: Config,
     busy_poll: bool,
+    network: Transport,
 }
 
 impl EndpointBuilder {
+    /// Carry SMT over UDP (default) or directly over IP ([`Transport::native_ip`]).
+    pub fn network(mut self, network: Transport) -> Self {
+        self.network = network;
+        self
+    }
     /// The local address to bind (port 0 picks a free port).
     pub fn bind(mut self, addr: SocketAddr) -> Self {
         self.bind = addr;
@@ -104,23 +107,21 @@ impl EndpointBuilder {
 
     /// Binds the socket and starts the driver. Must be called inside a tokio runtime.
     pub fn build(self) -> Result<Endpoint> {
-        let domain = socket2::Domain::for_address(self.bind);
-        let socket =
-            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
-        if self.bind.is_ipv6() {
-            socket.set_only_v6(false).ok();
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&self.bind.into())?;
-        let std_socket: std::net::UdpSocket = socket.into();
-        let udp = UdpSocketState::new((&std_socket).into())?;
-        // Larger buffers absorb bursts of granted data; the kernel may cap them.
-        let _ = udp.set_recv_buffer_size((&std_socket).into(), SOCKET_BUFFER);
-        let _ = udp.set_send_buffer_size((&std_socket).into(), SOCKET_BUFFER);
-        let socket = tokio::net::UdpSocket::from_std(std_socket)?;
-        let local_addr = socket.local_addr()?;
+        let socket = match self.network {
+            Transport::Udp => Socket::Udp(UdpIo::bind(self.bind)?),
+            Transport::NativeIp { protocol } => {
+                Socket::Ip(RawIpSocket::bind(self.bind, protocol).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::PermissionDenied {
+                        Error::NeedsCapNetRaw
+                    } else {
+                        Error::Io(e)
+                    }
+                })?)
+            }
+        };
+        let local_addr = socket.local_addr();
         let mut transport = self.transport;
-        transport.max_segments = transport.max_segments.min(udp.max_gso_segments()).max(1);
+        transport.max_segments = transport.max_segments.min(socket.max_segments()).max(1);
         let mut engine =
             Engine::new(transport, local_addr.port()).map_err(|e| Error::Config(e.to_string()))?;
         if let Some(server) = &self.server {
@@ -130,7 +131,6 @@ impl EndpointBuilder {
         let shared = Arc::new(Shared {
             state: std::sync::Mutex::new(State::new(engine, tx)),
             socket,
-            udp,
             wake: Notify::new(),
             local_addr,
             busy_poll: self.busy_poll,
@@ -157,6 +157,7 @@ impl Endpoint {
             client: None,
             transport: Config::default(),
             busy_poll: false,
+            network: Transport::Udp,
         }
     }
 

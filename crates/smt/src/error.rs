@@ -48,6 +48,9 @@ pub enum Error {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Native IP mode opens raw sockets, which Linux allows only with CAP_NET_RAW.
+    #[error("native IP mode needs CAP_NET_RAW: run as root, or grant it with `setcap cap_net_raw+ep <binary>`")]
+    NeedsCapNetRaw,
     /// A socket operation failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

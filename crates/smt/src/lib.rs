@@ -21,13 +21,15 @@
 //! [`Endpoint::accept`], answering each [`IncomingRequest`]. Keys negotiated outside
 //! SMT can be installed with [`Endpoint::install_session`]. If `SSLKEYLOGFILE` is set,
 //! TLS secrets are written there in NSS key log format on both sides.
-#![forbid(unsafe_code)]
+// `unsafe` is denied everywhere except `socket::raw_ip` (sendmmsg for native IP mode).
+#![deny(unsafe_code)]
 
 mod driver;
 mod endpoint;
 mod error;
 mod keys;
 mod session;
+mod socket;
 mod tls;
 
 pub use endpoint::{Endpoint, EndpointBuilder};
@@ -36,6 +38,7 @@ pub use keys::{SessionKeys, TrafficKey};
 pub use session::{IncomingRequest, Session};
 pub use smt_proto::engine::{Config as TransportConfig, Role, Stats};
 pub use smt_proto::record::CipherSuite;
+pub use socket::Transport;
 
 /// Re-export of the rustls version SMT is built with.
 pub use rustls;

@@ -1,0 +1,144 @@
+//! `smt call`: handshake with an echo server, run N verified calls, report latency.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::load::{self, LoadReport, LoadSpec};
+use crate::pem_files::{self, Identity};
+use crate::tls_config;
+use crate::transport::{self, Transport};
+
+/// Bound on the handshake (the transport's own handshake timeout is shorter; this
+/// only guards against a hang).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, clap::Args)]
+pub struct CallArgs {
+    /// Server address, HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub connect: String,
+    /// Name the server's certificate must be valid for (DNS name or IP address).
+    #[arg(long, value_name = "NAME")]
+    pub server_name: String,
+    /// Trusted CA certificates (PEM); a self-signed server certificate is its own CA.
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// Request (and echoed response) payload size in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    pub size: usize,
+    /// Number of calls.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: u64,
+    /// Most calls in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub concurrency: u64,
+    /// Client certificate chain (PEM) for mutual TLS; requires --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS; requires --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub transport: Transport,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: &CallArgs) -> Result<()> {
+    let roots = pem_files::load_certs(&args.ca)?;
+    let identity = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Some(Identity::load(cert, key)?),
+        _ => None,
+    };
+    let tls = tls_config::client(tls_config::default_provider(), &roots, identity)?;
+    let server = transport::resolve(&args.connect).await?;
+    let endpoint = args.transport.client_endpoint(server, tls)?;
+
+    let started = Instant::now();
+    let session =
+        match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(server, &args.server_name))
+            .await
+        {
+            Ok(Ok(session)) => session,
+            Ok(Err(e)) => bail!("handshake with {server} ({}) failed: {e}", args.server_name),
+            Err(_) => bail!("handshake with {server} timed out after {CONNECT_TIMEOUT:?}"),
+        };
+    let handshake = started.elapsed();
+
+    let spec = LoadSpec {
+        size: args.size,
+        count: args.count,
+        concurrency: usize::try_from(args.concurrency).context("--concurrency")?,
+    };
+    let report = load::run(&session, spec).await;
+    endpoint.close().await;
+    let report = report.map_err(explain_rejection)?;
+    if args.json {
+        println!("{}", report_json(server, handshake, &report));
+    } else {
+        print_report(server, &args.server_name, handshake, &report);
+    }
+    Ok(())
+}
+
+/// In TLS 1.3 the client finishes its handshake before the server has checked the
+/// client's certificate, so a server that rejects it (mutual TLS) shows up as a
+/// session the server does not know: say so.
+fn explain_rejection(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<smt::Error>() {
+        Some(smt::Error::PeerReset) => anyhow::anyhow!(
+            "{e:#}; if the server requires a client certificate (mutual TLS), it rejected \
+             ours or we sent none (see --cert/--key)"
+        ),
+        _ => e,
+    }
+}
+
+fn print_report(server: std::net::SocketAddr, name: &str, handshake: Duration, r: &LoadReport) {
+    println!("connected to {server} (server name {name}) in {} us", handshake.as_micros());
+    println!(
+        "{} calls of {} B, concurrency {}: all responses verified",
+        r.spec.count, r.spec.size, r.spec.concurrency
+    );
+    println!(
+        "latency us: p50 {} p90 {} p99 {} max {}",
+        r.percentile_us(50.0),
+        r.percentile_us(90.0),
+        r.percentile_us(99.0),
+        r.max_us()
+    );
+    println!(
+        "throughput: {:.1} calls/s, {:.3} Gbit/s request+response payload, {:.3} s total",
+        r.calls_per_sec(),
+        r.payload_gbit_per_sec(),
+        r.elapsed.as_secs_f64()
+    );
+}
+
+fn report_json(
+    server: std::net::SocketAddr,
+    handshake: Duration,
+    r: &LoadReport,
+) -> serde_json::Value {
+    json!({
+        "server": server.to_string(),
+        "handshake_us": u64::try_from(handshake.as_micros()).unwrap_or(u64::MAX),
+        "size": r.spec.size,
+        "count": r.spec.count,
+        "concurrency": r.spec.concurrency,
+        "verified": r.spec.count,
+        "p50_us": r.percentile_us(50.0),
+        "p90_us": r.percentile_us(90.0),
+        "p99_us": r.percentile_us(99.0),
+        "max_us": r.max_us(),
+        "elapsed_s": r.elapsed.as_secs_f64(),
+        "calls_per_sec": r.calls_per_sec(),
+        "payload_gbit_per_sec": r.payload_gbit_per_sec(),
+    })
+}

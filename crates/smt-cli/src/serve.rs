@@ -1,0 +1,89 @@
+//! `smt serve`: an echo server that prints its counters as JSON when stopped.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{debug, info};
+
+use crate::pem_files::{self, Identity};
+use crate::transport::{self, Transport};
+use crate::{stats, tls_config};
+
+/// Responses larger than this are sealed on their own task, so one big response does
+/// not delay the small ones behind it.
+const RESPOND_INLINE_MAX: usize = 64 * 1024;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on, HOST:PORT (port 0 picks a free port; the line
+    /// "listening on ADDR" on stderr tells which).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// The server's certificate chain (PEM, leaf first).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// Require client certificates issued by (or equal to) a certificate in FILE (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t)]
+    pub transport: Transport,
+}
+
+pub async fn run(args: &ServeArgs) -> Result<()> {
+    let identity = Identity::load(&args.cert, &args.key)?;
+    let client_ca = args.client_ca.as_deref().map(pem_files::load_certs).transpose()?;
+    let tls = tls_config::server(tls_config::default_provider(), identity, client_ca.as_deref())?;
+    let listen = transport::resolve(&args.listen).await?;
+    // Handlers first: a signal arriving right after "listening on" must stop us cleanly.
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let endpoint = args.transport.server_endpoint(listen, tls)?;
+    eprintln!("listening on {}", endpoint.local_addr());
+    let echo = tokio::spawn(echo(endpoint.clone()));
+    let signal = tokio::select! {
+        _ = sigint.recv() => "SIGINT",
+        _ = sigterm.recv() => "SIGTERM",
+    };
+    info!(signal, "shutting down");
+    stop_echo(echo).await;
+    // Tells connected clients goodbye; bounded so a stuck peer cannot block exit.
+    if tokio::time::timeout(Duration::from_secs(5), endpoint.close()).await.is_err() {
+        debug!("endpoint close timed out");
+    }
+    println!("{}", stats::to_json(&endpoint.stats()));
+    Ok(())
+}
+
+/// Answers every request with its own payload until the endpoint closes.
+pub async fn echo(endpoint: smt::Endpoint) {
+    while let Some(request) = endpoint.accept().await {
+        let body = request.payload().clone();
+        if body.len() <= RESPOND_INLINE_MAX {
+            respond(request, body);
+        } else {
+            tokio::spawn(async move { respond(request, body) });
+        }
+    }
+}
+
+/// Stops the echo loop. Must precede `Endpoint::close`: a task waiting in
+/// `Endpoint::accept` holds the request queue that `close` waits for, so closing
+/// first would hang (smt 0.1).
+pub async fn stop_echo(echo: tokio::task::JoinHandle<()>) {
+    echo.abort();
+    if tokio::time::timeout(Duration::from_secs(2), echo).await.is_err() {
+        debug!("echo loop did not stop");
+    }
+}
+
+fn respond(request: smt::IncomingRequest, body: bytes::Bytes) {
+    let peer = request.peer_addr();
+    if let Err(e) = request.respond(body) {
+        debug!(%peer, "cannot respond: {e}");
+    }
+}

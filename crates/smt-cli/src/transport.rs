@@ -1,0 +1,72 @@
+//! Which network transport carries SMT, and how to open endpoints on it.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::ValueEnum;
+
+/// The `--transport` choices. Adding one is a variant here and an arm in
+/// [`Transport::builder`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// SMT datagrams in UDP (any host, no privileges).
+    #[default]
+    Udp,
+}
+
+impl Transport {
+    /// An endpoint builder for this transport (address and TLS still to be set).
+    fn builder(self) -> smt::EndpointBuilder {
+        match self {
+            Transport::Udp => smt::Endpoint::builder(),
+        }
+    }
+
+    /// The name given on the command line.
+    pub fn name(self) -> String {
+        self.to_possible_value().map(|v| v.get_name().to_owned()).unwrap_or_default()
+    }
+
+    /// An endpoint accepting sessions on `listen`.
+    pub fn server_endpoint(
+        self,
+        listen: SocketAddr,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<smt::Endpoint> {
+        self.builder()
+            .bind(listen)
+            .server_config(tls)
+            .build()
+            .with_context(|| format!("cannot listen on {} {listen}", self.name()))
+    }
+
+    /// An endpoint on an ephemeral local port, able to connect to `peer`.
+    pub fn client_endpoint(
+        self,
+        peer: SocketAddr,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<smt::Endpoint> {
+        // Same address family as the peer; stay on loopback for a loopback peer.
+        let ip: IpAddr = match peer {
+            _ if peer.ip().is_loopback() => peer.ip(),
+            SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+            SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+        };
+        let local = SocketAddr::new(ip, 0);
+        self.builder()
+            .bind(local)
+            .client_config(tls)
+            .build()
+            .with_context(|| format!("cannot open a {} endpoint on {local}", self.name()))
+    }
+}
+
+/// Resolves `HOST:PORT` (an IP address or a name) to its first address.
+pub async fn resolve(addr: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve {addr:?} (expected HOST:PORT)"))?
+        .next()
+        .with_context(|| format!("{addr:?} resolves to no address"))
+}

@@ -1,0 +1,327 @@
+//! End-to-end tests of the `smt` binary: every command, driven as a script would.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Bound on any single command that should be quick.
+const QUICK: Duration = Duration::from_secs(60);
+
+fn smt() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smt"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// Kills the child when dropped, so a failing test leaves no process behind.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fresh directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let dir = std::env::temp_dir()
+            .join(format!("smt-cli-test-{}-{name}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Output {
+    fn assert_success(&self) {
+        assert!(
+            self.status.success(),
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+    }
+
+    /// A failure reported as the one-line `error: ...` message the CLI promises.
+    fn assert_one_line_error(&self) -> &str {
+        assert!(!self.status.success(), "expected failure; stdout:\n{}", self.stdout);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "stderr should be one line:\n{}", self.stderr);
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        lines[0]
+    }
+}
+
+/// Runs `command` to completion, killing it (and failing) after `limit`.
+fn run(mut command: Command, limit: Duration) -> Output {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = ChildGuard(command.spawn().expect("spawn smt"));
+    let stdout = read_all_in_background(child.0.stdout.take().unwrap());
+    let stderr = read_all_in_background(child.0.stderr.take().unwrap());
+    let status = wait_bounded(&mut child.0, limit)
+        .unwrap_or_else(|| panic!("{command:?} did not finish within {limit:?}"));
+    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
+}
+
+fn read_all_in_background(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `smt keygen --out DIR --name NAME`, returning (cert.pem, key.pem).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let mut command = smt();
+    command.arg("keygen").arg("--out").arg(dir).args(["--name", name]);
+    run(command, QUICK).assert_success();
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// A running `smt serve`.
+struct Server {
+    child: ChildGuard,
+    addr: String,
+}
+
+impl Server {
+    /// Starts `smt serve --listen LISTEN --cert .. --key .. EXTRA` and waits for its
+    /// "listening on ADDR" line.
+    fn start(listen: &str, cert: &Path, key: &Path, extra: &[&str]) -> Server {
+        let mut command = smt();
+        command
+            .args(["serve", "--listen", listen, "--cert"])
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard(command.spawn().expect("spawn smt serve"));
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.0.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[smt serve] {line}");
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(QUICK).expect("smt serve did not print 'listening on ADDR'");
+        Server { child, addr }
+    }
+
+    /// Stops the server with `signal` and returns the one JSON line it prints.
+    fn stop(mut self, signal: &str) -> serde_json::Value {
+        let pid = self.child.0.id().to_string();
+        let killed = Command::new("kill").args([signal, &pid]).status().expect("run kill");
+        assert!(killed.success());
+        let stdout = read_all_in_background(self.child.0.stdout.take().unwrap());
+        let status = wait_bounded(&mut self.child.0, QUICK).expect("smt serve did not exit");
+        assert!(status.success(), "smt serve exited with {status:?}");
+        let stdout = stdout.join().unwrap();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "expected exactly one line on stdout, got:\n{stdout}");
+        let json: serde_json::Value = serde_json::from_str(lines[0]).expect("valid JSON");
+        for key in [
+            "requests_delivered",
+            "replays_rejected",
+            "auth_failures",
+            "sessions",
+            "handshakes_failed",
+            "malformed",
+            "datagrams_received",
+            "datagrams_sent",
+        ] {
+            assert!(json[key].is_u64(), "missing or non-numeric {key:?} in {json}");
+        }
+        json
+    }
+}
+
+/// `smt call --connect ADDR --server-name NAME --ca CA EXTRA`.
+fn call(addr: &str, name: &str, ca: &Path, extra: &[&str]) -> Output {
+    let mut command = smt();
+    command.args(["call", "--connect", addr, "--server-name", name, "--ca"]).arg(ca).args(extra);
+    run(command, QUICK)
+}
+
+/// A UDP port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn keygen_writes_certificate_and_key() {
+    let tmp = TempDir::new("keygen");
+    let out = tmp.path().join("nested/dir");
+    let mut command = smt();
+    command.arg("keygen").arg("--out").arg(&out).args(["--name", "server.example"]);
+    let output = run(command, QUICK);
+    output.assert_success();
+    let (cert, key) = (out.join("cert.pem"), out.join("key.pem"));
+    assert_eq!(output.stdout, format!("{}\n{}\n", cert.display(), key.display()));
+    let cert_pem = std::fs::read_to_string(&cert).unwrap();
+    assert!(cert_pem.starts_with("-----BEGIN CERTIFICATE-----"), "{cert_pem}");
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // An IP address is a valid name too; nonsense is not.
+    keygen(&tmp.path().join("ip"), "127.0.0.1");
+    let mut command = smt();
+    command.arg("keygen").arg("--out").arg(tmp.path()).args(["--name", "not a name"]);
+    let error = run(command, QUICK);
+    assert!(error.assert_one_line_error().contains("invalid name"));
+}
+
+#[test]
+fn serve_and_call_round_trip_and_count() {
+    let tmp = TempDir::new("roundtrip");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(&listen, &cert, &key, &["--transport", "udp"]);
+    assert_eq!(server.addr, listen);
+
+    let single = call(&server.addr, "localhost", &cert, &[]);
+    single.assert_success();
+    assert!(single.stdout.contains("1 calls of 64 B"), "{}", single.stdout);
+    assert!(single.stdout.contains("latency us: p50 "), "{}", single.stdout);
+
+    let args = ["--size", "100000", "--count", "20", "--concurrency", "4"];
+    let bulk = call(&server.addr, "localhost", &cert, &args);
+    bulk.assert_success();
+    assert!(bulk.stdout.contains("20 calls of 100000 B, concurrency 4"), "{}", bulk.stdout);
+    assert!(bulk.stdout.contains("Gbit/s"), "{}", bulk.stdout);
+
+    let json = call(&server.addr, "localhost", &cert, &["--json", "--count", "7", "--size", "0"]);
+    json.assert_success();
+    let report: serde_json::Value = serde_json::from_str(json.stdout.trim()).unwrap();
+    assert_eq!(report["count"], 7);
+    assert_eq!(report["verified"], 7);
+    assert!(report["p99_us"].as_u64().unwrap() >= report["p50_us"].as_u64().unwrap());
+
+    let stats = server.stop("-TERM");
+    assert_eq!(stats["requests_delivered"], 1 + 20 + 7, "{stats}");
+    assert_eq!(stats["sessions"], 3, "{stats}");
+    assert_eq!(stats["replays_rejected"], 0, "{stats}");
+    assert_eq!(stats["auth_failures"], 0, "{stats}");
+}
+
+#[test]
+fn wrong_server_name_fails_the_handshake() {
+    let tmp = TempDir::new("wrongname");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let server = Server::start("127.0.0.1:0", &cert, &key, &[]);
+    let output = call(&server.addr, "other.example", &cert, &[]);
+    let error = output.assert_one_line_error();
+    assert!(error.contains("handshake"), "{error}");
+    let stats = server.stop("-TERM");
+    assert_eq!(stats["requests_delivered"], 0);
+}
+
+#[test]
+fn mutual_tls_accepts_trusted_client_certificates_only() {
+    let tmp = TempDir::new("mtls");
+    let (server_cert, server_key) = keygen(&tmp.path().join("server"), "localhost");
+    let (client_cert, client_key) = keygen(&tmp.path().join("client"), "client.example");
+    let (other_cert, other_key) = keygen(&tmp.path().join("other"), "client.example");
+    let client_ca = client_cert.to_str().unwrap();
+    let server =
+        Server::start("127.0.0.1:0", &server_cert, &server_key, &["--client-ca", client_ca]);
+
+    let with = |cert: &Path, key: &Path| {
+        let args = ["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()];
+        call(&server.addr, "localhost", &server_cert, &args)
+    };
+    with(&client_cert, &client_key).assert_success();
+
+    let untrusted = with(&other_cert, &other_key);
+    untrusted.assert_one_line_error();
+    let anonymous = call(&server.addr, "localhost", &server_cert, &[]);
+    let error = anonymous.assert_one_line_error();
+    assert!(error.contains("client certificate"), "{error}");
+
+    let stats = server.stop("-INT");
+    assert_eq!(stats["requests_delivered"], 1, "{stats}");
+    assert_eq!(stats["sessions"], 1, "{stats}");
+    assert_eq!(stats["handshakes_failed"], 2, "{stats}");
+}
+
+#[test]
+fn bad_arguments_and_files_give_one_line_errors() {
+    let mut command = smt();
+    command.args(["call", "--connect", "127.0.0.1:1"]);
+    let output = run(command, QUICK);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.assert_one_line_error().contains("--server-name"));
+
+    let mut command = smt();
+    command.args(["demo", "--transport", "carrier-pigeon"]);
+    let output = run(command, QUICK);
+    assert_eq!(output.status.code(), Some(2));
+    output.assert_one_line_error();
+
+    let missing = Path::new("/nonexistent/ca.pem");
+    let output = call("127.0.0.1:1", "localhost", missing, &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.assert_one_line_error().contains("/nonexistent/ca.pem"));
+}
+
+#[test]
+fn demo_runs_and_prints_the_table() {
+    let mut command = smt();
+    command.arg("demo");
+    // Quick in release (~2 s); a debug build on a busy machine is much slower.
+    let output = run(command, Duration::from_secs(300));
+    output.assert_success();
+    let out = &output.stdout;
+    assert!(out.starts_with("SMT demo: encrypted echo RPCs over loopback"), "{out}");
+    for expected in ["p50 us", "p99 us", "Gbit/s", "0 B", "64 KiB", "1 MiB", "16 MiB", "OK: "] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+}

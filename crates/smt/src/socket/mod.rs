@@ -1,0 +1,101 @@
+//! The sockets an endpoint can run on: UDP (default; GSO/GRO through quinn-udp) or
+//! native IP (raw sockets with SMT's own protocol number, needs CAP_NET_RAW).
+
+mod raw_ip;
+mod udp;
+
+use std::io;
+use std::net::SocketAddr;
+use std::ops::Range;
+
+pub(crate) use raw_ip::RawIpSocket;
+pub(crate) use udp::UdpIo;
+
+/// Bytes reserved per received datagram (or per GRO batch on UDP).
+pub(crate) const RECV_BUF: usize = 64 * 1024;
+
+/// Which network layer carries SMT packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Transport {
+    /// SMT over UDP. Works unprivileged; the kernel segments and coalesces batches.
+    #[default]
+    Udp,
+    /// SMT directly over IP with this protocol number (253 is the RFC 3692
+    /// experimental default). Needs CAP_NET_RAW.
+    NativeIp { protocol: u8 },
+}
+
+impl Transport {
+    /// Native IP with the default protocol number 253.
+    pub const fn native_ip() -> Transport {
+        Transport::NativeIp { protocol: smt_proto::wire::DEFAULT_IP_PROTOCOL }
+    }
+}
+
+/// One received datagram: where it came from and where its bytes are in the buffer.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub from: SocketAddr,
+    pub range: Range<usize>,
+}
+
+pub(crate) enum Socket {
+    Udp(UdpIo),
+    Ip(RawIpSocket),
+}
+
+impl Socket {
+    pub fn local_addr(&self) -> SocketAddr {
+        match self {
+            Socket::Udp(s) => s.local_addr,
+            Socket::Ip(s) => s.local_addr,
+        }
+    }
+
+    /// Most datagrams one `send` may carry as equal-size segments.
+    pub fn max_segments(&self) -> usize {
+        match self {
+            Socket::Udp(s) => s.max_segments(),
+            Socket::Ip(_) => raw_ip::MAX_BATCH,
+        }
+    }
+
+    /// Sends `contents` (several datagrams of `segment_size` bytes if set). Returns
+    /// how many bytes went out: all, or for native IP possibly a prefix of whole
+    /// segments. `WouldBlock` if nothing could be sent.
+    pub fn send(
+        &self,
+        destination: SocketAddr,
+        segment_size: Option<usize>,
+        contents: &[u8],
+    ) -> io::Result<usize> {
+        match self {
+            Socket::Udp(s) => s.send(destination, segment_size, contents).map(|()| contents.len()),
+            Socket::Ip(s) => s.send(destination, segment_size, contents),
+        }
+    }
+
+    /// Receives what is available into `storage` (chunks of [`RECV_BUF`]),
+    /// appending one entry per datagram to `out`. `WouldBlock` if nothing arrived.
+    pub fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
+        match self {
+            Socket::Udp(s) => s.recv(storage, out),
+            Socket::Ip(s) => s.recv(storage, out),
+        }
+    }
+
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Socket::Udp(s) => s.socket.readable().await,
+            Socket::Ip(s) => s.readable().await,
+        }
+    }
+
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Socket::Udp(s) => s.socket.writable().await,
+            Socket::Ip(s) => s.writable().await,
+        }
+    }
+}

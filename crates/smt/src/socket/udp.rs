@@ -1,0 +1,80 @@
+//! UDP through quinn-udp: GSO for sends of several equal-size datagrams, GRO and
+//! recvmmsg-style batches for receives.
+
+use std::io::{self, IoSliceMut};
+use std::net::SocketAddr;
+
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use super::{Received, RECV_BUF};
+
+/// Socket buffer size requested from the kernel (capped by `net.core.rmem_max`).
+const SOCKET_BUFFER: usize = 8 << 20;
+
+pub(crate) struct UdpIo {
+    pub socket: UdpSocket,
+    state: UdpSocketState,
+    pub local_addr: SocketAddr,
+}
+
+impl UdpIo {
+    /// Binds a UDP socket (dual-stack when `addr` is IPv6). Needs a tokio runtime.
+    pub fn bind(addr: SocketAddr) -> io::Result<UdpIo> {
+        let domain = socket2::Domain::for_address(addr);
+        let socket =
+            socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(false).ok();
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        let std_socket: std::net::UdpSocket = socket.into();
+        let state = UdpSocketState::new((&std_socket).into())?;
+        // Larger buffers absorb bursts of granted data; failures only cost drops.
+        let _ = state.set_recv_buffer_size((&std_socket).into(), SOCKET_BUFFER);
+        let _ = state.set_send_buffer_size((&std_socket).into(), SOCKET_BUFFER);
+        let socket = UdpSocket::from_std(std_socket)?;
+        let local_addr = socket.local_addr()?;
+        Ok(UdpIo { socket, state, local_addr })
+    }
+
+    pub fn max_segments(&self) -> usize {
+        self.state.max_gso_segments()
+    }
+
+    pub fn send(
+        &self,
+        destination: SocketAddr,
+        segment_size: Option<usize>,
+        contents: &[u8],
+    ) -> io::Result<()> {
+        let transmit = Transmit { destination, ecn: None, contents, segment_size, src_ip: None };
+        // quinn-udp logs and swallows errors other than WouldBlock: datagrams may be
+        // lost, and the protocol recovers.
+        self.socket.try_io(Interest::WRITABLE, || self.state.send((&self.socket).into(), &transmit))
+    }
+
+    pub fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
+        let mut metas = [RecvMeta::default(); BATCH_SIZE];
+        let n = {
+            let mut slices: Vec<IoSliceMut<'_>> =
+                storage.chunks_mut(RECV_BUF).take(BATCH_SIZE).map(IoSliceMut::new).collect();
+            self.socket.try_io(Interest::READABLE, || {
+                self.state.recv((&self.socket).into(), &mut slices, &mut metas)
+            })?
+        };
+        for (i, meta) in metas[..n].iter().enumerate() {
+            let base = i * RECV_BUF;
+            let stride = meta.stride.max(1);
+            let mut offset = 0;
+            while offset < meta.len {
+                let end = (offset + stride).min(meta.len);
+                out.push(Received { from: meta.addr, range: base + offset..base + end });
+                offset = end;
+            }
+        }
+        Ok(())
+    }
+}
