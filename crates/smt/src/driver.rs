@@ -42,7 +42,8 @@ pub(crate) struct State {
     pub engine: Engine,
     pub calls: HashMap<(SessionHandle, MessageId), oneshot::Sender<Result<Bytes>>>,
     pub connects: HashMap<SessionHandle, oneshot::Sender<Result<()>>>,
-    pub requests: mpsc::UnboundedSender<RawRequest>,
+    /// `None` after shutdown, which ends every `accept`.
+    pub requests: Option<mpsc::UnboundedSender<RawRequest>>,
     /// Why recently closed sessions ended, for clear errors on later calls.
     pub closed: HashMap<SessionHandle, smt_proto::engine::RpcError>,
     /// The deadline the driver is sleeping until.
@@ -59,7 +60,7 @@ impl State {
             engine,
             calls: HashMap::new(),
             connects: HashMap::new(),
-            requests,
+            requests: Some(requests),
             closed: HashMap::new(),
             armed: None,
             pending: None,
@@ -98,8 +99,11 @@ impl State {
         while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::Request { session, id, payload } => {
-                    let delivered = self.requests.send((session, id, Bytes::from(payload)));
-                    if delivered.is_err() {
+                    let delivered = match &self.requests {
+                        Some(tx) => tx.send((session, id, Bytes::from(payload))).is_ok(),
+                        None => false,
+                    };
+                    if !delivered {
                         // Nobody accepts requests on this endpoint.
                         self.engine.abandon_request(session, id);
                     }

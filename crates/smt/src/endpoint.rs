@@ -48,6 +48,7 @@ impl Drop for Inner {
         let mut state = self.shared.lock();
         state.engine.close_all(Instant::now());
         state.shutdown = true;
+        state.requests = None;
         state.drive(&self.shared);
         drop(state);
         self.shared.wake.notify_one();
@@ -250,13 +251,14 @@ impl Endpoint {
             for (_, tx) in state.connects.drain() {
                 let _ = tx.send(Err(Error::EndpointClosed));
             }
+            // Dropping the sender ends every pending and future `accept`.
+            state.requests = None;
         }
         self.inner.shared.wake.notify_one();
         let driver = self.inner.driver.lock().ok().and_then(|mut d| d.take());
         if let Some(driver) = driver {
             let _ = driver.await;
         }
-        self.inner.requests.lock().await.close();
     }
 
     pub(crate) fn role_of(&self, session: smt_proto::engine::SessionHandle) -> Option<Role> {

@@ -167,7 +167,6 @@ impl IncomingRequest {
 
     /// Sends the response. Fails if the session ended meanwhile.
     pub fn respond(mut self, response: impl Into<Bytes>) -> Result<()> {
-        self.answered = true;
         let response = response.into();
         let shared = self.endpoint.shared();
         if response.len() <= SEAL_INLINE_MAX {
@@ -189,9 +188,15 @@ impl IncomingRequest {
             let wire = prepared.seal(&response)?;
             let mut state = shared.lock();
             state.engine.finish(Instant::now(), prepared, wire);
+            if state.engine.session_info(self.session).is_none() {
+                return Err(closed_error(&state, self.session, CallError::UnknownSession));
+            }
             state.drive(shared);
             state.nudge(shared);
         }
+        // Only now: if responding failed, dropping `self` abandons the request so the
+        // client is not left waiting on a server that will never answer.
+        self.answered = true;
         Ok(())
     }
 }

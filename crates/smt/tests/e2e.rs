@@ -256,12 +256,10 @@ async fn mutual_tls_accepts_trusted_client_and_server_sees_its_certificate() {
 
 /// TLS 1.3 lets the client finish its side of the handshake (and `connect` return)
 /// before the server has checked the client's certificate; the server then rejects
-/// it with an alert and keeps no session. What the client sees today: `connect`
-/// succeeds, and its first call fails promptly with `PeerReset` (the server answers
-/// the call's DATA with SESSION_UNKNOWN). The server's alert reaches the client but
-/// is discarded, so the client cannot tell *why* (see the test report). What must
-/// never happen is a hang or a wait for a timeout; that is what this asserts.
-async fn assert_client_rejected(client: Endpoint, server: &Endpoint) {
+/// it with an alert and keeps no session. The client reads that alert and fails the
+/// session with `Error::Handshake` naming it, promptly: never a hang, a timeout, or a
+/// vague "peer reset".
+async fn assert_client_rejected(client: Endpoint, server: &Endpoint, alert: &str) {
     let session = connect(&client, server.local_addr(), "localhost").await;
     let start = Instant::now();
     let result = within(Duration::from_secs(4), "first call of a rejected mTLS client", async {
@@ -269,10 +267,13 @@ async fn assert_client_rejected(client: Endpoint, server: &Endpoint) {
     })
     .await;
     let elapsed = start.elapsed();
-    assert!(matches!(result, Err(Error::PeerReset)), "expected PeerReset, got {result:?}");
+    match &result {
+        Err(Error::Handshake(reason)) => assert!(reason.contains(alert), "{reason}"),
+        other => panic!("expected a handshake error naming {alert}, got {other:?}"),
+    }
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?} to fail");
     let again = within(STEP, "second call", session.call("hello")).await;
-    assert!(matches!(again, Err(Error::PeerReset)), "expected PeerReset, got {again:?}");
+    assert!(matches!(&again, Err(Error::Handshake(r)) if r.contains(alert)), "{again:?}");
     eventually(STEP, "server counts the failed handshake", || {
         server.stats().handshakes_failed >= 1
     })
@@ -284,25 +285,24 @@ async fn assert_client_rejected(client: Endpoint, server: &Endpoint) {
 }
 
 #[tokio::test]
-async fn mutual_tls_client_without_certificate_is_refused_and_first_call_fails_with_peer_reset() {
+async fn mutual_tls_client_without_certificate_is_refused_with_certificate_required() {
     let server_id = support::identity_named(&["localhost"], "server CA");
     let client_ca = support::identity_named(&["client.example"], "client CA");
     let server = loopback_server(support::mtls_server_config(&server_id, &client_ca));
     support::spawn_echo(server.clone());
     let client = loopback_client(support::client_config(&server_id));
-    assert_client_rejected(client, &server).await;
+    assert_client_rejected(client, &server, "certificate_required").await;
 }
 
 #[tokio::test]
-async fn mutual_tls_client_with_untrusted_certificate_is_refused_and_first_call_fails_with_peer_reset(
-) {
+async fn mutual_tls_client_with_untrusted_certificate_is_refused_with_unknown_ca() {
     let server_id = support::identity_named(&["localhost"], "server CA");
     let client_ca = support::identity_named(&["client.example"], "client CA");
     let impostor = support::identity_named(&["client.example"], "impostor CA");
     let server = loopback_server(support::mtls_server_config(&server_id, &client_ca));
     support::spawn_echo(server.clone());
     let client = loopback_client(support::mtls_client_config(&server_id, &impostor));
-    assert_client_rejected(client, &server).await;
+    assert_client_rejected(client, &server, "unknown_ca").await;
 }
 
 // ---------------------------------------------------------------------------------

@@ -26,6 +26,10 @@ fn privileged() -> bool {
 }
 
 async fn echo_over(ip: &str, protocol: u8) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let id = support::identity(&["localhost"]);
     let network = Transport::NativeIp { protocol };
     let server = Endpoint::builder()

@@ -497,6 +497,7 @@ impl Endpoint {
         if let Some(rpc) = s.rpcs.get_mut(&id) {
             rpc.out = Some(out);
             rpc.last_heard = now;
+            rpc.last_progress = now;
             rpc.last_prod = now;
         }
         self.core.track_out(h, id, None, after);

@@ -1,12 +1,13 @@
 //! The in-band handshake: a reliable byte stream per direction over HANDSHAKE packets.
 //!
 //! The client sends its stream from offset 0 (the ClientHello record first), padding
-//! its first datagram to [`MIN_FIRST_DATAGRAM`] bytes. Each side acknowledges the
-//! peer's contiguous bytes in every HANDSHAKE packet and retransmits its unacknowledged
-//! bytes after silence. Until the client has acknowledged something the server sent
-//! (proving it receives at its claimed address), the server sends at most
-//! [`AMPLIFICATION_FACTOR`] times the bytes it received, so a spoofed ClientHello
-//! cannot turn the server into an amplifier. Pending server handshakes are bounded by
+//! every datagram to [`MIN_FIRST_DATAGRAM`] bytes until its handshake completes. Each
+//! side acknowledges the peer's contiguous TLS bytes in every HANDSHAKE packet and
+//! retransmits its unacknowledged bytes after silence; only packets that carry TLS
+//! bytes are answered, so acknowledgements never bounce back and forth. Until the
+//! client's Finished has been verified (which a spoofing attacker cannot produce), the
+//! server sends at most [`AMPLIFICATION_FACTOR`] times the bytes it received, so a
+//! spoofed ClientHello cannot turn the server into an amplifier. Pending server handshakes are bounded by
 //! `max_pending_handshakes`; each ends after `handshake_timeout`.
 //!
 //! The client considers the session established when its TLS library does (after the
@@ -60,7 +61,6 @@ pub(crate) struct Handshake {
     rto: Duration,
     /// The TLS handshake completed and the session is installed.
     pub established: bool,
-    first_datagram_sent: bool,
 }
 
 impl core::fmt::Debug for Handshake {
@@ -104,7 +104,6 @@ impl Handshake {
             last_send: now,
             rto,
             established: false,
-            first_datagram_sent: false,
         }
     }
 
@@ -209,10 +208,12 @@ impl Endpoint {
         let key = (from, header.session_id, role);
         let datagram_len = crate::wire::HEADER_LEN + packet.data.len() + packet.padding_len + 12;
         if !self.handshakes.contains_key(&key) {
-            if let Some(&handle) = self.by_key.get(&key) {
-                // Established and remnant gone: re-acknowledge so the peer stops.
-                let _ = handle;
-                self.ack_established(from, header, packet);
+            if self.by_key.contains_key(&key) {
+                // Established and remnant gone: re-acknowledge data so the peer stops
+                // retransmitting; never answer a bare acknowledgement.
+                if !packet.data.is_empty() {
+                    self.ack_established(from, header, packet);
+                }
                 return;
             }
             if role != Role::Server || packet.stream_offset != 0 || packet.data.is_empty() {
@@ -247,10 +248,17 @@ impl Endpoint {
         }
         let Some(hs) = self.handshakes.get_mut(&key) else { return };
         hs.bytes_in += datagram_len;
-        // Acknowledgement of our bytes: proves the peer receives at its address.
         if packet.acknowledged > hs.acked && packet.acknowledged as usize <= hs.send.len() {
             hs.acked = packet.acknowledged;
-            hs.validated = true;
+        }
+        let end = packet.stream_offset as usize + packet.data.len();
+        if hs.established && hs.role == Role::Client && end > hs.recv_len as usize {
+            // The server's stream continues after the handshake completed here: in
+            // TLS 1.3 that is an alert (it rejected our certificate, say).
+            let skip = (hs.recv_len as usize).saturating_sub(packet.stream_offset as usize);
+            let extra = packet.data.get(skip..).unwrap_or_default().to_vec();
+            self.post_handshake_failure(key, &extra);
+            return;
         }
         if !packet.data.is_empty() {
             if let Err(reason) = hs.receive(packet.stream_offset, packet.data) {
@@ -274,6 +282,19 @@ impl Endpoint {
         }
         self.flush_handshake(now, key, ack_needed);
         self.ensure_handshake_tick(now);
+    }
+
+    /// Ends a client session whose server aborted the handshake after our side had
+    /// completed it, reporting the server's alert if it can be read.
+    fn post_handshake_failure(&mut self, key: HandshakeKey, bytes: &[u8]) {
+        let Some(hs) = self.handshakes.remove(&key) else { return };
+        self.core.stats.handshakes_failed += 1;
+        let reason = match self.sessions.get(&hs.handle) {
+            Some(session) => describe_alert(&session.rx, bytes),
+            None => "the server aborted the handshake".to_owned(),
+        };
+        debug!(peer = %hs.peer, %reason, "server rejected the completed handshake");
+        self.end_session(hs.handle, RpcError::Handshake(reason));
     }
 
     fn ack_established(&mut self, to: SocketAddr, header: &HeaderRepr, packet: &HandshakeRepr<'_>) {
@@ -311,6 +332,8 @@ impl Endpoint {
             }
         };
         hs.established = true;
+        // A verified Finished proves the client receives at its address.
+        hs.validated = true;
         let (handle, role, peer, session_id) = (hs.handle, hs.role, hs.peer, hs.session_id);
         let params = SessionParams { peer, session_id, role, tx, rx };
         match self.install_with_handle(handle, params) {
@@ -359,11 +382,8 @@ impl Endpoint {
         while (hs.sent as usize) < hs.send.len() {
             let start = hs.sent as usize;
             let end = hs.send.len().min(start + max);
-            let mut padding = 0;
             let base = crate::wire::HEADER_LEN + 12 + (end - start);
-            if hs.role == Role::Client && !hs.first_datagram_sent {
-                padding = MIN_FIRST_DATAGRAM.saturating_sub(base);
-            }
+            let padding = client_padding(hs, base);
             if !hs.validated && hs.bytes_out + base > hs.bytes_in * AMPLIFICATION_FACTOR {
                 trace!(peer = %hs.peer, "amplification limit: waiting for validation");
                 break;
@@ -377,12 +397,12 @@ impl Endpoint {
                 padding,
             );
             hs.bytes_out += base + padding;
-            hs.first_datagram_sent = true;
             hs.sent = end as u32;
             sent_any = true;
         }
         if ack && !sent_any {
-            emit_handshake(&mut self.core.control, local_port, hs, hs.sent, &[], 0);
+            let padding = client_padding(hs, crate::wire::HEADER_LEN + 12);
+            emit_handshake(&mut self.core.control, local_port, hs, hs.sent, &[], padding);
         }
         if sent_any {
             hs.last_send = now;
@@ -426,6 +446,16 @@ impl Endpoint {
     }
 }
 
+/// Padding that brings a client datagram to [`MIN_FIRST_DATAGRAM`] bytes while its
+/// handshake is in progress: the server may answer each with three times as much.
+fn client_padding(hs: &Handshake, len: usize) -> usize {
+    if hs.role == Role::Client && !hs.established {
+        MIN_FIRST_DATAGRAM.saturating_sub(len)
+    } else {
+        0
+    }
+}
+
 fn emit_handshake(
     control: &mut std::collections::VecDeque<(SocketAddr, Vec<u8>)>,
     local_port: u16,
@@ -453,4 +483,58 @@ fn emit_handshake(
         }),
     };
     control.push_back((hs.peer, packet.to_vec()));
+}
+
+/// Reads the TLS alert the server sent after its Finished (encrypted under the
+/// server's application traffic key, one of its first records).
+fn describe_alert(rx: &crate::record::RecordKey, bytes: &[u8]) -> String {
+    const ALERT: u8 = 21;
+    let fallback = "the server aborted the handshake after this side completed it".to_owned();
+    if bytes.len() < 5 {
+        return fallback;
+    }
+    let len = usize::from(u16::from_be_bytes([bytes[3], bytes[4]]));
+    let Some(record) = bytes.get(..5 + len) else { return fallback };
+    if record[0] == ALERT && len >= 2 {
+        return format!("the server rejected the handshake: {} alert", alert_name(record[6]));
+    }
+    for sequence in 0..4 {
+        let mut copy = record.to_vec();
+        if let Ok(opened) = rx.open_in_place(sequence, &mut copy) {
+            if opened.content_type == ALERT && opened.content.len() >= 2 {
+                let name = alert_name(opened.content[1]);
+                return format!("the server rejected the handshake: {name} alert");
+            }
+        }
+    }
+    fallback
+}
+
+/// TLS alert descriptions (RFC 8446 section 6) that a handshake can end with.
+fn alert_name(description: u8) -> String {
+    let name = match description {
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        112 => "unrecognized_name",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        other => return format!("TLS alert {other}"),
+    };
+    name.to_owned()
 }

@@ -35,6 +35,9 @@ pub(crate) struct IncomingMessage {
     opened: Vec<bool>,
     records_open: usize,
     pub bytes_received: u32,
+    /// Most bytes ever held at once; bytes dropped after a failed record and received
+    /// again do not raise it.
+    pub high_water: u32,
     pub unscheduled: u32,
     pub granted: u32,
     /// The last grant offset actually sent in a GRANT packet.
@@ -56,6 +59,7 @@ impl IncomingMessage {
             opened: vec![false; layout.record_count()],
             records_open: 0,
             bytes_received: 0,
+            high_water: 0,
             unscheduled,
             granted: unscheduled,
             grant_sent: unscheduled,
@@ -108,6 +112,7 @@ impl IncomingMessage {
             self.bytes_received += part.end - part.start;
         }
         self.received.insert(range.clone());
+        self.high_water = self.high_water.max(self.bytes_received);
         let first = self.layout.record_containing(range.start as usize);
         let last = self.layout.record_containing(range.end as usize - 1);
         let mut outcome = Absorbed::Progress;

@@ -58,16 +58,15 @@ impl Endpoint {
         let Some(session) = self.sessions.get_mut(&handle) else { return };
         let core = &mut self.core;
         match packet.body {
-            Body::Data(data) => {
-                on_data(core, session, now, id, &data);
-                self.schedule_grants();
-            }
+            Body::Data(data) => on_data(core, session, now, id, &data),
             Body::Grant(grant) => on_grant(core, session, now, id, &grant),
             Body::Resend(resend) => on_resend(core, session, now, id, &resend),
             Body::RpcUnknown => on_rpc_unknown(core, session, now, id),
             Body::Busy => {
                 if let Some(rpc) = session.rpcs.get_mut(&id) {
                     rpc.last_heard = now;
+                    // BUSY means the request arrived whole and is being served.
+                    rpc.last_progress = now;
                 }
             }
             Body::NeedAck => on_need_ack(core, session, id),
@@ -76,10 +75,11 @@ impl Endpoint {
             Body::Close => self.end_session(handle, RpcError::PeerClosed),
             Body::Handshake(_) => {}
         }
+        self.schedule_grants();
         self.ensure_tick(now);
     }
 
-    fn end_session(&mut self, handle: SessionHandle, reason: RpcError) {
+    pub(crate) fn end_session(&mut self, handle: SessionHandle, reason: RpcError) {
         let Some(mut session) = self.sessions.remove(&handle) else { return };
         self.by_key.remove(&(session.peer, session.session_id, session.role));
         self.peer_certs.remove(&handle);
@@ -141,8 +141,6 @@ fn on_data(
                         if !start_incoming(core, session, id, data) {
                             return;
                         }
-                        // The server has the whole request: stop keeping it.
-                        core.drop_outgoing(session, id);
                     }
                 }
             }
@@ -167,7 +165,7 @@ fn on_data(
             }
         }
     }
-    absorb(core, session, id, data);
+    absorb(core, session, now, id, data);
 }
 
 /// Creates the incoming message for `id` from its first packet. False if refused.
@@ -202,14 +200,30 @@ fn start_incoming(
     true
 }
 
-fn absorb(core: &mut Core, session: &mut Session, id: MessageId, data: &DataRepr<'_>) {
+fn absorb(
+    core: &mut Core,
+    session: &mut Session,
+    now: Instant,
+    id: MessageId,
+    data: &DataRepr<'_>,
+) {
     let h = session.handle;
     let Some(rpc) = session.rpcs.get_mut(&id) else { return };
     let Some(inc) = rpc.inc.as_mut() else { return };
     let before = snap_in(Some(inc));
+    let high_water = inc.high_water;
     let outcome = inc.absorb(&session.rx, id, data);
     let authenticated = inc.authenticated;
+    if inc.high_water > high_water {
+        rpc.last_progress = now;
+    }
     core.track_in(h, id, before, snap_in(Some(inc)));
+    // Once the response authenticates, the server provably has the whole request:
+    // stop keeping it. (Not earlier: a forged response packet must not make the
+    // client unable to resend its request.)
+    if authenticated && session.role == Role::Client && rpc.out.is_some() {
+        core.drop_outgoing(session, id);
+    }
     match outcome {
         Absorbed::Progress => {}
         Absorbed::Duplicate => core.stats.duplicate_packets += 1,
@@ -222,7 +236,7 @@ fn absorb(core: &mut Core, session: &mut Session, id: MessageId, data: &DataRepr
             if !authenticated {
                 core.drop_incoming(session, id);
                 if start_incoming(core, session, id, data) {
-                    absorb(core, session, id, data);
+                    absorb(core, session, now, id, data);
                 } else if session.role == Role::Server {
                     core.remove_rpc(session, id);
                 }
@@ -284,7 +298,11 @@ fn on_grant(
     rpc.last_heard = now;
     if let Some(out) = rpc.out.as_mut() {
         let before = snap_out(Some(out));
+        let granted = out.granted;
         out.grant(grant.offset, grant.priority);
+        if out.granted > granted {
+            rpc.last_progress = now;
+        }
         core.track_out(h, id, before, snap_out(Some(out)));
     }
 }
@@ -298,9 +316,16 @@ fn on_resend(
 ) {
     let h = session.handle;
     let Some(rpc) = session.rpcs.get_mut(&id) else {
-        // We hold nothing for this RPC: tell the peer, so it restarts or gives up.
         core.stats.unknown_rpc += 1;
-        core.send_control(session, id, Body::RpcUnknown);
+        // A request that already ran (and was answered or abandoned) is never run
+        // again, so inviting the client to resend it would only loop: stay silent
+        // and let its RPC time out. Otherwise tell the peer we hold nothing, so it
+        // restarts (client) or gives up (server).
+        let already_ran =
+            session.replay.as_ref().is_some_and(|w| w.check(id.get()) != ReplayVerdict::Fresh);
+        if !already_ran {
+            core.send_control(session, id, Body::RpcUnknown);
+        }
         return;
     };
     rpc.last_heard = now;
@@ -312,8 +337,9 @@ fn on_resend(
             out.request_resend(resend.offset..resend.offset + resend.length);
             core.track_out(h, id, before, snap_out(Some(out)));
         }
-        None if session.role == Role::Server => {
-            // Still receiving the request or waiting for the application.
+        // The request is complete and the application is working on it. (While
+        // the request is still arriving, the server's own RESENDs drive recovery.)
+        None if session.role == Role::Server && rpc.inc.is_none() => {
             core.send_control(session, id, Body::Busy);
         }
         None => {}

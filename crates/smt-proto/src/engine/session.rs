@@ -36,15 +36,27 @@ pub(crate) struct Rpc {
     pub inc: Option<IncomingMessage>,
     /// Server: the request was delivered and no response was given yet.
     pub in_service: bool,
-    /// Last time the peer sent anything about this RPC.
+    /// Last time the peer sent anything about this RPC (drives RESEND timing).
     pub last_heard: Instant,
+    /// Last time the RPC made progress: new bytes beyond the most ever received, a
+    /// larger grant, or BUSY for a delivered request. Only progress keeps an RPC
+    /// alive, so peers that keep talking without getting anywhere (wrong keys, a
+    /// request that was already run) still end in a timeout.
+    pub last_progress: Instant,
     /// Last time we prodded the peer (RESEND, NEED_ACK, repeated GRANT).
     pub last_prod: Instant,
 }
 
 impl Rpc {
     pub fn new(now: Instant) -> Rpc {
-        Rpc { out: None, inc: None, in_service: false, last_heard: now, last_prod: now }
+        Rpc {
+            out: None,
+            inc: None,
+            in_service: false,
+            last_heard: now,
+            last_progress: now,
+            last_prod: now,
+        }
     }
 }
 

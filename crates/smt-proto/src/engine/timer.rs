@@ -20,6 +20,8 @@ impl Endpoint {
         self.next_tick = None;
         self.tick(now);
         self.handshake_tick(now);
+        // Expired messages may have freed grant budget for others.
+        self.schedule_grants();
         self.ensure_tick(now);
     }
 
@@ -31,11 +33,11 @@ impl Endpoint {
             let mut expired = Vec::new();
             let mut prods: Vec<(MessageId, Body<'static>)> = Vec::new();
             for (&id, rpc) in session.rpcs.iter_mut() {
-                let silent = now.saturating_duration_since(rpc.last_heard);
-                if silent >= c.rpc_timeout {
+                if now.saturating_duration_since(rpc.last_progress) >= c.rpc_timeout {
                     expired.push(id);
                     continue;
                 }
+                let silent = now.saturating_duration_since(rpc.last_heard);
                 if silent < c.resend_after
                     || now.saturating_duration_since(rpc.last_prod) < c.resend_after
                 {

@@ -97,7 +97,6 @@ impl RawIpSocket {
     }
 
     pub fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
-        let mut got = 0;
         for (i, chunk) in storage.chunks_mut(RECV_BUF).take(RECV_BATCH).enumerate() {
             let received = self.fd.try_io(Interest::READABLE, |socket| {
                 // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and
@@ -108,10 +107,10 @@ impl RawIpSocket {
             });
             let (len, from) = match received {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => break,
+                // `i` datagrams were received before this one.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && i > 0 => break,
                 Err(e) => return Err(e),
             };
-            got += 1;
             let Some(from) = from.as_socket() else { continue };
             let base = i * RECV_BUF;
             // IPv4 raw sockets deliver the IP header too; IPv6 ones do not.
