@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The project's test command (README.md): installs test dependencies, then runs
-# every test in the workspace.
+# The project's test command (README.md): installs what the tests need, then runs
+# every test in the workspace (release mode: the simulator and loopback tests move
+# real volumes of data) and the independent check of the record test vectors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 cargo test --workspace --release
+# Independent verification of docs/test-vectors/records.json (Python, no SMT code).
+/usr/bin/python3 scripts/check-vectors.py

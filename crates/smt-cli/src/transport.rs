@@ -13,6 +13,8 @@ pub enum Transport {
     /// SMT datagrams in UDP (any host, no privileges).
     #[default]
     Udp,
+    /// SMT directly over IP with protocol number 253 (needs CAP_NET_RAW).
+    Ip,
 }
 
 impl Transport {
@@ -20,6 +22,7 @@ impl Transport {
     fn builder(self) -> smt::EndpointBuilder {
         match self {
             Transport::Udp => smt::Endpoint::builder(),
+            Transport::Ip => smt::Endpoint::builder().network(smt::Transport::native_ip()),
         }
     }
 
