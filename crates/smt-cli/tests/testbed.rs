@@ -147,17 +147,18 @@ fn keygen(name: &str) -> tempdir::Dir {
     dir
 }
 
+/// Where and how `smt call` reaches the server.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    server: &'a str,
+    name: &'a str,
+    certs: &'a Path,
+    transport: &'a str,
+}
+
 /// Runs `smt call` in `host`; panics with its output unless it verified every call.
-fn call(
-    bed: &Testbed,
-    host: u32,
-    server: &str,
-    name: &str,
-    certs: &Path,
-    transport: &str,
-    size: usize,
-    count: u32,
-) {
+fn call(bed: &Testbed, host: u32, target: Target<'_>, size: usize, count: u32) {
+    let Target { server, name, certs, transport } = target;
     let concurrency = if size >= 1 << 20 { "2" } else { "8" };
     let mut child = bed
         .in_host(host)
@@ -209,7 +210,9 @@ fn exactly_once_under_loss(server_ip: &str, listen: &str) {
             let server = Server::start(&bed, 2, listen, certs.path(), transport);
             let mut calls = 0;
             for (size, count) in SIZES {
-                call(&bed, 1, listen, server_ip, certs.path(), transport, size, count);
+                let target =
+                    Target { server: listen, name: server_ip, certs: certs.path(), transport };
+                call(&bed, 1, target, size, count);
                 calls += count;
             }
             let stats = server.stop();
@@ -241,7 +244,13 @@ fn both_transports_work_over_ipv6() {
     for transport in ["udp", "ip"] {
         let server = Server::start(&bed, 2, "[fd77::2]:4433", certs.path(), transport);
         for (size, count) in [(1, 10), (100_000, 5), (4 << 20, 2)] {
-            call(&bed, 1, "[fd77::2]:4433", "fd77::2", certs.path(), transport, size, count);
+            let target = Target {
+                server: "[fd77::2]:4433",
+                name: "fd77::2",
+                certs: certs.path(),
+                transport,
+            };
+            call(&bed, 1, target, size, count);
         }
         let stats = server.stop();
         assert_eq!(stats["requests_delivered"], 17, "{transport} over IPv6: {stats}");
