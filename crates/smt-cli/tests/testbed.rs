@@ -268,10 +268,14 @@ fn incast_of_eight_clients_to_one_server_completes_for_both_transports() {
         let server = Server::start(&bed, 9, "10.77.0.9:4433", certs.path(), transport);
         std::thread::scope(|scope| {
             for host in 1..=8 {
-                let (bed, certs) = (&bed, certs.path());
-                scope.spawn(move || {
-                    call(bed, host, "10.77.0.9:4433", "10.77.0.9", certs, transport, 1 << 20, 4)
-                });
+                let bed = &bed;
+                let target = Target {
+                    server: "10.77.0.9:4433",
+                    name: "10.77.0.9",
+                    certs: certs.path(),
+                    transport,
+                };
+                scope.spawn(move || call(bed, host, target, 1 << 20, 4));
             }
         });
         let stats = server.stop();
