@@ -1,2 +1,316 @@
+//! `smt-bench`: SMT against TLS over TCP, QUIC, TCP and the raw UDP floor.
+//!
+//! `smt-bench all` (or `quick`) runs every experiment on loopback and, when the
+//! testbed script exists, across two network namespaces joined by veth, then writes
+//! `docs/PERFORMANCE.md`, SVG charts and `docs/perf/results.json`.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod bench;
+mod client;
+mod frame;
+mod machine;
+mod open_loop;
+mod plan;
+mod record;
+mod report;
+mod serve;
+mod stats;
+mod svg;
+mod targets;
+mod tls;
+mod transport;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::bench::Link;
+use crate::plan::Plan;
+use crate::record::{exp, Record};
+use crate::transport::Kind;
+
+#[derive(Parser)]
+#[command(version, about = "End-to-end benchmarks: SMT vs TLS/TCP, QUIC, TCP, raw UDP")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The full suite (about 10 minutes).
+    All(RunArgs),
+    /// A reduced set (under a minute), same outputs.
+    Quick(RunArgs),
+    /// Run one transport's echo server (used by the harness, also in other namespaces).
+    Serve {
+        #[arg(long, value_enum)]
+        transport: Kind,
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Directory with cert.pem and key.pem.
+        #[arg(long)]
+        cert_dir: PathBuf,
+    },
+    /// Regenerate PERFORMANCE.md and the charts from results.json.
+    Report {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Internal: run one link's experiments and write its records as JSON.
+    #[command(hide = true)]
+    LinkRun {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        link: String,
+        #[arg(long)]
+        client_ip: IpAddr,
+        #[arg(long)]
+        server_ip: IpAddr,
+        #[arg(long)]
+        server_ns: Option<String>,
+        #[arg(long)]
+        cert_dir: PathBuf,
+        #[arg(long)]
+        json_out: PathBuf,
+        #[arg(long)]
+        budget_s: u64,
+        #[arg(long, value_delimiter = ',')]
+        transports: Vec<Kind>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Output directory: PERFORMANCE.md goes there, charts and results.json into
+    /// its perf/ subdirectory. Default: the workspace's docs/.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Skip the veth link even if the testbed exists.
+    #[arg(long)]
+    no_veth: bool,
+    /// Only these transports (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    transports: Vec<Kind>,
+}
+
+/// The tokio runtime of clients and servers: multi-threaded, 2 workers.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+fn workspace() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    dir.canonicalize().unwrap_or(dir)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::All(args) => run(Plan::all(), args, "all"),
+        Cmd::Quick(args) => run(Plan::quick(), args, "quick"),
+        Cmd::Serve { transport, listen, cert_dir } => serve::run(transport, listen, &cert_dir),
+        Cmd::Report { out } => {
+            let out = out.unwrap_or_else(|| workspace().join("docs"));
+            let json = std::fs::read_to_string(out.join("perf/results.json"))
+                .context("reading results.json")?;
+            let records: Vec<Record> = serde_json::from_str(&json)?;
+            write_report(&out, &records)
+        }
+        Cmd::LinkRun {
+            quick,
+            link,
+            client_ip,
+            server_ip,
+            server_ns,
+            cert_dir,
+            json_out,
+            budget_s,
+            transports,
+        } => {
+            let mut plan = if quick { Plan::quick() } else { Plan::all() };
+            if !transports.is_empty() {
+                plan.transports = transports;
+            }
+            let link = Link { name: link, client_ip, server_ip, server_netns: server_ns };
+            let deadline = Instant::now() + Duration::from_secs(budget_s);
+            let records =
+                runtime()?.block_on(bench::run_link(&plan, &link, &cert_dir, deadline))?;
+            std::fs::write(&json_out, serde_json::to_string(&records)?)?;
+            Ok(())
+        }
+    }
+}
+
+/// Time budgets: the loopback link gets until `loopback` after the start, the whole
+/// run must end by `total` (checked before each transport/repetition cell).
+struct Budget {
+    loopback: Duration,
+    total: Duration,
+}
+
+fn run(mut plan: Plan, args: RunArgs, mode: &str) -> Result<()> {
+    let started = Instant::now();
+    if !args.transports.is_empty() {
+        plan.transports = args.transports.clone();
+    }
+    let budget = if mode == "quick" {
+        Budget { loopback: Duration::from_secs(45), total: Duration::from_secs(50) }
+    } else {
+        Budget { loopback: Duration::from_secs(300), total: Duration::from_secs(540) }
+    };
+    let out = args.out.clone().unwrap_or_else(|| workspace().join("docs"));
+    std::fs::create_dir_all(out.join("perf"))?;
+    let cert_dir = std::env::temp_dir().join(format!("smt-bench-{}", std::process::id()));
+    tls::generate(&cert_dir)?;
+    let mut machine = machine::collect(&workspace());
+    eprintln!(
+        "smt-bench {mode}: {} on {} vCPUs, writing to {}",
+        machine.cpu_model,
+        machine.cores,
+        out.display()
+    );
+
+    let loopback = Link {
+        name: "loopback".into(),
+        client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        server_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        server_netns: None,
+    };
+    let rt = runtime()?;
+    let mut records =
+        rt.block_on(bench::run_link(&plan, &loopback, &cert_dir, started + budget.loopback))?;
+    drop(rt);
+
+    let veth_note = if args.no_veth {
+        "veth1500 skipped (--no-veth)".to_owned()
+    } else if mode == "quick" {
+        "veth1500 is not part of the quick run".to_owned()
+    } else {
+        let remaining = budget.total.saturating_sub(started.elapsed());
+        match veth(&plan, &cert_dir, remaining) {
+            Ok(mut v) => {
+                records.append(&mut v);
+                "veth1500 measured".to_owned()
+            }
+            Err(e) => {
+                eprintln!("veth1500 not measured: {e:#}");
+                format!("veth1500 not measured: {e:#}")
+            }
+        }
+    };
+    let _ = std::fs::remove_dir_all(&cert_dir);
+
+    machine.command = std::env::args().collect::<Vec<_>>().join(" ");
+    machine.mode = mode.to_owned();
+    machine.duration_s = started.elapsed().as_secs_f64();
+    machine.note = format!("{}; {veth_note}", machine.note);
+    let machine_record = Record { machine: Some(machine), ..Record::new(exp::MACHINE, "", "") };
+    records.insert(0, machine_record);
+    std::fs::write(out.join("perf/results.json"), serde_json::to_string_pretty(&records)? + "\n")?;
+    write_report(&out, &records)?;
+    eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn write_report(out: &Path, records: &[Record]) -> Result<()> {
+    let md_path = out.join("PERFORMANCE.md");
+    let preserved = std::fs::read_to_string(&md_path)
+        .ok()
+        .and_then(|s| report::preserved_section(&s))
+        .or_else(|| {
+            let repo = workspace().join("docs/PERFORMANCE.md");
+            std::fs::read_to_string(repo).ok().and_then(|s| report::preserved_section(&s))
+        })
+        .or_else(|| {
+            let out = Command::new("git")
+                .args(["show", "HEAD:docs/PERFORMANCE.md"])
+                .current_dir(workspace())
+                .output()
+                .ok()?;
+            report::preserved_section(&String::from_utf8_lossy(&out.stdout))
+        });
+    let profiling = std::fs::read_to_string(out.join("perf/profiling.md"))
+        .or_else(|_| std::fs::read_to_string(workspace().join("docs/perf/profiling.md")))
+        .ok();
+    let md = report::generate(
+        records,
+        &out.join("perf"),
+        "perf",
+        preserved.as_deref(),
+        profiling.as_deref(),
+    )?;
+    std::fs::write(&md_path, md)?;
+    Ok(())
+}
+
+fn netns_exists(name: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs the experiments across the veth testbed: the client in smt-h1, servers in
+/// smt-h2. Brings the testbed up (and down again) unless it already existed.
+fn veth(plan: &Plan, cert_dir: &Path, budget: Duration) -> Result<Vec<Record>> {
+    let script = workspace().join("scripts/testbed.sh");
+    if !script.exists() {
+        bail!("scripts/testbed.sh does not exist");
+    }
+    if !machine::is_root() {
+        bail!("needs root for network namespaces");
+    }
+    if budget < Duration::from_secs(30) {
+        bail!("no time left in the budget");
+    }
+    let existed = netns_exists("smt-h1") && netns_exists("smt-h2");
+    if !existed {
+        let status = Command::new("bash").arg(&script).args(["up", "2"]).status()?;
+        if !status.success() {
+            bail!("`bash scripts/testbed.sh up 2` failed ({status})");
+        }
+    }
+    let json = cert_dir.join("veth.json");
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", "smt-h1"]).arg(exe).args([
+        "link-run",
+        "--link",
+        "veth1500",
+        "--client-ip",
+        "10.77.0.1",
+        "--server-ip",
+        "10.77.0.2",
+        "--server-ns",
+        "smt-h2",
+        "--budget-s",
+        &budget.as_secs().to_string(),
+    ]);
+    cmd.arg("--cert-dir").arg(cert_dir).arg("--json-out").arg(&json);
+    if plan.name == "quick" {
+        cmd.arg("--quick");
+    }
+    let names: Vec<&str> = plan.transports.iter().map(|k| k.name()).collect();
+    cmd.arg("--transports").arg(names.join(","));
+    let status = cmd.status();
+    if !existed {
+        let _ = Command::new("bash").arg(&script).arg("down").status();
+    }
+    let status = status?;
+    if !status.success() {
+        bail!("the veth run failed ({status})");
+    }
+    let records: Vec<Record> = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
+    Ok(records)
+}

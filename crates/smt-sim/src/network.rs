@@ -79,6 +79,24 @@ pub struct Captured {
     pub bytes: Vec<u8>,
 }
 
+/// One datagram a host handed to the network, kept when
+/// [`Network::record_sends`] is on (including datagrams to addresses no host has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Virtual time at which the host sent it.
+    pub at: Duration,
+    pub from: HostId,
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+    /// False if no host has the destination address: the datagram went nowhere.
+    pub routable: bool,
+    /// Whether the drop filter discarded it.
+    pub filtered: bool,
+}
+
+/// Decides, per datagram `(sender, destination, bytes)`, whether to drop it.
+type DropFilter = Box<dyn FnMut(HostId, SocketAddr, &[u8]) -> bool>;
+
 type Responder = Box<dyn FnMut(&[u8]) -> Vec<u8>>;
 
 struct Host {
@@ -125,6 +143,8 @@ pub struct Network {
     capture: Option<Vec<Captured>>,
     buf: Vec<u8>,
     pub stats: NetStats,
+    sends: Option<Vec<Sent>>,
+    drop_filter: Option<DropFilter>,
 }
 
 impl Network {
@@ -144,6 +164,8 @@ impl Network {
             capture: None,
             buf: Vec::with_capacity(64 * 1024),
             stats: NetStats::default(),
+            sends: None,
+            drop_filter: None,
         }
     }
 
@@ -160,6 +182,36 @@ impl Network {
     /// Keeps a copy of every delivered datagram.
     pub fn capture(&mut self) {
         self.capture = Some(Vec::new());
+    }
+
+    /// Keeps a copy of every datagram any host sends from now on, routable or not
+    /// (e.g. to count the bytes a server directs at a spoofed address).
+    pub fn record_sends(&mut self) {
+        self.sends = Some(Vec::new());
+    }
+
+    /// The datagrams sent since [`record_sends`](Self::record_sends).
+    pub fn sends(&self) -> &[Sent] {
+        self.sends.as_deref().unwrap_or(&[])
+    }
+
+    /// Drops (as if lost) every datagram for which `f(sender, destination, bytes)`
+    /// returns true, until [`clear_drop_filter`](Self::clear_drop_filter). Dropping
+    /// draws no randomness, so the filter changes a run only where it drops.
+    pub fn set_drop_filter(&mut self, f: impl FnMut(HostId, SocketAddr, &[u8]) -> bool + 'static) {
+        self.drop_filter = Some(Box::new(f));
+    }
+
+    /// Removes the drop filter.
+    pub fn clear_drop_filter(&mut self) {
+        self.drop_filter = None;
+    }
+
+    /// Drains the host's transmit and event queues (answering requests if it has a
+    /// responder). Call after commanding its endpoint directly through
+    /// [`endpoint`](Self::endpoint).
+    pub fn pump_host(&mut self, host: HostId) {
+        self.pump(host.0);
     }
 
     /// Takes the captured datagrams.
@@ -363,6 +415,34 @@ impl Network {
         }
     }
 
+    /// Virtual time of the next packet arrival or timer, if any.
+    pub fn next_due(&self) -> Option<Duration> {
+        let next_packet = self.queue.peek().map(|Reverse(p)| p.at);
+        let next_timer = self
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                h.endpoint.poll_timeout().map(|t| t.saturating_duration_since(self.base))
+            })
+            .min();
+        match (next_packet, next_timer) {
+            (Some(p), Some(t)) => Some(p.min(t)),
+            (p, t) => p.or(t),
+        }
+    }
+
+    /// Processes every packet arrival and timer due at or before `until` (virtual
+    /// time since creation), then moves the clock to `until`: unlike
+    /// [`run_until`](Self::run_until), never steps past it.
+    pub fn advance_to(&mut self, until: Duration) {
+        while self.next_due().is_some_and(|t| t <= until) {
+            if !self.step() {
+                break;
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
     /// Steps until nothing is pending or virtual time passes `limit`.
     pub fn run_idle(&mut self, limit: Duration) {
         while self.now <= limit && self.step() {}
@@ -403,6 +483,20 @@ impl Network {
     fn send(&mut self, from: usize, to_addr: SocketAddr, bytes: Vec<u8>) {
         self.stats.sent += 1;
         let from_addr = self.hosts[from].addr;
+        let filtered = match self.drop_filter.as_mut() {
+            Some(f) => f(HostId(from), to_addr, &bytes),
+            None => false,
+        };
+        if let Some(sends) = self.sends.as_mut() {
+            sends.push(Sent {
+                at: self.now,
+                from: HostId(from),
+                to: to_addr,
+                bytes: bytes.clone(),
+                routable: self.by_addr.contains_key(&to_addr),
+                filtered,
+            });
+        }
         let Some(&to) = self.by_addr.get(&to_addr) else {
             self.stats.unroutable += 1;
             return;
@@ -412,7 +506,7 @@ impl Network {
             Duration::from_nanos((len as u64 * 8 * 1_000_000_000) / self.link.bandwidth_bps.max(1));
         let depart = self.now.max(self.hosts[from].uplink_free) + tx;
         self.hosts[from].uplink_free = depart;
-        if self.link.loss > 0.0 && self.rng.gen_bool(self.link.loss) {
+        if filtered || (self.link.loss > 0.0 && self.rng.gen_bool(self.link.loss)) {
             self.stats.lost += 1;
             self.record(from_addr, to_addr, len, Fate::Lost, depart);
             return;

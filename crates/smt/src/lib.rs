@@ -7,14 +7,47 @@
 //! scheduled first (SRPT), and the keys come from a real TLS 1.3 handshake with your
 //! rustls configuration, carried in-band on the same UDP port.
 //!
-//! ```no_run
+//! A complete round trip, runnable as is (it makes its own certificate; use yours):
+//!
+//! ```
 //! use std::sync::Arc;
-//! # async fn demo(client_tls: Arc<rustls::ClientConfig>) -> Result<(), smt::Error> {
-//! let endpoint = smt::Endpoint::client("0.0.0.0:0".parse().unwrap(), client_tls)?;
-//! let session = endpoint.connect("127.0.0.1:4433".parse().unwrap(), "localhost").await?;
-//! let response = session.call("ping").await?;
-//! assert_eq!(response, "ping"); // against an echo server
-//! # Ok(()) }
+//! use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
+//! let cert = CertificateDer::from(made.cert.der().to_vec());
+//! let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+//! let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+//! let server_tls = rustls::ServerConfig::builder_with_provider(provider.clone())
+//!     .with_protocol_versions(&[&rustls::version::TLS13])?
+//!     .with_no_client_auth()
+//!     .with_single_cert(vec![cert.clone()], key)?;
+//! let mut roots = rustls::RootCertStore::empty();
+//! roots.add(cert)?;
+//! let client_tls = rustls::ClientConfig::builder_with_provider(provider)
+//!     .with_protocol_versions(&[&rustls::version::TLS13])?
+//!     .with_root_certificates(roots)
+//!     .with_no_client_auth();
+//!
+//! // An echo server...
+//! let server = smt::Endpoint::server("127.0.0.1:0".parse()?, Arc::new(server_tls))?;
+//! let server_addr = server.local_addr();
+//! tokio::spawn(async move {
+//!     while let Some(request) = server.accept().await {
+//!         let echo = request.payload().clone();
+//!         let _ = request.respond(echo);
+//!     }
+//! });
+//!
+//! // ...and a client with two calls in flight on one session.
+//! let client = smt::Endpoint::client("127.0.0.1:0".parse()?, Arc::new(client_tls))?;
+//! let session = client.connect(server_addr, "localhost").await?;
+//! let (small, big) = tokio::join!(session.call("ping"), session.call(vec![7u8; 1 << 20]));
+//! assert_eq!(small?, "ping");
+//! assert_eq!(big?.len(), 1 << 20);
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Servers: build an endpoint with [`Endpoint::server`] and loop over

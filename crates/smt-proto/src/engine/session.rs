@@ -103,3 +103,19 @@ impl Session {
         core::mem::size_of::<Session>() + window + self.rpcs.len() * core::mem::size_of::<Rpc>()
     }
 }
+
+#[cfg(test)]
+mod memory_tests {
+    use super::*;
+
+    /// The per-session and per-RPC costs stated in docs/ARCHITECTURE.md ("Memory").
+    #[test]
+    fn fixed_costs_match_the_documentation() {
+        let session = core::mem::size_of::<Session>();
+        let rpc = core::mem::size_of::<Rpc>();
+        println!("Session {session} B, Rpc {rpc} B, replay window {} B", ReplayWindow::MEMORY);
+        assert!(session <= 512, "Session grew to {session} B: update the docs");
+        assert!(rpc <= 512, "Rpc grew to {rpc} B: update the docs");
+        assert_eq!(ReplayWindow::MEMORY, 8192);
+    }
+}

@@ -1,0 +1,280 @@
+//! Ratios against the baselines and the performance targets of issue 6, computed
+//! from records only (so anyone can recompute them from `results.json`).
+
+use crate::record::{exp, find, Record};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmp {
+    AtMost,
+    AtLeast,
+}
+
+/// One target: `ratio` (numerator / denominator) must be at most / at least
+/// `threshold`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    pub link: String,
+    pub what: String,
+    pub numerator: Option<f64>,
+    pub denominator: Option<f64>,
+    pub unit: &'static str,
+    pub cmp: Cmp,
+    pub threshold: f64,
+    /// A contrast row: shown, not a target.
+    pub informational: bool,
+}
+
+impl Target {
+    pub fn ratio(&self) -> Option<f64> {
+        match (self.numerator, self.denominator) {
+            (Some(n), Some(d)) if d > 0.0 && n.is_finite() && d.is_finite() => Some(n / d),
+            _ => None,
+        }
+    }
+
+    /// `Some(true)` if met, `None` if either side was not measured.
+    pub fn met(&self) -> Option<bool> {
+        let r = self.ratio()?;
+        Some(match self.cmp {
+            Cmp::AtMost => r <= self.threshold,
+            Cmp::AtLeast => r >= self.threshold,
+        })
+    }
+
+    /// "met", "missed by 23 %", or "not measured"; the percentage is how far the
+    /// ratio is from the threshold, relative to the threshold.
+    pub fn verdict(&self) -> String {
+        let Some(r) = self.ratio() else { return "not measured".into() };
+        let off = (r / self.threshold - 1.0).abs() * 100.0;
+        if self.informational {
+            return "(contrast, not a target)".into();
+        }
+        match self.met() {
+            Some(true) => format!("**met** ({off:.0} % margin)"),
+            _ => format!("**missed** by {off:.0} %"),
+        }
+    }
+
+    pub fn bound(&self) -> String {
+        match self.cmp {
+            Cmp::AtMost => format!("<= {}x", self.threshold),
+            Cmp::AtLeast => format!(">= {}x", self.threshold),
+        }
+    }
+}
+
+fn value(
+    records: &[Record],
+    e: &str,
+    t: &str,
+    link: &str,
+    size: u64,
+    inf: u32,
+    f: fn(&Record) -> Option<f64>,
+) -> Option<f64> {
+    find(records, e, t, link, Some(size), Some(inf)).and_then(f)
+}
+
+/// The best of a transport's 1 MiB throughputs over the in-flight counts measured.
+pub fn peak_gbps(records: &[Record], t: &str, link: &str) -> Option<f64> {
+    records
+        .iter()
+        .filter(|r| r.is(exp::THROUGHPUT, t, link, Some(1 << 20), None))
+        .filter_map(|r| r.gbps)
+        .reduce(f64::max)
+}
+
+/// The highest in-flight count of the 64 B rate experiment present on `link`.
+fn top_rate_in_flight(records: &[Record], link: &str) -> Option<u32> {
+    records
+        .iter()
+        .filter(|r| r.experiment == exp::RATE && r.link == link)
+        .filter_map(|r| r.in_flight)
+        .max()
+}
+
+/// Every target on `link`, for SMT over UDP and (where measured) SMT over IP.
+pub fn evaluate(records: &[Record], link: &str) -> Vec<Target> {
+    let p50 = |r: &Record| r.p50_us;
+    let p99 = |r: &Record| r.p99_us;
+    let rps = |r: &Record| r.rpc_per_s;
+    let rtt64 = |t: &str| value(records, exp::RTT, t, link, 64, 1, p50);
+    let mut out = Vec::new();
+    let mut push = |what: String,
+                    numerator: Option<f64>,
+                    denominator: Option<f64>,
+                    unit: &'static str,
+                    cmp: Cmp,
+                    threshold: f64,
+                    informational: bool| {
+        out.push(Target {
+            link: link.to_owned(),
+            what,
+            numerator,
+            denominator,
+            unit,
+            cmp,
+            threshold,
+            informational,
+        })
+    };
+    let smts: Vec<&str> = ["smt", "smt-ip"]
+        .into_iter()
+        .filter(|t| records.iter().any(|r| r.transport == *t && r.link == link))
+        .collect();
+    for smt in &smts {
+        push(
+            format!("{smt} 64 B p50 RTT / tls-tcp"),
+            rtt64(smt),
+            rtt64("tls-tcp"),
+            "us",
+            Cmp::AtMost,
+            0.8,
+            false,
+        );
+        push(
+            format!("{smt} 64 B p50 RTT / raw-udp floor (blocking)"),
+            rtt64(smt),
+            rtt64("raw-udp"),
+            "us",
+            Cmp::AtMost,
+            1.2,
+            false,
+        );
+        if *smt == "smt" && records.iter().any(|r| r.transport == "smt-busy" && r.link == link) {
+            push(
+                "smt-busy 64 B p50 RTT / raw-udp-busy floor".into(),
+                rtt64("smt-busy"),
+                rtt64("raw-udp-busy"),
+                "us",
+                Cmp::AtMost,
+                1.2,
+                false,
+            );
+        }
+        for (base, threshold) in [("tls-tcp", 1.2), ("quic", 1.5)] {
+            push(
+                format!("{smt} 1 MiB peak single-session throughput / {base}"),
+                peak_gbps(records, smt, link),
+                peak_gbps(records, base, link),
+                "Gbit/s",
+                Cmp::AtLeast,
+                threshold,
+                false,
+            );
+        }
+        if let Some(top) = top_rate_in_flight(records, link) {
+            push(
+                format!("{smt} 64 B RPC rate at {top} in flight / quic"),
+                value(records, exp::RATE, smt, link, 64, top, rps),
+                value(records, exp::RATE, "quic", link, 64, top, rps),
+                "RPC/s",
+                Cmp::AtLeast,
+                1.5,
+                false,
+            );
+        }
+    }
+    for t in ["smt", "smt-ip", "tls-tcp", "tls-tcp-pool", "tcp", "quic"] {
+        let loaded = value(records, exp::HOL_LOADED, t, link, 64, 1, p99);
+        let idle = value(records, exp::HOL_IDLE, t, link, 64, 1, p99);
+        if loaded.is_none() && idle.is_none() {
+            continue;
+        }
+        push(
+            format!("{t} 64 B p99 with 1 MiB streaming / idle p99"),
+            loaded,
+            idle,
+            "us",
+            Cmp::AtMost,
+            2.0,
+            !t.starts_with("smt"),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(e: &str, t: &str, size: u64, inf: u32, p50: f64, p99: f64) -> Record {
+        Record {
+            message_size: Some(size),
+            in_flight: Some(inf),
+            p50_us: Some(p50),
+            p99_us: Some(p99),
+            ..Record::new(e, t, "loopback")
+        }
+    }
+
+    fn tput(t: &str, inf: u32, gbps: f64) -> Record {
+        Record { gbps: Some(gbps), ..rec(exp::THROUGHPUT, t, 1 << 20, inf, 0.0, 0.0) }
+    }
+
+    fn rate(t: &str, inf: u32, rps: f64) -> Record {
+        Record { rpc_per_s: Some(rps), ..rec(exp::RATE, t, 64, inf, 0.0, 0.0) }
+    }
+
+    #[test]
+    fn ratios_and_verdicts() {
+        let records = vec![
+            rec(exp::RTT, "smt", 64, 1, 40.0, 80.0),
+            rec(exp::RTT, "tls-tcp", 64, 1, 60.0, 90.0),
+            rec(exp::RTT, "raw-udp", 64, 1, 30.0, 50.0),
+            tput("smt", 1, 3.0),
+            tput("smt", 16, 9.0),
+            tput("tls-tcp", 4, 8.0),
+            tput("quic", 16, 5.0),
+            rate("smt", 8, 1e6),
+            rate("smt", 64, 3e5),
+            rate("quic", 64, 1e5),
+            rec(exp::HOL_IDLE, "smt", 64, 1, 40.0, 100.0),
+            rec(exp::HOL_LOADED, "smt", 64, 1, 50.0, 250.0),
+            rec(exp::HOL_IDLE, "tls-tcp", 64, 1, 40.0, 100.0),
+            rec(exp::HOL_LOADED, "tls-tcp", 64, 1, 5000.0, 9000.0),
+        ];
+        let t = evaluate(&records, "loopback");
+        let get = |prefix: &str| t.iter().find(|x| x.what.starts_with(prefix)).unwrap();
+
+        let vs_tls = get("smt 64 B p50 RTT / tls-tcp");
+        assert!((vs_tls.ratio().unwrap() - 40.0 / 60.0).abs() < 1e-12);
+        assert_eq!(vs_tls.met(), Some(true));
+        assert!(vs_tls.verdict().starts_with("**met**"), "{}", vs_tls.verdict());
+
+        let vs_floor = get("smt 64 B p50 RTT / raw-udp");
+        assert!((vs_floor.ratio().unwrap() - 40.0 / 30.0).abs() < 1e-12);
+        assert_eq!(vs_floor.met(), Some(false));
+        // 1.333 / 1.2 - 1 = 11 %.
+        assert_eq!(vs_floor.verdict(), "**missed** by 11 %");
+
+        // Peak over in-flight counts: 9 / 8 < 1.2 (missed), 9 / 5 >= 1.5 (met).
+        let tls = get("smt 1 MiB peak single-session throughput / tls-tcp");
+        assert!((tls.ratio().unwrap() - 9.0 / 8.0).abs() < 1e-12);
+        assert_eq!(tls.met(), Some(false));
+        assert_eq!(get("smt 1 MiB peak single-session throughput / quic").met(), Some(true));
+
+        let r = get("smt 64 B RPC rate at 64 in flight / quic");
+        assert!((r.ratio().unwrap() - 3.0).abs() < 1e-12);
+
+        let hol = get("smt 64 B p99 with 1 MiB");
+        assert_eq!(hol.met(), Some(false)); // 2.5x
+        let contrast = get("tls-tcp 64 B p99 with 1 MiB");
+        assert!(contrast.informational);
+        assert_eq!(contrast.verdict(), "(contrast, not a target)");
+
+        // No smt-ip records: no smt-ip targets; no busy records: no busy target.
+        assert!(t.iter().all(|x| !x.what.starts_with("smt-ip") && !x.what.contains("busy")));
+    }
+
+    #[test]
+    fn missing_measurements_are_reported_as_such() {
+        let records = vec![rec(exp::RTT, "smt", 64, 1, 40.0, 80.0)];
+        let t = evaluate(&records, "loopback");
+        let vs_tls = &t[0];
+        assert_eq!(vs_tls.ratio(), None);
+        assert_eq!(vs_tls.met(), None);
+        assert_eq!(vs_tls.verdict(), "not measured");
+        assert!(evaluate(&records, "veth1500").is_empty());
+    }
+}
