@@ -571,6 +571,57 @@ fn handshake_completes_when_the_clients_first_datagram_is_lost() {
 }
 
 #[test]
+fn handshake_recovers_when_the_amplification_limit_blocks_the_servers_retransmission() {
+    // Hello 250 B in one 1200 B datagram: the server may send 3600 B before the
+    // client proves its address. Its 2048 B flight leaves as 1448 + 672 B. Lose the
+    // first datagram, the client's padded acknowledgement of the second, and the
+    // server's first retransmission (1448 B, total 3568 B): the server may not send
+    // the 1448 B again (5016 > 3600) and the client, whose hello was acknowledged,
+    // has nothing of its own to retransmit. Someone has to give the server credit.
+    let mut net = Network::new(130, LinkConfig::default());
+    let client = net.add_host(config());
+    let server = net.add_host(config());
+    let tls = FakeTls::new(130, 250, 2048);
+    net.endpoint(server).set_acceptor(tls.acceptor());
+    net.record_sends();
+    let drops = Rc::new(Cell::new((0u32, 0u32)));
+    let counter = drops.clone();
+    net.set_drop_filter(move |from, _, bytes| {
+        let (mut from_server, mut from_client) = counter.get();
+        let Some((offset, len, _)) = handshake_fields(bytes) else { return false };
+        let drop = if from == server && offset == 0 && len > 0 && from_server < 2 {
+            from_server += 1;
+            true
+        } else if from == client && offset == 250 && len == 0 && from_client < 1 {
+            from_client += 1;
+            true
+        } else {
+            false
+        };
+        counter.set((from_server, from_client));
+        drop
+    });
+    let cs = start_handshake(&mut net, client, server, 0x0DD, &tls);
+    net.run_until(Duration::from_secs(20), |n| {
+        closed(n, client, cs).is_some()
+            || established(n, client, cs) && !established_sessions(n, server).is_empty()
+    });
+    assert_eq!(drops.get(), (2, 1), "the scenario did not unfold as planned");
+    let saddr = net.addr(server);
+    let caddr = net.addr(client);
+    let (to_server, _) = sent_towards(&net, saddr);
+    let (to_client, _) = sent_towards(&net, caddr);
+    assert!(
+        established(&net, client, cs),
+        "handshake failed with {:?} at {:?}: client sent {to_server} B, server sent {to_client} B \
+         and then waited for amplification credit that never came",
+        closed(&net, client, cs),
+        net.elapsed()
+    );
+    assert!(net.elapsed() < Duration::from_secs(1), "took {:?}", net.elapsed());
+}
+
+#[test]
 fn later_parts_of_a_hello_without_its_first_datagram_create_no_server_state() {
     let mut net = Network::new(42, LinkConfig::default());
     let client = net.add_host(config());
