@@ -24,6 +24,11 @@ pub struct Config {
     /// the DATA header (40) leaves 1412; over IPv4 or native IP more would fit, but one
     /// value that fits everywhere keeps packets the same size on every path.
     pub max_packet_payload: usize,
+    /// Largest DATA payload towards a loopback peer. The loopback MTU is 64 KiB (TCP
+    /// uses ~64 KiB segments there), so cutting messages into 1.4 KB datagrams would
+    /// only multiply per-packet work. 32 KiB keeps two full records per datagram and
+    /// a dozen datagrams within a default-sized socket buffer.
+    pub loopback_packet_payload: usize,
     /// Plaintext bytes per TLS record (at most 16 384). Large records amortise the
     /// per-record AEAD setup (measured: 2.6x cheaper per byte at 16 KiB than at 1400 B).
     pub record_size: usize,
@@ -61,6 +66,7 @@ impl Default for Config {
             max_overcommit: 8,
             max_incoming: 400_000,
             max_packet_payload: 1412,
+            loopback_packet_payload: 32 * 1024,
             record_size: 16 * 1024,
             max_message_len: 128 << 20,
             max_segments: 44,
@@ -88,6 +94,9 @@ impl Config {
         }
         if self.max_packet_payload < 64 || self.max_packet_payload > 65_000 {
             return fail("max_packet_payload must be in 64..=65000");
+        }
+        if self.loopback_packet_payload < 64 || self.loopback_packet_payload > 65_000 {
+            return fail("loopback_packet_payload must be in 64..=65000");
         }
         if self.grant_window < self.max_packet_payload as u32 {
             return fail("grant_window must be at least one packet");

@@ -343,7 +343,7 @@ impl Endpoint {
             return Err(InstallError::TooManySessions(self.core.config.max_sessions));
         }
         self.by_key.insert(key, handle);
-        self.sessions.insert(handle, Session::new(handle, params));
+        self.sessions.insert(handle, Session::new(handle, params, &self.core.config));
         Ok(())
     }
 

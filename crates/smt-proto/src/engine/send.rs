@@ -10,6 +10,9 @@ use crate::wire::{
 /// Bytes of a DATA packet before its payload (common header + DATA body).
 pub const DATA_HEADER_LEN: usize = crate::wire::HEADER_LEN + 16;
 
+/// Most bytes in one transmit batch (the payload limit of a UDP GSO send).
+const GSO_MAX_BYTES: usize = 65_000;
+
 impl Endpoint {
     /// Writes the next batch of datagrams into `buf` (cleared first). Control packets
     /// go first, then acknowledgements, then DATA of the message with the fewest
@@ -50,7 +53,6 @@ impl Endpoint {
     }
 
     fn transmit_data(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let max_payload = self.core.config.max_packet_payload;
         let max_segments = self.core.config.max_segments;
         loop {
             let key @ (_, h, id) = *self.core.ready.first()?;
@@ -61,6 +63,10 @@ impl Endpoint {
             };
             let mut header = self.core.header(session, PacketType::Data, id);
             let peer = session.peer;
+            let max_payload = session.max_payload;
+            // A GSO batch is one UDP datagram of at most 64 KiB before segmentation.
+            let max_segments =
+                max_segments.min(GSO_MAX_BYTES / (DATA_HEADER_LEN + max_payload)).max(1);
             let Some(out) = session.rpcs.get_mut(&id).and_then(|r| r.out.as_mut()) else {
                 self.core.ready.remove(&key);
                 continue;

@@ -77,10 +77,17 @@ pub(crate) struct Session {
     pub pending_acks: Vec<MessageId>,
     pub incoming_messages: usize,
     pub incoming_bytes: usize,
+    /// Largest DATA payload towards this peer (larger on loopback).
+    pub max_payload: usize,
 }
 
 impl Session {
-    pub fn new(handle: SessionHandle, params: SessionParams) -> Session {
+    pub fn new(handle: SessionHandle, params: SessionParams, config: &super::Config) -> Session {
+        let max_payload = if params.peer.ip().is_loopback() {
+            config.loopback_packet_payload.max(config.max_packet_payload)
+        } else {
+            config.max_packet_payload
+        };
         Session {
             handle,
             role: params.role,
@@ -94,6 +101,7 @@ impl Session {
             pending_acks: Vec::new(),
             incoming_messages: 0,
             incoming_bytes: 0,
+            max_payload,
         }
     }
 
