@@ -17,6 +17,12 @@ pub enum CipherSuite {
     Aes256GcmSha384,
     /// TLS_CHACHA20_POLY1305_SHA256 (0x1303).
     Chacha20Poly1305Sha256,
+    /// INSECURE, benchmarks only: records are framed like TLS 1.3 records but neither
+    /// encrypted nor authenticated (the "tag" is 16 zero bytes). Exists only with the
+    /// `insecure-null-cipher` feature, is never negotiated by a handshake, and is not
+    /// in [`CipherSuite::ALL`] or [`CipherSuite::from_name`].
+    #[cfg(feature = "insecure-null-cipher")]
+    NullInsecure,
 }
 
 impl CipherSuite {
@@ -33,6 +39,8 @@ impl CipherSuite {
             CipherSuite::Aes128GcmSha256 => "TLS_AES_128_GCM_SHA256",
             CipherSuite::Aes256GcmSha384 => "TLS_AES_256_GCM_SHA384",
             CipherSuite::Chacha20Poly1305Sha256 => "TLS_CHACHA20_POLY1305_SHA256",
+            #[cfg(feature = "insecure-null-cipher")]
+            CipherSuite::NullInsecure => "INSECURE_NULL_CIPHER",
         }
     }
 
@@ -47,6 +55,8 @@ impl CipherSuite {
             CipherSuite::Aes128GcmSha256 => 0x1301,
             CipherSuite::Aes256GcmSha384 => 0x1302,
             CipherSuite::Chacha20Poly1305Sha256 => 0x1303,
+            #[cfg(feature = "insecure-null-cipher")]
+            CipherSuite::NullInsecure => 0xff00,
         }
     }
 
@@ -55,6 +65,8 @@ impl CipherSuite {
         match self {
             CipherSuite::Aes128GcmSha256 => 16,
             CipherSuite::Aes256GcmSha384 | CipherSuite::Chacha20Poly1305Sha256 => 32,
+            #[cfg(feature = "insecure-null-cipher")]
+            CipherSuite::NullInsecure => 16,
         }
     }
 
@@ -70,14 +82,18 @@ impl CipherSuite {
             CipherSuite::Aes128GcmSha256 | CipherSuite::Aes256GcmSha384 => 23_726_566,
             // ChaCha20-Poly1305's limit exceeds the 64-bit sequence space in practice.
             CipherSuite::Chacha20Poly1305Sha256 => u64::MAX,
+            #[cfg(feature = "insecure-null-cipher")]
+            CipherSuite::NullInsecure => u64::MAX,
         }
     }
 
-    fn algorithm(self) -> &'static aead::Algorithm {
+    fn algorithm(self) -> Option<&'static aead::Algorithm> {
         match self {
-            CipherSuite::Aes128GcmSha256 => &aead::AES_128_GCM,
-            CipherSuite::Aes256GcmSha384 => &aead::AES_256_GCM,
-            CipherSuite::Chacha20Poly1305Sha256 => &aead::CHACHA20_POLY1305,
+            CipherSuite::Aes128GcmSha256 => Some(&aead::AES_128_GCM),
+            CipherSuite::Aes256GcmSha384 => Some(&aead::AES_256_GCM),
+            CipherSuite::Chacha20Poly1305Sha256 => Some(&aead::CHACHA20_POLY1305),
+            #[cfg(feature = "insecure-null-cipher")]
+            CipherSuite::NullInsecure => None,
         }
     }
 }
@@ -115,7 +131,8 @@ pub struct OpenedRecord<'a> {
 /// sequence number is an argument because it comes from the message, not a counter.
 pub struct RecordKey {
     suite: CipherSuite,
-    key: LessSafeKey,
+    /// `None` only for the insecure null cipher.
+    key: Option<LessSafeKey>,
     iv: [u8; NONCE_LEN],
 }
 
@@ -138,12 +155,17 @@ impl RecordKey {
             });
         }
         let iv: [u8; NONCE_LEN] = iv.try_into().map_err(|_| KeyError::IvLength(iv.len()))?;
-        let unbound = UnboundKey::new(suite.algorithm(), key).map_err(|_| KeyError::KeyLength {
-            suite,
-            expected: suite.key_len(),
-            actual: key.len(),
-        })?;
-        Ok(RecordKey { suite, key: LessSafeKey::new(unbound), iv })
+        let key =
+            match suite.algorithm() {
+                Some(algorithm) => {
+                    let unbound = UnboundKey::new(algorithm, key).map_err(|_| {
+                        KeyError::KeyLength { suite, expected: suite.key_len(), actual: key.len() }
+                    })?;
+                    Some(LessSafeKey::new(unbound))
+                }
+                None => None,
+            };
+        Ok(RecordKey { suite, key, iv })
     }
 
     /// The key's cipher suite.
@@ -195,8 +217,12 @@ impl RecordKey {
         let inner_end = RECORD_HEADER_LEN + content_len + 1 + padding_len;
         record[RECORD_HEADER_LEN + content_len] = content_type;
         record[RECORD_HEADER_LEN + content_len + 1..inner_end].fill(0);
-        let tag = self
-            .key
+        let Some(key) = self.key.as_ref() else {
+            // Insecure null cipher: plaintext with an all-zero "tag".
+            record[inner_end..].fill(0);
+            return Ok(());
+        };
+        let tag = key
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(self.nonce(sequence)),
                 Aad::from(header),
@@ -246,14 +272,23 @@ impl RecordKey {
         if header != record_header(body_len as u16) {
             return Err(RecordError::MalformedHeader);
         }
-        let inner = self
-            .key
-            .open_in_place(
-                Nonce::assume_unique_for_key(self.nonce(sequence)),
-                Aad::from(header),
-                &mut record[RECORD_HEADER_LEN..],
-            )
-            .map_err(|_| RecordError::AuthenticationFailed)?;
+        let inner = match self.key.as_ref() {
+            Some(key) => key
+                .open_in_place(
+                    Nonce::assume_unique_for_key(self.nonce(sequence)),
+                    Aad::from(header),
+                    &mut record[RECORD_HEADER_LEN..],
+                )
+                .map_err(|_| RecordError::AuthenticationFailed)?,
+            None => {
+                // Insecure null cipher: only the framing is checked.
+                let (inner, tag) = record[RECORD_HEADER_LEN..].split_at_mut(body_len - TAG_LEN);
+                if tag.iter().any(|&b| b != 0) {
+                    return Err(RecordError::AuthenticationFailed);
+                }
+                inner
+            }
+        };
         let type_at = inner.iter().rposition(|&b| b != 0).ok_or(RecordError::MissingContentType)?;
         let padding_len = inner.len() - type_at - 1;
         let content_type = inner[type_at];
@@ -351,6 +386,17 @@ mod tests {
             RecordError::TooLong(MAX_PLAINTEXT_LEN + 1)
         );
         assert!(k.seal_record(0, &vec![0; MAX_PLAINTEXT_LEN], APPLICATION_DATA, 0).is_ok());
+    }
+
+    #[cfg(feature = "insecure-null-cipher")]
+    #[test]
+    fn null_cipher_frames_records_without_encrypting() {
+        let k = RecordKey::new(CipherSuite::NullInsecure, &[0; 16], &[0; 12]).unwrap();
+        let mut record = k.seal_record(5, b"plain", APPLICATION_DATA, 0).unwrap();
+        assert_eq!(&record[5..10], b"plain");
+        assert_eq!(k.open_in_place(5, &mut record).unwrap().content, b"plain");
+        assert!(!CipherSuite::ALL.contains(&CipherSuite::NullInsecure));
+        assert_eq!(CipherSuite::from_name("INSECURE_NULL_CIPHER"), None);
     }
 
     #[test]
