@@ -979,7 +979,8 @@ fn lossless_handshake_exchanges_six_datagrams_and_then_goes_quiet() {
     assert!(settle(&mut net, Duration::from_secs(30)), "never went quiet");
     assert!(established(&net, client, cs));
     assert_eq!(established_sessions(&net, server).len(), 1);
-    let kinds: Vec<(HostId, Option<(u32, usize, usize)>)> =
+    type Line = (HostId, Option<(u32, usize, usize)>);
+    let kinds: Vec<Line> =
         net.sends().iter().map(|s| (s.from, handshake_fields(&s.bytes))).collect();
     // hello; flight in two datagrams; the client's padded acknowledgement of the
     // first; the client's finished; the server's acknowledgement of it.
@@ -1097,11 +1098,11 @@ impl Rig {
         self.net.inject(host, from, packet.to_vec());
     }
 
-    fn to_server(&mut self, id: MessageId, body: Body<'_>) {
+    fn forge_server(&mut self, id: MessageId, body: Body<'_>) {
         self.forge(true, id.get(), body);
     }
 
-    fn to_client(&mut self, id: MessageId, body: Body<'_>) {
+    fn forge_client(&mut self, id: MessageId, body: Body<'_>) {
         self.forge(false, id.get(), body);
     }
 
@@ -1158,7 +1159,7 @@ fn forged_ack_never_frees_a_request_in_service() {
     let a = r.call(&pattern(1000, 1));
     r.until_delivered(a);
     for _ in 0..3 {
-        r.to_server(MessageId::default(), Body::Ack(AckRepr::new(&[a, id(99)]).unwrap()));
+        r.forge_server(MessageId::default(), Body::Ack(AckRepr::new(&[a, id(99)]).unwrap()));
     }
     run_for(&mut r.net, Duration::from_millis(50));
     assert_eq!(r.net.endpoint_ref(r.server).memory_usage().rpcs, 1, "ACK freed the request");
@@ -1180,7 +1181,7 @@ fn forged_ack_for_a_response_in_flight_at_worst_times_out_the_rpc() {
         n.endpoint_ref(client).memory_usage().incoming_messages == 1
     }));
     let t0 = r.net.elapsed();
-    r.to_server(MessageId::default(), Body::Ack(AckRepr::new(&[a]).unwrap()));
+    r.forge_server(MessageId::default(), Body::Ack(AckRepr::new(&[a]).unwrap()));
     let outcome = r.until_done(a, Duration::from_secs(10));
     assert_eq!(outcome, Err(RpcError::Timeout(config().rpc_timeout)));
     let took = r.net.elapsed() - t0;
@@ -1201,8 +1202,8 @@ fn forged_need_ack_changes_nothing() {
     let b = r.call(b"small");
     r.until_delivered(b);
     for target in [a, b, id(77), MessageId::MAX] {
-        r.to_client(target, Body::NeedAck);
-        r.to_server(target, Body::NeedAck);
+        r.forge_client(target, Body::NeedAck);
+        r.forge_server(target, Body::NeedAck);
     }
     run_for(&mut r.net, Duration::from_millis(20));
     r.until_delivered(a);
@@ -1210,7 +1211,7 @@ fn forged_need_ack_changes_nothing() {
     r.respond(b, b"B");
     assert_eq!(r.until_done(a, Duration::from_secs(1)), Ok(b"A".to_vec()));
     assert_eq!(r.until_done(b, Duration::from_secs(1)), Ok(b"B".to_vec()));
-    r.to_client(a, Body::NeedAck);
+    r.forge_client(a, Body::NeedAck);
     run_for(&mut r.net, Duration::from_millis(20));
     assert_eq!(responses(&r.net, r.client).len(), 2);
     assert_eq!(r.net.endpoint_ref(r.server).stats().requests_delivered, 2);
@@ -1227,8 +1228,8 @@ fn forged_busy_keeps_an_rpc_alive_but_delivers_nothing() {
     let timeout = config().rpc_timeout;
     let alive_until = r.net.elapsed() + timeout * 3;
     while r.net.elapsed() < alive_until {
-        r.to_client(a, Body::Busy);
-        r.to_client(id(55), Body::Busy);
+        r.forge_client(a, Body::Busy);
+        r.forge_client(id(55), Body::Busy);
         run_for(&mut r.net, Duration::from_millis(500));
     }
     assert!(failures(&r.net, r.client).is_empty(), "BUSY did not keep the RPC alive");
@@ -1259,8 +1260,8 @@ fn forged_rpc_unknown_to_client_never_runs_a_request_twice() {
         n.endpoint_ref(server).memory_usage().incoming_messages == 1
     }));
     for _ in 0..3 {
-        r.to_client(a, Body::RpcUnknown);
-        r.to_client(b, Body::RpcUnknown);
+        r.forge_client(a, Body::RpcUnknown);
+        r.forge_client(b, Body::RpcUnknown);
         run_for(&mut r.net, Duration::from_micros(300));
     }
     r.until_delivered(b);
@@ -1275,8 +1276,8 @@ fn forged_rpc_unknown_to_client_never_runs_a_request_twice() {
     assert_eq!(r.until_done(a, Duration::from_secs(1)), Ok(b"A".to_vec()));
     assert_eq!(r.until_done(b, Duration::from_secs(1)), Ok(b"B".to_vec()));
     // After completion, RPC_UNKNOWN for finished RPCs does nothing.
-    r.to_client(a, Body::RpcUnknown);
-    r.to_client(b, Body::RpcUnknown);
+    r.forge_client(a, Body::RpcUnknown);
+    r.forge_client(b, Body::RpcUnknown);
     r.settle_and_check(1, 1);
     assert_eq!(r.net.endpoint_ref(r.server).stats().requests_delivered, 2);
     assert_eq!(responses(&r.net, r.client).len(), 2);
@@ -1287,8 +1288,8 @@ fn forged_rpc_unknown_to_server_spares_requests_in_service() {
     let mut r = Rig::new(105);
     let a = r.call(b"in service");
     r.until_delivered(a);
-    r.to_server(a, Body::RpcUnknown);
-    r.to_server(id(1234), Body::RpcUnknown);
+    r.forge_server(a, Body::RpcUnknown);
+    r.forge_server(id(1234), Body::RpcUnknown);
     run_for(&mut r.net, Duration::from_millis(20));
     assert_eq!(r.net.endpoint_ref(r.server).memory_usage().rpcs, 1);
     r.respond(a, b"still answered");
@@ -1301,7 +1302,7 @@ fn forged_rpc_unknown_to_server_spares_requests_in_service() {
     assert!(r.net.run_until(Duration::from_secs(5), |n| {
         n.endpoint_ref(client).memory_usage().incoming_messages == 1
     }));
-    r.to_server(b, Body::RpcUnknown);
+    r.forge_server(b, Body::RpcUnknown);
     assert_eq!(
         r.until_done(b, Duration::from_secs(10)),
         Err(RpcError::Timeout(config().rpc_timeout))
@@ -1317,17 +1318,17 @@ fn forged_grants_with_huge_offsets_cause_no_wrong_or_duplicate_delivery() {
     let resp = pattern(3 << 20, 8);
     let a = r.call(&req);
     for offset in [u32::MAX, 1 << 30, (3 << 20) + 10_000] {
-        r.to_client(a, Body::Grant(GrantRepr { offset, priority: 7 }));
-        r.to_client(id(999), Body::Grant(GrantRepr { offset, priority: 7 }));
-        r.to_server(a, Body::Grant(GrantRepr { offset, priority: 7 }));
+        r.forge_client(a, Body::Grant(GrantRepr { offset, priority: 7 }));
+        r.forge_client(id(999), Body::Grant(GrantRepr { offset, priority: 7 }));
+        r.forge_server(a, Body::Grant(GrantRepr { offset, priority: 7 }));
     }
     r.until_delivered(a);
     assert!(requests(&r.net, r.server)[0].2 == req);
     r.respond(a, &resp);
     run_for(&mut r.net, Duration::from_micros(200));
     for offset in [u32::MAX, 1 << 30] {
-        r.to_server(a, Body::Grant(GrantRepr { offset, priority: 255 }));
-        r.to_client(a, Body::Grant(GrantRepr { offset, priority: 255 }));
+        r.forge_server(a, Body::Grant(GrantRepr { offset, priority: 255 }));
+        r.forge_client(a, Body::Grant(GrantRepr { offset, priority: 255 }));
     }
     let got = r.until_done(a, Duration::from_secs(5)).expect("RPC completes");
     assert!(got == resp, "response differs");
@@ -1348,20 +1349,20 @@ fn forged_resends_beyond_the_message_cause_no_wrong_or_duplicate_delivery() {
         ResendRepr { offset: 400_000, length: 2_000_000, priority: 0 },
     ];
     for resend in beyond {
-        r.to_client(a, Body::Resend(resend));
-        r.to_client(id(4242), Body::Resend(resend));
+        r.forge_client(a, Body::Resend(resend));
+        r.forge_client(id(4242), Body::Resend(resend));
     }
     r.until_delivered(a);
     // While the request is in service: the server answers BUSY to its real peer.
     for resend in beyond {
-        r.to_server(a, Body::Resend(resend));
+        r.forge_server(a, Body::Resend(resend));
     }
     run_for(&mut r.net, Duration::from_millis(5));
     let resp = pattern(700_000, 10);
     r.respond(a, &resp);
     run_for(&mut r.net, Duration::from_micros(100));
     for resend in beyond {
-        r.to_server(a, Body::Resend(resend));
+        r.forge_server(a, Body::Resend(resend));
     }
     let got = r.until_done(a, Duration::from_secs(5)).expect("RPC completes");
     assert!(got == resp);

@@ -36,13 +36,17 @@ pub struct Config {
     pub max_message_len: usize,
     /// At most this many equal-size datagrams in one transmit batch (GSO segments).
     pub max_segments: usize,
-    /// Timer granularity: the engine checks RPCs for silence at this interval.
+    /// Timer granularity: the engine checks RPCs for silence and progress at this
+    /// interval.
     pub tick: Duration,
     /// Silence on an incomplete message after which its receiver sends RESEND
     /// (Homa: 5 ticks of 1 ms; loopback and datacenter RTTs are tens of us).
     pub resend_after: Duration,
-    /// Silence after which an RPC fails with [`RpcError::Timeout`](super::RpcError)
-    /// and its state is freed (Homa: 100 ticks of 1 ms... we allow slower servers).
+    /// Time without progress (new bytes, a larger grant, BUSY for a delivered request)
+    /// after which an RPC fails with [`RpcError::Timeout`](super::RpcError) and its
+    /// state is freed. Homa uses 100 ticks of 1 ms; we allow slower servers. Mere
+    /// chatter without progress (wrong keys, a request that already ran) does not
+    /// keep an RPC alive.
     pub rpc_timeout: Duration,
     /// Most sessions an endpoint holds.
     pub max_sessions: usize,

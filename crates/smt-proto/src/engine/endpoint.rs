@@ -444,9 +444,9 @@ impl Endpoint {
         })
     }
 
-    /// Gives up on answering request `id`: its state is freed. The client learns of it
-    /// when it next asks (RPC_UNKNOWN) and, since the request never runs twice, its
-    /// RPC then fails by timeout.
+    /// Gives up on answering request `id`: its state is freed. The server no longer
+    /// answers the client's probes for it (the request already ran and never runs
+    /// again), so the client's RPC fails by the progress timeout.
     pub fn abandon_request(&mut self, session: SessionHandle, id: MessageId) {
         if let Some(s) = self.sessions.get_mut(&session) {
             if s.role == Role::Server && s.rpcs.get(&id).is_some_and(|r| r.in_service) {
@@ -506,6 +506,7 @@ impl Endpoint {
 
     /// Closes a session: tells the peer, fails its RPCs locally, frees its state.
     pub fn close_session(&mut self, _now: Instant, session: SessionHandle) {
+        self.handshakes.retain(|_, hs| hs.handle != session);
         let Some(mut s) = self.sessions.remove(&session) else { return };
         self.by_key.remove(&(s.peer, s.session_id, s.role));
         self.peer_certs.remove(&session);

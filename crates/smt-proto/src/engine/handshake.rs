@@ -1,7 +1,7 @@
 //! The in-band handshake: a reliable byte stream per direction over HANDSHAKE packets.
 //!
 //! The client sends its stream from offset 0 (the ClientHello record first), padding
-//! every datagram to [`MIN_FIRST_DATAGRAM`] bytes until its handshake completes. Each
+//! every datagram (including probes it sends while waiting for the server's flight) to [`MIN_FIRST_DATAGRAM`] bytes until its handshake completes. Each
 //! side acknowledges the peer's contiguous TLS bytes in every HANDSHAKE packet and
 //! retransmits its unacknowledged bytes after silence; only packets that carry TLS
 //! bytes are answered, so acknowledgements never bounce back and forth. Until the
@@ -251,6 +251,16 @@ impl Endpoint {
         if packet.acknowledged > hs.acked && packet.acknowledged as usize <= hs.send.len() {
             hs.acked = packet.acknowledged;
         }
+        // A client packet acknowledging less than we sent, after our timer ran out,
+        // means our packets were lost (perhaps while the amplification limit held back
+        // the retransmission): resend at once, within the allowance it just raised.
+        if hs.role == Role::Server
+            && !hs.established
+            && (packet.acknowledged as usize) < hs.send.len()
+            && now.saturating_duration_since(hs.last_send) >= hs.rto
+        {
+            hs.sent = hs.acked;
+        }
         let end = packet.stream_offset as usize + packet.data.len();
         if hs.established && hs.role == Role::Client && end > hs.recv_len as usize {
             // The server's stream continues after the handshake completed here: in
@@ -401,8 +411,14 @@ impl Endpoint {
             sent_any = true;
         }
         if ack && !sent_any {
-            let padding = client_padding(hs, crate::wire::HEADER_LEN + 12);
-            emit_handshake(&mut self.core.control, local_port, hs, hs.sent, &[], padding);
+            let base = crate::wire::HEADER_LEN + 12;
+            let padding = client_padding(hs, base);
+            // Acknowledgements count against the amplification limit too; a skipped
+            // one costs only a retransmission by the peer.
+            if hs.validated || hs.bytes_out + base <= hs.bytes_in * AMPLIFICATION_FACTOR {
+                emit_handshake(&mut self.core.control, local_port, hs, hs.sent, &[], padding);
+                hs.bytes_out += base + padding;
+            }
         }
         if sent_any {
             hs.last_send = now;
@@ -428,10 +444,16 @@ impl Endpoint {
                 continue; // the server's remnant only re-acknowledges
             }
             let unacked = (hs.acked as usize) < hs.send.len();
-            if unacked && now.saturating_duration_since(hs.last_send) >= hs.rto {
+            let due = now.saturating_duration_since(hs.last_send) >= hs.rto;
+            // A client still waiting for the server's flight probes even when all its
+            // own bytes are acknowledged: the padded probe both tells the server what
+            // arrived and raises the server's amplification allowance, so a server
+            // that ran out of allowance while its packets were lost can go on.
+            let probe = hs.role == Role::Client && !hs.established;
+            if due && (unacked || probe) {
                 hs.sent = hs.acked;
                 hs.rto = (hs.rto * 2).min(Duration::from_secs(1));
-                self.flush_handshake(now, key, false);
+                self.flush_handshake(now, key, probe && !unacked);
                 if let Some(hs) = self.handshakes.get_mut(&key) {
                     hs.last_send = now;
                 }

@@ -62,13 +62,15 @@ impl Endpoint {
             Body::Grant(grant) => on_grant(core, session, now, id, &grant),
             Body::Resend(resend) => on_resend(core, session, now, id, &resend),
             Body::RpcUnknown => on_rpc_unknown(core, session, now, id),
-            Body::Busy => {
-                if let Some(rpc) = session.rpcs.get_mut(&id) {
+            // BUSY means the request arrived whole and is being served; only a client
+            // waiting for its response takes it as progress.
+            Body::Busy if session.role == Role::Client => {
+                if let Some(rpc) = session.rpcs.get_mut(&id).filter(|r| r.inc.is_none()) {
                     rpc.last_heard = now;
-                    // BUSY means the request arrived whole and is being served.
                     rpc.last_progress = now;
                 }
             }
+            Body::Busy => {}
             Body::NeedAck => on_need_ack(core, session, id),
             Body::Ack(ack) => on_ack(core, session, &ack),
             Body::SessionUnknown => self.end_session(handle, RpcError::PeerReset),
@@ -80,6 +82,7 @@ impl Endpoint {
     }
 
     pub(crate) fn end_session(&mut self, handle: SessionHandle, reason: RpcError) {
+        self.handshakes.retain(|_, hs| hs.handle != handle);
         let Some(mut session) = self.sessions.remove(&handle) else { return };
         self.by_key.remove(&(session.peer, session.session_id, session.role));
         self.peer_certs.remove(&handle);
@@ -348,18 +351,24 @@ fn on_resend(
 
 fn on_rpc_unknown(core: &mut Core, session: &mut Session, now: Instant, id: MessageId) {
     let h = session.handle;
-    let Some(rpc) = session.rpcs.get_mut(&id) else { return };
+    let Some(rpc) = session.rpcs.get(&id) else { return };
     match session.role {
         Role::Client => {
             // The server lost (or never got) the request: send it again from byte 0,
             // byte-identical. Harmless if forged: the server runs a request only once.
-            if rpc.inc.is_none() {
-                if let Some(out) = rpc.out.as_mut() {
-                    rpc.last_heard = now;
-                    let before = snap_out(Some(out));
-                    out.restart();
-                    core.track_out(h, id, before, snap_out(Some(out)));
-                }
+            // Response bytes that have not authenticated may be forged, so they do
+            // not prevent the restart.
+            let authenticated = rpc.inc.as_ref().is_some_and(|inc| inc.authenticated);
+            if authenticated || rpc.out.is_none() {
+                return;
+            }
+            core.drop_incoming(session, id);
+            let Some(rpc) = session.rpcs.get_mut(&id) else { return };
+            rpc.last_heard = now;
+            if let Some(out) = rpc.out.as_mut() {
+                let before = snap_out(Some(out));
+                out.restart();
+                core.track_out(h, id, before, snap_out(Some(out)));
             }
         }
         Role::Server => {

@@ -27,8 +27,8 @@ pub struct SessionParams {
     pub rx: RecordKey,
 }
 
-/// One RPC. A client RPC holds the request until the response starts arriving and
-/// then the response; a server RPC holds the request until it is delivered, then
+/// One RPC. A client RPC holds the request until the response's first record
+/// authenticates, and the response as it arrives; a server RPC holds the request until it is delivered, then
 /// waits for the application, then holds the response until the client acknowledges.
 #[derive(Debug)]
 pub(crate) struct Rpc {

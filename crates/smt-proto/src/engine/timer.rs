@@ -1,4 +1,5 @@
-//! Timers: silence detection, RESEND / NEED_ACK prods and RPC timeouts.
+//! Timers: silence detection (RESEND / NEED_ACK / repeated GRANT prods) and RPC
+//! timeouts for lack of progress.
 
 use std::time::Instant;
 
