@@ -362,8 +362,14 @@ fn on_rpc_unknown(core: &mut Core, session: &mut Session, now: Instant, id: Mess
             if authenticated || rpc.out.is_none() {
                 return;
             }
+            let backoff = core.config.resend_after * 2u32.saturating_pow(rpc.restarts.min(16));
+            if rpc.restarts > 0 && now.saturating_duration_since(rpc.last_restart) < backoff {
+                return;
+            }
             core.drop_incoming(session, id);
             let Some(rpc) = session.rpcs.get_mut(&id) else { return };
+            rpc.restarts += 1;
+            rpc.last_restart = now;
             rpc.last_heard = now;
             if let Some(out) = rpc.out.as_mut() {
                 let before = snap_out(Some(out));

@@ -45,6 +45,11 @@ pub(crate) struct Rpc {
     pub last_progress: Instant,
     /// Last time we prodded the peer (RESEND, NEED_ACK, repeated GRANT).
     pub last_prod: Instant,
+    /// Client: how often the request was restarted after RPC_UNKNOWN, and when last.
+    /// Restarts back off exponentially so a server that keeps refusing the request
+    /// (too large, out of memory) is not flooded until the RPC times out.
+    pub restarts: u32,
+    pub last_restart: Instant,
 }
 
 impl Rpc {
@@ -56,6 +61,8 @@ impl Rpc {
             last_heard: now,
             last_progress: now,
             last_prod: now,
+            restarts: 0,
+            last_restart: now,
         }
     }
 }
