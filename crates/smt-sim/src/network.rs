@@ -1,5 +1,9 @@
 //! The simulated network: hosts joined by a switch, virtual time, seeded faults.
 //!
+//! This is test support: its methods panic on misuse (an invalid engine
+//! configuration, a session installed twice, a call the engine refuses) instead of
+//! returning errors, so that a broken test fails loudly at the line that broke it.
+//!
 //! Each host has an uplink and a downlink of `bandwidth_bps`; a packet is serialised
 //! on the sender's uplink, crosses half the propagation delay to the switch, queues for
 //! the receiver's downlink (where incast congestion builds up), is serialised again

@@ -140,6 +140,7 @@ impl Handshake {
             if o > self.recv_len {
                 break;
             }
+            // `first_key_value` just returned an entry, so the map is not empty.
             let (o, chunk) = self.out_of_order.pop_first().expect("first exists");
             self.reorder_bytes -= chunk.len();
             let end = o as usize + chunk.len();

@@ -149,6 +149,8 @@ impl<'a> HandshakeRepr<'a> {
 
     /// Writes the body. `data` must be at most `u16::MAX` bytes long.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut HandshakePacket<T>) {
+        // Emitting a chunk the length field cannot describe is a caller bug (the
+        // engine cuts chunks to the packet payload size), never a reaction to input.
         let len = u16::try_from(self.data.len()).expect("handshake chunk longer than 65535 bytes");
         packet.set_stream_offset(self.stream_offset);
         packet.set_acknowledged(self.acknowledged);
