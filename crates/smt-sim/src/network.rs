@@ -476,8 +476,13 @@ impl Network {
                 if let Event::Request { session, id, payload } = &event {
                     if let Some(responder) = self.hosts[i].responder.as_mut() {
                         let response = responder(payload);
-                        // The request was just delivered, so respond cannot fail.
-                        let _ = self.hosts[i].endpoint.respond(now, *session, *id, &response);
+                        // Like the `smt` crate: a request that cannot be answered (the
+                        // response is too large, the key is spent) is abandoned, so the
+                        // client's RPC ends by timeout instead of waiting forever.
+                        let endpoint = &mut self.hosts[i].endpoint;
+                        if endpoint.respond(now, *session, *id, &response).is_err() {
+                            endpoint.abandon_request(*session, *id);
+                        }
                     }
                 }
                 self.hosts[i].events.push((self.now, event));

@@ -303,3 +303,34 @@ fn same_seed_gives_the_same_trace_and_different_seeds_differ() {
     assert_eq!(run(81), run(81));
     assert_ne!(run(81), run(82));
 }
+
+#[test]
+fn sessions_refuse_to_seal_past_the_key_usage_limit() {
+    // 10 records per key: one-record requests 1..=10 go out, the 11th is refused; the
+    // server likewise answers until its own key's budget is spent.
+    let mut config = Config::default();
+    config.key_usage_limit = Some(10);
+    let mut net = Network::new(91, LinkConfig::default());
+    let client = net.add_host(config.clone());
+    let mut server_config = config.clone();
+    server_config.key_usage_limit = Some(4);
+    let server = net.add_host(server_config);
+    net.set_echo(server);
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    let now = net.now();
+    let mut ids = Vec::new();
+    for i in 0..10u8 {
+        ids.push(net.endpoint(client).call(now, cs, &[i; 100]).expect("within the limit"));
+    }
+    assert_eq!(
+        net.endpoint(client).call(now, cs, &[0; 100]),
+        Err(smt_proto::engine::CallError::KeyExhausted(10))
+    );
+    net.pump_host(client);
+    let limit = net.elapsed() + Duration::from_secs(5);
+    net.run_until(limit, |n| n.elapsed() >= limit);
+    // The server answered 4 requests, then its key was spent: those RPCs time out.
+    assert_eq!(responses(&net, client).len(), 4);
+    assert_eq!(failures(&net, client).len(), 6);
+    assert_eq!(net.endpoint_ref(server).stats().requests_delivered, 10);
+}

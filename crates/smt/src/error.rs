@@ -36,6 +36,10 @@ pub enum Error {
     /// Too many requests are outstanding on the session.
     #[error("too many outstanding requests on this session ({0})")]
     TooManyOutstanding(usize),
+    /// The session's traffic key has protected as many records as is safe (RFC 8446
+    /// 5.5: 2^24.5 for AES-GCM). Key update is not implemented: reconnect.
+    #[error("the session's key reached its usage limit of {0} records; open a new session")]
+    KeyExhausted(u64),
     /// The server name is not a valid DNS name or IP address.
     #[error("invalid server name {0:?}")]
     InvalidServerName(String),
@@ -77,6 +81,7 @@ impl From<CallError> for Error {
             CallError::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
             CallError::TooManyOutstanding(n) => Error::TooManyOutstanding(n),
             CallError::UnknownRequest(_) => Error::UnknownRequest,
+            CallError::KeyExhausted(limit) => Error::KeyExhausted(limit),
             other => Error::Config(other.to_string()),
         }
     }

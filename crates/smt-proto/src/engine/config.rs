@@ -56,6 +56,11 @@ pub struct Config {
     pub max_incoming_bytes_per_session: usize,
     /// Most bytes of incoming wire images buffered by the endpoint in total.
     pub max_incoming_bytes_total: usize,
+    /// Records one session may seal under its traffic key. `None`: the cipher suite's
+    /// confidentiality limit (RFC 8446 5.5; 2^24.5 records for AES-GCM). Key update is
+    /// not implemented, so a session that reaches the limit refuses further messages
+    /// (CallError::KeyExhausted) and must be re-established. Lower it only for tests.
+    pub key_usage_limit: Option<u64>,
     /// Most server-side handshakes in progress at once (handshake-flood bound).
     pub max_pending_handshakes: usize,
     /// A handshake not finished after this long fails.
@@ -81,6 +86,7 @@ impl Default for Config {
             max_incoming_messages_per_session: 4096,
             max_incoming_bytes_per_session: 512 << 20,
             max_incoming_bytes_total: 2 << 30,
+            key_usage_limit: None,
             max_pending_handshakes: 1024,
             handshake_timeout: Duration::from_secs(5),
         }

@@ -35,6 +35,19 @@ use super::tls::TlsAcceptor;
 use crate::record::{seal_message, MessageLayout};
 use crate::wire::{Body, Flags, HeaderRepr, MessageId, PacketRepr, PacketType};
 
+/// Counts the records a message of `len` bytes will seal under the session's key,
+/// refusing if that would pass the key's usage limit.
+fn charge_key_usage(s: &mut Session, config: &Config, len: usize) -> Result<(), CallError> {
+    let records = MessageLayout::for_payload(len, config.record_size)
+        .map_or(u64::MAX, |l| l.record_count() as u64);
+    let limit = config.key_usage_limit.unwrap_or_else(|| s.tx.suite().confidentiality_limit());
+    if s.tx_records.saturating_add(records) > limit {
+        return Err(CallError::KeyExhausted(limit));
+    }
+    s.tx_records += records;
+    Ok(())
+}
+
 /// A message with its ID allocated and its key at hand, ready to be sealed.
 #[derive(Debug)]
 pub struct PreparedMessage {
@@ -403,6 +416,7 @@ impl Endpoint {
             }
         }
         let id = MessageId::new(s.next_id).ok_or(CallError::IdsExhausted)?;
+        charge_key_usage(s, &self.core.config, len)?;
         s.next_id += 1;
         Ok(PreparedMessage {
             session,
@@ -429,10 +443,13 @@ impl Endpoint {
         if len > max {
             return Err(CallError::MessageTooLarge { len, max });
         }
-        match s.rpcs.get_mut(&id) {
-            // A second respond for the same request fails here.
-            Some(rpc) if rpc.in_service => rpc.in_service = false,
-            _ => return Err(CallError::UnknownRequest(id)),
+        if !s.rpcs.get(&id).is_some_and(|rpc| rpc.in_service) {
+            return Err(CallError::UnknownRequest(id));
+        }
+        charge_key_usage(s, &self.core.config, len)?;
+        if let Some(rpc) = s.rpcs.get_mut(&id) {
+            // A second respond for the same request fails from now on.
+            rpc.in_service = false;
         }
         Ok(PreparedMessage {
             session,

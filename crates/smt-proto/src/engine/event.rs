@@ -74,6 +74,10 @@ pub enum CallError {
     IdsExhausted,
     #[error("no request {0} awaits a response")]
     UnknownRequest(MessageId),
+    /// Sealing the message would exceed the AEAD usage limit of the session's key
+    /// (RFC 8446 5.5); without key update the session must be re-established.
+    #[error("the session's traffic key reached its usage limit of {0} records; reconnect")]
+    KeyExhausted(u64),
 }
 
 /// Why a session could not be installed.

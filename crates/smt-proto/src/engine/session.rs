@@ -86,6 +86,8 @@ pub(crate) struct Session {
     pub incoming_bytes: usize,
     /// Largest DATA payload towards this peer (larger on loopback).
     pub max_payload: usize,
+    /// Records sealed under `tx` so far (the AEAD usage limit applies to this).
+    pub tx_records: u64,
 }
 
 impl Session {
@@ -109,6 +111,7 @@ impl Session {
             incoming_messages: 0,
             incoming_bytes: 0,
             max_payload,
+            tx_records: 0,
         }
     }
 
