@@ -167,3 +167,24 @@ fn regenerating_reproduces_the_committed_file_byte_for_byte() {
         vectors::VECTORS_FILE
     );
 }
+
+#[test]
+fn key_update_derivation_matches_an_independent_hkdf_expand_label() {
+    // The library's TrafficSecret against the test-support HKDF-Expand-Label (written
+    // separately for the vectors): key, IV and the "traffic upd" successor agree.
+    for suite in CipherSuite::ALL {
+        let len = if suite == CipherSuite::Aes256GcmSha384 { 48 } else { 32 };
+        let secret: Vec<u8> = (0..len as u8).collect();
+        let ours = smt_proto::record::TrafficSecret::new(suite, &secret).unwrap();
+        let (key, iv) = ours.key_and_iv();
+        assert_eq!(key, vectors::hkdf_expand_label(suite, &secret, b"key", b"", suite.key_len()));
+        assert_eq!(iv, vectors::hkdf_expand_label(suite, &secret, b"iv", b"", 12));
+        let next = vectors::hkdf_expand_label(suite, &secret, b"traffic upd", b"", len);
+        let (next_key, next_iv) = ours.next().key_and_iv();
+        assert_eq!(
+            next_key,
+            vectors::hkdf_expand_label(suite, &next, b"key", b"", suite.key_len())
+        );
+        assert_eq!(next_iv, vectors::hkdf_expand_label(suite, &next, b"iv", b"", 12));
+    }
+}

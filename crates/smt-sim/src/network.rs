@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use smt_proto::engine::{Config, Endpoint, Event, Role, SessionHandle, SessionParams};
-use smt_proto::record::{CipherSuite, RecordKey};
+use smt_proto::record::{CipherSuite, TrafficSecret};
 use smt_proto::wire::MessageId;
 
 /// Properties of every link.
@@ -295,16 +295,15 @@ impl Network {
         suite: CipherSuite,
     ) -> (SessionHandle, SessionHandle) {
         let session_id: u64 = self.rng.gen();
-        let material = |rng: &mut ChaCha8Rng| {
-            let mut key = vec![0u8; suite.key_len()];
-            let mut iv = [0u8; 12];
-            rng.fill(&mut key[..]);
-            rng.fill(&mut iv[..]);
-            (key, iv)
+        // Random traffic secrets (as a handshake would produce), so that sessions can
+        // also exercise key updates.
+        let secret_len = if suite == CipherSuite::Aes256GcmSha384 { 48 } else { 32 };
+        let mut secret = || {
+            let mut bytes = vec![0u8; secret_len];
+            self.rng.fill(&mut bytes[..]);
+            TrafficSecret::new(suite, &bytes).expect("secret length matches the suite")
         };
-        let (c2s_key, c2s_iv) = material(&mut self.rng);
-        let (s2c_key, s2c_iv) = material(&mut self.rng);
-        let key = |k: &[u8], iv: &[u8]| RecordKey::new(suite, k, iv).expect("key sizes match");
+        let (c2s, s2c) = (secret(), secret());
         let (caddr, saddr) = (self.addr(client), self.addr(server));
         let c = self.hosts[client.0]
             .endpoint
@@ -312,8 +311,10 @@ impl Network {
                 peer: saddr,
                 session_id,
                 role: Role::Client,
-                tx: key(&c2s_key, &c2s_iv),
-                rx: key(&s2c_key, &s2c_iv),
+                tx: c2s.record_key(),
+                rx: s2c.record_key(),
+                tx_secret: Some(c2s.clone()),
+                rx_secret: Some(s2c.clone()),
             })
             .expect("fresh session");
         let s = self.hosts[server.0]
@@ -322,8 +323,10 @@ impl Network {
                 peer: caddr,
                 session_id,
                 role: Role::Server,
-                tx: key(&s2c_key, &s2c_iv),
-                rx: key(&c2s_key, &c2s_iv),
+                tx: s2c.record_key(),
+                rx: c2s.record_key(),
+                tx_secret: Some(s2c),
+                rx_secret: Some(c2s),
             })
             .expect("fresh session");
         (c, s)

@@ -305,32 +305,76 @@ fn same_seed_gives_the_same_trace_and_different_seeds_differ() {
 }
 
 #[test]
-fn sessions_refuse_to_seal_past_the_key_usage_limit() {
-    // 10 records per key: one-record requests 1..=10 go out, the 11th is refused; the
-    // server likewise answers until its own key's budget is spent.
+fn sessions_refuse_to_seal_past_the_key_usage_limit_while_an_update_is_unconfirmed() {
+    // 10 records per key, update after 5. All calls are issued before any answer
+    // returns, so the first update (after 5 records) cannot be confirmed and no second
+    // one may follow: 5 + 10 one-record requests go out, the 16th is refused.
     let mut config = Config::default();
     config.key_usage_limit = Some(10);
+    config.key_update_after = Some(5);
     let mut net = Network::new(91, LinkConfig::default());
     let client = net.add_host(config.clone());
-    let mut server_config = config.clone();
-    server_config.key_usage_limit = Some(4);
-    let server = net.add_host(server_config);
+    let server = net.add_host(Config::default());
     net.set_echo(server);
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
     let now = net.now();
-    let mut ids = Vec::new();
-    for i in 0..10u8 {
-        ids.push(net.endpoint(client).call(now, cs, &[i; 100]).expect("within the limit"));
+    for i in 0..15u8 {
+        net.endpoint(client).call(now, cs, &[i; 100]).expect("within the limit");
     }
     assert_eq!(
         net.endpoint(client).call(now, cs, &[0; 100]),
         Err(smt_proto::engine::CallError::KeyExhausted(10))
     );
     net.pump_host(client);
-    let limit = net.elapsed() + Duration::from_secs(5);
-    net.run_until(limit, |n| n.elapsed() >= limit);
-    // The server answered 4 requests, then its key was spent: those RPCs time out.
-    assert_eq!(responses(&net, client).len(), 4);
-    assert_eq!(failures(&net, client).len(), 6);
-    assert_eq!(net.endpoint_ref(server).stats().requests_delivered, 10);
+    assert!(net.run_until(Duration::from_secs(5), |n| responses(n, client).len() == 15));
+    assert_eq!(net.endpoint_ref(client).stats().key_updates_sent, 1);
+    assert_eq!(net.endpoint_ref(server).stats().key_updates_received, 1);
+    // Once answers confirmed the update, the client may update again and go on.
+    let id = net.call(client, cs, b"after confirmation");
+    assert!(net.run_until(Duration::from_secs(5), |n| responses(n, client).contains_key(&id)));
+    assert_eq!(net.endpoint_ref(client).stats().key_updates_sent, 2);
+}
+
+#[test]
+fn keys_update_many_times_under_loss_and_reordering_without_losing_a_message() {
+    // A new key every 5 records: 300 RPCs (2 to 7 records each way) force dozens of
+    // updates in both directions, while loss, duplication and reordering keep
+    // messages of the old and new key in flight together.
+    let mut config = Config::default();
+    config.key_update_after = Some(5);
+    config.record_size = 4096;
+    let link = LinkConfig { loss: 0.05, duplicate: 0.05, reorder: 0.3, ..LinkConfig::default() };
+    let mut net = Network::new(101, link);
+    let client = net.add_host(config.clone());
+    let server = net.add_host(config);
+    net.set_echo(server);
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes256GcmSha384);
+    let mut rng = ChaCha8Rng::seed_from_u64(101);
+    let mut sent = HashMap::new();
+    // Waves of 10 calls: an update waits until the peer confirmed the previous one
+    // (answered a message sealed with it), so waves let both sides update often.
+    for wave in 1..=30 {
+        for _ in 0..10 {
+            let len = rng.gen_range(0..25_000);
+            let p = payload(&mut rng, len);
+            sent.insert(net.call(client, cs, &p), p);
+        }
+        assert!(net.run_until(Duration::from_secs(60), |n| responses(n, client).len() == wave * 10));
+    }
+    let got = responses(&net, client);
+    for (id, p) in &sent {
+        assert!(got[id] == *p, "response {id} differs");
+    }
+    let (c, s) =
+        (net.endpoint_ref(client).stats().clone(), net.endpoint_ref(server).stats().clone());
+    println!(
+        "key updates: client sent {} received {}, server sent {} received {}",
+        c.key_updates_sent, c.key_updates_received, s.key_updates_sent, s.key_updates_received
+    );
+    assert!(c.key_updates_sent >= 10 && s.key_updates_sent >= 10, "{c:?} {s:?}");
+    // Every update one side made, the other side followed.
+    assert_eq!(s.key_updates_received, c.key_updates_sent);
+    assert_eq!(c.key_updates_received, s.key_updates_sent);
+    assert_eq!((c.auth_failures, s.auth_failures), (0, 0));
+    assert_eq!(s.requests_delivered, 300);
 }

@@ -1443,6 +1443,8 @@ fn mismatched_session_keys_end_in_a_timeout_not_a_hang() {
             role: Role::Client,
             tx: derive_key(1, C2S),
             rx: derive_key(1, S2C),
+            tx_secret: None,
+            rx_secret: None,
         })
         .unwrap();
     net.endpoint(server)
@@ -1452,6 +1454,8 @@ fn mismatched_session_keys_end_in_a_timeout_not_a_hang() {
             role: Role::Server,
             tx: derive_key(2, S2C),
             rx: derive_key(2, C2S),
+            tx_secret: None,
+            rx_secret: None,
         })
         .unwrap();
     let mut ids = Vec::new();

@@ -3,16 +3,21 @@
 use std::net::SocketAddr;
 
 use smt_proto::engine::{Role, SessionParams};
-use smt_proto::record::{CipherSuite, RecordKey};
+use smt_proto::record::{CipherSuite, RecordKey, TrafficSecret};
 
 use crate::error::{Error, Result};
 
-/// One direction's TLS 1.3 traffic key and IV, as a TLS library exports them.
+/// One direction's TLS 1.3 traffic key and IV, as a TLS library exports them, and
+/// optionally the traffic secret they came from (needed for key updates).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TrafficKey {
     pub suite: CipherSuite,
     pub key: Vec<u8>,
     pub iv: Vec<u8>,
+    /// The application traffic secret; with it (on both directions) the session can
+    /// update its keys before their usage limit, without it the session must be
+    /// re-established at the limit.
+    pub secret: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TrafficKey {
@@ -36,7 +41,26 @@ impl TrafficKey {
             }
             _ => return Err(Error::InvalidKeys("cipher suite not supported by SMT".into())),
         };
-        Ok(TrafficKey { suite, key: key.to_vec(), iv: iv.to_vec() })
+        Ok(TrafficKey { suite, key: key.to_vec(), iv: iv.to_vec(), secret: None })
+    }
+
+    /// Derives key and IV from an application traffic secret (RFC 8446 7.3), as
+    /// exported by a TLS library's key log (`CLIENT_TRAFFIC_SECRET_0` /
+    /// `SERVER_TRAFFIC_SECRET_0`). Sessions built from secrets can update keys.
+    pub fn from_secret(suite: CipherSuite, secret: &[u8]) -> Result<TrafficKey> {
+        let derived =
+            TrafficSecret::new(suite, secret).map_err(|e| Error::InvalidKeys(e.to_string()))?;
+        let (key, iv) = derived.key_and_iv();
+        Ok(TrafficKey { suite, key, iv, secret: Some(secret.to_vec()) })
+    }
+
+    fn traffic_secret(&self) -> Result<Option<TrafficSecret>> {
+        self.secret
+            .as_deref()
+            .map(|s| {
+                TrafficSecret::new(self.suite, s).map_err(|e| Error::InvalidKeys(e.to_string()))
+            })
+            .transpose()
     }
 
     fn record_key(&self) -> Result<RecordKey> {
@@ -74,6 +98,8 @@ impl SessionKeys {
             role: self.role,
             tx: self.tx.record_key()?,
             rx: self.rx.record_key()?,
+            tx_secret: self.tx.traffic_secret()?,
+            rx_secret: self.rx.traffic_secret()?,
         })
     }
 }

@@ -7,12 +7,12 @@
 //! if `SSLKEYLOGFILE` is set, secrets are logged there in NSS key log format.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ConnectionTrafficSecrets, ProtocolVersion, ServerConnection};
 use smt_proto::engine::{TlsAcceptor, TlsFailure, TlsSession};
-use smt_proto::record::{CipherSuite, RecordKey};
+use smt_proto::record::{CipherSuite, RecordKey, TrafficSecret};
 
 use crate::error::Error;
 
@@ -39,6 +39,40 @@ pub(crate) fn server_config(user: &rustls::ServerConfig) -> Arc<rustls::ServerCo
     Arc::new(config)
 }
 
+/// Captures one connection's application traffic secrets (SMT derives key updates
+/// from them) and passes every secret on to the configured key log (SSLKEYLOGFILE).
+#[derive(Debug)]
+struct SecretCapture {
+    forward: Arc<dyn rustls::KeyLog>,
+    /// (client's, server's) application traffic secret 0.
+    secrets: Mutex<(Option<Vec<u8>>, Option<Vec<u8>>)>,
+}
+
+impl SecretCapture {
+    fn new(forward: Arc<dyn rustls::KeyLog>) -> Arc<SecretCapture> {
+        Arc::new(SecretCapture { forward, secrets: Mutex::new((None, None)) })
+    }
+}
+
+impl rustls::KeyLog for SecretCapture {
+    fn log(&self, label: &str, client_random: &[u8], secret: &[u8]) {
+        if let Ok(mut secrets) = self.secrets.lock() {
+            match label {
+                "CLIENT_TRAFFIC_SECRET_0" => secrets.0 = Some(secret.to_vec()),
+                "SERVER_TRAFFIC_SECRET_0" => secrets.1 = Some(secret.to_vec()),
+                _ => {}
+            }
+        }
+        if self.forward.will_log(label) {
+            self.forward.log(label, client_random, secret);
+        }
+    }
+
+    fn will_log(&self, _label: &str) -> bool {
+        true
+    }
+}
+
 enum Conn {
     Client(ClientConnection),
     Server(ServerConnection),
@@ -48,14 +82,21 @@ enum Conn {
 pub(crate) struct RustlsSession {
     conn: Option<Conn>,
     peer_certs: Option<Vec<Vec<u8>>>,
+    capture: Arc<SecretCapture>,
 }
 
 impl RustlsSession {
     pub fn client(config: Arc<rustls::ClientConfig>, server_name: &str) -> Result<Self, Error> {
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|_| Error::InvalidServerName(server_name.to_owned()))?;
-        let conn = ClientConnection::new(config, name).map_err(|e| Error::Config(e.to_string()))?;
-        Ok(RustlsSession { conn: Some(Conn::Client(conn)), peer_certs: None })
+        // Each connection gets its own copy of the configuration whose key log
+        // captures this connection's secrets.
+        let capture = SecretCapture::new(config.key_log.clone());
+        let mut config = (*config).clone();
+        config.key_log = capture.clone();
+        let conn = ClientConnection::new(Arc::new(config), name)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(RustlsSession { conn: Some(Conn::Client(conn)), peer_certs: None, capture })
     }
 }
 
@@ -138,6 +179,26 @@ impl TlsSession for RustlsSession {
         Ok((record_key(secrets.tx.1)?, record_key(secrets.rx.1)?))
     }
 
+    fn traffic_secrets(&mut self) -> Option<(TrafficSecret, TrafficSecret)> {
+        let suite = match self.conn.as_ref()? {
+            Conn::Client(c) => c.negotiated_cipher_suite()?,
+            Conn::Server(c) => c.negotiated_cipher_suite()?,
+        };
+        let suite = match suite.suite() {
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256 => CipherSuite::Aes128GcmSha256,
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384 => CipherSuite::Aes256GcmSha384,
+            rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256 => {
+                CipherSuite::Chacha20Poly1305Sha256
+            }
+            _ => return None,
+        };
+        let is_client = matches!(self.conn, Some(Conn::Client(_)));
+        let secrets = self.capture.secrets.lock().ok()?;
+        let (client, server) = (secrets.0.as_deref()?, secrets.1.as_deref()?);
+        let (tx, rx) = if is_client { (client, server) } else { (server, client) };
+        Some((TrafficSecret::new(suite, tx).ok()?, TrafficSecret::new(suite, rx).ok()?))
+    }
+
     fn peer_certificates(&self) -> Option<Vec<Vec<u8>>> {
         if self.peer_certs.is_some() {
             return self.peer_certs.clone();
@@ -175,10 +236,17 @@ pub(crate) struct RustlsAcceptor {
 
 impl TlsAcceptor for RustlsAcceptor {
     fn start(&self, _peer: SocketAddr) -> Box<dyn TlsSession> {
-        match ServerConnection::new(self.config.clone()) {
-            Ok(conn) => {
-                Box::new(RustlsSession { conn: Some(Conn::Server(conn)), peer_certs: None })
-            }
+        // Each handshake gets its own copy of the configuration whose key log
+        // captures this connection's secrets.
+        let capture = SecretCapture::new(self.config.key_log.clone());
+        let mut config = (*self.config).clone();
+        config.key_log = capture.clone();
+        match ServerConnection::new(Arc::new(config)) {
+            Ok(conn) => Box::new(RustlsSession {
+                conn: Some(Conn::Server(conn)),
+                peer_certs: None,
+                capture,
+            }),
             // A config rustls refuses fails every handshake with its reason.
             Err(e) => Box::new(FailedSession(e.to_string())),
         }

@@ -446,7 +446,7 @@ fn random_key(suite: CipherSuite) -> TrafficKey {
     let mut iv = vec![0u8; 12];
     rand::thread_rng().fill_bytes(&mut key);
     rand::thread_rng().fill_bytes(&mut iv);
-    TrafficKey { suite, key, iv }
+    TrafficKey { suite, key, iv, secret: None }
 }
 
 /// Two loopback endpoints without any TLS configuration.

@@ -61,6 +61,11 @@ pub struct Config {
     /// not implemented, so a session that reaches the limit refuses further messages
     /// (CallError::KeyExhausted) and must be re-established. Lower it only for tests.
     pub key_usage_limit: Option<u64>,
+    /// Records sealed under one traffic key before the sender updates it (TLS 1.3 key
+    /// update, signalled by the KEY_PHASE bit). `None`: half the usage limit. Updates
+    /// need the traffic secrets (the in-band handshake and `TrafficSecret`-based key
+    /// installs have them); sessions installed with bare keys cannot update.
+    pub key_update_after: Option<u64>,
     /// Most server-side handshakes in progress at once (handshake-flood bound).
     pub max_pending_handshakes: usize,
     /// A handshake not finished after this long fails.
@@ -87,6 +92,7 @@ impl Default for Config {
             max_incoming_bytes_per_session: 512 << 20,
             max_incoming_bytes_total: 2 << 30,
             key_usage_limit: None,
+            key_update_after: None,
             max_pending_handshakes: 1024,
             handshake_timeout: Duration::from_secs(5),
         }

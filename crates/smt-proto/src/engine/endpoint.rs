@@ -36,11 +36,31 @@ use crate::record::{seal_message, MessageLayout};
 use crate::wire::{Body, Flags, HeaderRepr, MessageId, PacketRepr, PacketType};
 
 /// Counts the records a message of `len` bytes will seal under the session's key,
-/// refusing if that would pass the key's usage limit.
-fn charge_key_usage(s: &mut Session, config: &Config, len: usize) -> Result<(), CallError> {
+/// updating the key first when it has protected `key_update_after` records (and the
+/// peer confirmed the previous update), and refusing if the message would pass the
+/// key's usage limit.
+fn charge_key_usage(
+    s: &mut Session,
+    config: &Config,
+    stats: &mut Stats,
+    len: usize,
+) -> Result<(), CallError> {
     let records = MessageLayout::for_payload(len, config.record_size)
         .map_or(u64::MAX, |l| l.record_count() as u64);
     let limit = config.key_usage_limit.unwrap_or_else(|| s.tx.suite().confidentiality_limit());
+    let update_after = config.key_update_after.unwrap_or(limit / 2).min(limit);
+    let due = s.tx_records.saturating_add(records) > update_after;
+    if due && s.tx_confirmed == s.tx_generation {
+        if let Some(secret) = s.tx_secret.take() {
+            let next = secret.next();
+            s.tx = std::sync::Arc::new(next.record_key());
+            s.tx_secret = Some(next);
+            s.tx_phase = !s.tx_phase;
+            s.tx_generation += 1;
+            s.tx_records = 0;
+            stats.key_updates_sent += 1;
+        }
+    }
     if s.tx_records.saturating_add(records) > limit {
         return Err(CallError::KeyExhausted(limit));
     }
@@ -54,6 +74,9 @@ pub struct PreparedMessage {
     pub session: SessionHandle,
     pub id: MessageId,
     key: std::sync::Arc<crate::record::RecordKey>,
+    /// KEY_PHASE bit and generation of `key`.
+    phase: bool,
+    generation: u64,
     record_size: usize,
     len: usize,
     request: bool,
@@ -416,12 +439,14 @@ impl Endpoint {
             }
         }
         let id = MessageId::new(s.next_id).ok_or(CallError::IdsExhausted)?;
-        charge_key_usage(s, &self.core.config, len)?;
+        charge_key_usage(s, &self.core.config, &mut self.core.stats, len)?;
         s.next_id += 1;
         Ok(PreparedMessage {
             session,
             id,
             key: s.tx.clone(),
+            phase: s.tx_phase,
+            generation: s.tx_generation,
             record_size: self.core.config.record_size,
             len,
             request: true,
@@ -446,7 +471,7 @@ impl Endpoint {
         if !s.rpcs.get(&id).is_some_and(|rpc| rpc.in_service) {
             return Err(CallError::UnknownRequest(id));
         }
-        charge_key_usage(s, &self.core.config, len)?;
+        charge_key_usage(s, &self.core.config, &mut self.core.stats, len)?;
         if let Some(rpc) = s.rpcs.get_mut(&id) {
             // A second respond for the same request fails from now on.
             rpc.in_service = false;
@@ -455,6 +480,8 @@ impl Endpoint {
             session,
             id,
             key: s.tx.clone(),
+            phase: s.tx_phase,
+            generation: s.tx_generation,
             record_size: self.core.config.record_size,
             len,
             request: false,
@@ -486,7 +513,8 @@ impl Endpoint {
         if !prepared.request && !self.sessions.get(&h).is_some_and(|s| s.rpcs.contains_key(&id)) {
             return;
         }
-        self.attach_outgoing(now, h, id, prepared.len, wire, prepared.request);
+        let key_phase = (prepared.phase, prepared.generation);
+        self.attach_outgoing(now, h, id, prepared.len, wire, prepared.request, key_phase);
     }
 
     fn attach_outgoing(
@@ -497,6 +525,7 @@ impl Endpoint {
         payload_len: usize,
         wire: Vec<u8>,
         new_rpc: bool,
+        (phase, generation): (bool, u64),
     ) {
         let Some(s) = self.sessions.get_mut(&h) else { return };
         // The layout exists: seal_message just built this wire image with it.
@@ -504,7 +533,8 @@ impl Endpoint {
         else {
             return;
         };
-        let out = OutgoingMessage::new(layout, wire, self.core.config.unscheduled_bytes);
+        let mut out = OutgoingMessage::new(layout, wire, self.core.config.unscheduled_bytes);
+        out.phase = phase;
         self.core.outgoing_bytes += out.wire.len();
         let after = snap_out(Some(&out));
         if new_rpc {
@@ -513,6 +543,7 @@ impl Endpoint {
         }
         if let Some(rpc) = s.rpcs.get_mut(&id) {
             rpc.out = Some(out);
+            rpc.tx_generation = generation;
             rpc.last_heard = now;
             rpc.last_progress = now;
             rpc.last_prod = now;

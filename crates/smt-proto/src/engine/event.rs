@@ -116,6 +116,9 @@ pub struct Stats {
     pub handshakes_failed: u64,
     /// ClientHellos dropped because `max_pending_handshakes` were in progress.
     pub handshakes_refused: u64,
+    /// Key updates of our sending key, and of the peer's (seen on its messages).
+    pub key_updates_sent: u64,
+    pub key_updates_received: u64,
 }
 
 /// A snapshot of what the endpoint holds in memory.

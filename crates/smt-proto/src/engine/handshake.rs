@@ -334,6 +334,7 @@ impl Endpoint {
     fn establish(&mut self, now: Instant, key: HandshakeKey) {
         let Some(hs) = self.handshakes.get_mut(&key) else { return };
         let certs = hs.tls.peer_certificates();
+        let secrets = hs.tls.traffic_secrets();
         let keys = hs.tls.traffic_keys();
         let (tx, rx) = match keys {
             Ok(k) => k,
@@ -346,7 +347,8 @@ impl Endpoint {
         // A verified Finished proves the client receives at its address.
         hs.validated = true;
         let (handle, role, peer, session_id) = (hs.handle, hs.role, hs.peer, hs.session_id);
-        let params = SessionParams { peer, session_id, role, tx, rx };
+        let (tx_secret, rx_secret) = secrets.map_or((None, None), |(t, r)| (Some(t), Some(r)));
+        let params = SessionParams { peer, session_id, role, tx, rx, tx_secret, rx_secret };
         match self.install_with_handle(handle, params) {
             Ok(()) => {
                 if let Some(certs) = certs {

@@ -1,6 +1,7 @@
 //! The receiver's side of one message: reassembly, record opening and grant state.
 
 use core::ops::Range;
+use std::sync::Arc;
 
 use super::ranges::RangeSet;
 use crate::record::{compact_payload, open_message_record, MessageError, MessageLayout, RecordKey};
@@ -44,12 +45,27 @@ pub(crate) struct IncomingMessage {
     pub grant_sent: u32,
     /// Whether record 0 (with the prologue) authenticated.
     pub authenticated: bool,
+    /// KEY_PHASE bit of the message's packets.
+    pub phase: bool,
+    /// Keys that may open the message (the peer's current key, or its previous and
+    /// next ones around a key update) and whether each is the next key. Narrowed to
+    /// one as soon as a record opens.
+    keys: Vec<(Arc<RecordKey>, bool)>,
+    /// A record opened with the peer's next key: the session should advance.
+    pub opened_with_next: Option<Arc<RecordKey>>,
 }
 
 impl IncomingMessage {
     /// State for a message announced by `data`, or `None` if its fields describe no
     /// valid message.
-    pub fn new(data: &DataRepr<'_>) -> Option<IncomingMessage> {
+    pub fn new(
+        data: &DataRepr<'_>,
+        phase: bool,
+        keys: Vec<(Arc<RecordKey>, bool)>,
+    ) -> Option<IncomingMessage> {
+        if keys.is_empty() {
+            return None;
+        }
         let layout = MessageLayout::from_wire(data.message_length, data.record_size)?;
         let unscheduled = data.unscheduled.min(layout.wire_len());
         Some(IncomingMessage {
@@ -64,6 +80,9 @@ impl IncomingMessage {
             granted: unscheduled,
             grant_sent: unscheduled,
             authenticated: false,
+            phase,
+            keys,
+            opened_with_next: None,
         })
     }
 
@@ -94,8 +113,11 @@ impl IncomingMessage {
     }
 
     /// Stores the packet's new bytes and opens every record they complete.
-    pub fn absorb(&mut self, key: &RecordKey, id: MessageId, data: &DataRepr<'_>) -> Absorbed {
-        if data.message_length != self.len() || data.record_size != self.layout.record_size() {
+    pub fn absorb(&mut self, id: MessageId, data: &DataRepr<'_>, phase: bool) -> Absorbed {
+        if data.message_length != self.len()
+            || data.record_size != self.layout.record_size()
+            || phase != self.phase
+        {
             return Absorbed::Inconsistent;
         }
         // DataRepr::parse guarantees offset + payload length <= message length.
@@ -125,7 +147,7 @@ impl IncomingMessage {
             if !self.received.contains(record.clone()) {
                 continue;
             }
-            match open_message_record(key, id, &self.layout, index, &mut self.wire) {
+            match self.open_record(id, index) {
                 Ok(()) => {
                     self.opened[index] = true;
                     self.records_open += 1;
@@ -148,6 +170,38 @@ impl IncomingMessage {
         outcome
     }
 
+    /// Opens record `index` with the message's key, or, while more than one key is
+    /// possible, with each in turn (on a copy), keeping the one that works.
+    fn open_record(&mut self, id: MessageId, index: usize) -> Result<(), MessageError> {
+        // One known key (the common case): open in place, no copy.
+        if let [(key, false)] = self.keys.as_slice() {
+            return open_message_record(key, id, &self.layout, index, &mut self.wire);
+        }
+        let range = self.layout.record_range(index);
+        let sealed = self.wire[range.clone()].to_vec();
+        let mut last = None;
+        for (i, (key, is_next)) in self.keys.iter().enumerate() {
+            if i > 0 {
+                self.wire[range.clone()].copy_from_slice(&sealed);
+            }
+            match open_message_record(key, id, &self.layout, index, &mut self.wire) {
+                Ok(()) => {
+                    if *is_next {
+                        self.opened_with_next = Some(key.clone());
+                    }
+                    self.keys = vec![self.keys[i].clone()];
+                    return Ok(());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        self.wire[range].copy_from_slice(&sealed);
+        Err(last.unwrap_or(MessageError::InvalidLayout {
+            wire_len: self.layout.wire_len(),
+            record_size: self.layout.record_size(),
+        }))
+    }
+
     /// The payload of a complete message.
     pub fn into_payload(self) -> Vec<u8> {
         debug_assert_eq!(self.records_open, self.layout.record_count());
@@ -162,6 +216,10 @@ mod tests {
 
     fn key() -> RecordKey {
         RecordKey::new(CipherSuite::Aes128GcmSha256, &[1; 16], &[2; 12]).unwrap()
+    }
+
+    fn keys() -> Vec<(Arc<RecordKey>, bool)> {
+        vec![(Arc::new(key()), false)]
     }
 
     fn packets(wire: &[u8], layout: &MessageLayout, size: usize) -> Vec<(u32, Vec<u8>)> {
@@ -187,12 +245,12 @@ mod tests {
         let wire = seal_message(&key(), id, &payload, 4096).unwrap();
         let layout = MessageLayout::for_payload(payload.len(), 4096).unwrap();
         let pkts = packets(&wire, &layout, 1400);
-        let mut msg = IncomingMessage::new(&data(&layout, 0, &pkts[0].1)).unwrap();
+        let mut msg = IncomingMessage::new(&data(&layout, 0, &pkts[0].1), false, keys()).unwrap();
         let mut last = Absorbed::Progress;
         for (offset, bytes) in pkts.iter().rev() {
-            last = msg.absorb(&key(), id, &data(&layout, *offset, bytes));
+            last = msg.absorb(id, &data(&layout, *offset, bytes), false);
             // A duplicate of every packet changes nothing, even after records opened.
-            assert_eq!(msg.absorb(&key(), id, &data(&layout, *offset, bytes)), Absorbed::Duplicate);
+            assert_eq!(msg.absorb(id, &data(&layout, *offset, bytes), false), Absorbed::Duplicate);
         }
         assert_eq!(last, Absorbed::Complete);
         assert_eq!(msg.into_payload(), payload);
@@ -204,12 +262,12 @@ mod tests {
         let payload = vec![9u8; 3000];
         let wire = seal_message(&key(), id, &payload, 1000).unwrap();
         let layout = MessageLayout::for_payload(payload.len(), 1000).unwrap();
-        let mut msg = IncomingMessage::new(&data(&layout, 0, &wire[..10])).unwrap();
+        let mut msg = IncomingMessage::new(&data(&layout, 0, &wire[..10]), false, keys()).unwrap();
         let mut bad = wire.clone();
         bad[1100] ^= 1; // inside record 1
-        assert_eq!(msg.absorb(&key(), id, &data(&layout, 0, &bad)), Absorbed::RecordRejected);
+        assert_eq!(msg.absorb(id, &data(&layout, 0, &bad), false), Absorbed::RecordRejected);
         assert!(!msg.gaps(10).is_empty());
-        assert_eq!(msg.absorb(&key(), id, &data(&layout, 0, &wire)), Absorbed::Complete);
+        assert_eq!(msg.absorb(id, &data(&layout, 0, &wire), false), Absorbed::Complete);
         assert_eq!(msg.into_payload(), payload);
     }
 
@@ -222,8 +280,8 @@ mod tests {
         // The attacker claims the message ends after two records.
         let forged = MessageLayout::from_wire(layout.record_range(1).end as u32, 1000).unwrap();
         let cut = &wire[..forged.wire_len() as usize];
-        let mut msg = IncomingMessage::new(&data(&forged, 0, cut)).unwrap();
-        assert_eq!(msg.absorb(&key(), id, &data(&forged, 0, cut)), Absorbed::Forged);
+        let mut msg = IncomingMessage::new(&data(&forged, 0, cut), false, keys()).unwrap();
+        assert_eq!(msg.absorb(id, &data(&forged, 0, cut), false), Absorbed::Forged);
     }
 
     #[test]
@@ -234,13 +292,13 @@ mod tests {
         let layout = MessageLayout::for_payload(payload.len(), 16384).unwrap();
         let mut first = data(&layout, 0, &wire[..1000]);
         first.unscheduled = 5000;
-        let mut msg = IncomingMessage::new(&first).unwrap();
+        let mut msg = IncomingMessage::new(&first, false, keys()).unwrap();
         assert_eq!(msg.outstanding(), 0);
         msg.granted = 9000;
         assert_eq!(msg.outstanding(), 4000);
         let mut pkt = data(&layout, 5000, &wire[5000..6000]);
         pkt.unscheduled = 5000;
-        msg.absorb(&key(), id, &pkt);
+        msg.absorb(id, &pkt, false);
         assert_eq!(msg.outstanding(), 3000);
         assert_eq!(msg.grant_key(), Some(layout.wire_len() - 1000));
     }

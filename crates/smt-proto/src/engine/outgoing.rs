@@ -24,6 +24,8 @@ pub(crate) struct OutgoingMessage {
     pub priority: u8,
     /// Whether the next packets repeat bytes sent before (restart after RPC_UNKNOWN).
     restarted_below: u32,
+    /// KEY_PHASE bit of the key that sealed the message, carried by its DATA packets.
+    pub phase: bool,
 }
 
 impl OutgoingMessage {
@@ -39,6 +41,7 @@ impl OutgoingMessage {
             resend: RangeSet::default(),
             priority: 0,
             restarted_below: 0,
+            phase: false,
         }
     }
 

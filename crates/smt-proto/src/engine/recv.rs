@@ -58,7 +58,10 @@ impl Endpoint {
         let Some(session) = self.sessions.get_mut(&handle) else { return };
         let core = &mut self.core;
         match packet.body {
-            Body::Data(data) => on_data(core, session, now, id, &data),
+            Body::Data(data) => {
+                let phase = header.flags.contains(Flags::KEY_PHASE);
+                on_data(core, session, now, id, &data, phase)
+            }
             Body::Grant(grant) => on_grant(core, session, now, id, &grant),
             Body::Resend(resend) => on_resend(core, session, now, id, &resend),
             Body::RpcUnknown => on_rpc_unknown(core, session, now, id),
@@ -128,6 +131,7 @@ fn on_data(
     now: Instant,
     id: MessageId,
     data: &DataRepr<'_>,
+    phase: bool,
 ) {
     match session.rpcs.get_mut(&id) {
         Some(rpc) => {
@@ -141,7 +145,7 @@ fn on_data(
                         return;
                     }
                     Role::Client => {
-                        if !start_incoming(core, session, id, data) {
+                        if !start_incoming(core, session, now, id, data, phase) {
                             return;
                         }
                     }
@@ -162,23 +166,26 @@ fn on_data(
             }
             session.rpcs.insert(id, Rpc::new(now));
             core.rpc_count += 1;
-            if !start_incoming(core, session, id, data) {
+            if !start_incoming(core, session, now, id, data, phase) {
                 core.remove_rpc(session, id);
                 return;
             }
         }
     }
-    absorb(core, session, now, id, data);
+    absorb(core, session, now, id, data, phase);
 }
 
 /// Creates the incoming message for `id` from its first packet. False if refused.
 fn start_incoming(
     core: &mut Core,
     session: &mut Session,
+    now: Instant,
     id: MessageId,
     data: &DataRepr<'_>,
+    phase: bool,
 ) -> bool {
-    let Some(inc) = IncomingMessage::new(data) else {
+    let keys = session.rx_candidates(phase, now);
+    let Some(inc) = IncomingMessage::new(data, phase, keys) else {
         core.stats.malformed += 1;
         return false;
     };
@@ -209,14 +216,16 @@ fn absorb(
     now: Instant,
     id: MessageId,
     data: &DataRepr<'_>,
+    phase: bool,
 ) {
     let h = session.handle;
     let Some(rpc) = session.rpcs.get_mut(&id) else { return };
     let Some(inc) = rpc.inc.as_mut() else { return };
     let before = snap_in(Some(inc));
     let high_water = inc.high_water;
-    let outcome = inc.absorb(&session.rx, id, data);
+    let outcome = inc.absorb(id, data, phase);
     let authenticated = inc.authenticated;
+    let next_key = inc.opened_with_next.take();
     if inc.high_water > high_water {
         rpc.last_progress = now;
     }
@@ -226,6 +235,14 @@ fn absorb(
     // client unable to resend its request.)
     if authenticated && session.role == Role::Client && rpc.out.is_some() {
         core.drop_outgoing(session, id);
+    }
+    // The peer updated its key and this message proves it: follow, keeping the old
+    // key for messages sealed before the update that are still arriving.
+    if let Some(key) = next_key {
+        if session.rx_next.as_ref().is_some_and(|next| std::sync::Arc::ptr_eq(next, &key)) {
+            session.advance_rx(now, core.config.rpc_timeout);
+            core.stats.key_updates_received += 1;
+        }
     }
     match outcome {
         Absorbed::Progress => {}
@@ -238,8 +255,8 @@ fn absorb(
             core.stats.malformed += 1;
             if !authenticated {
                 core.drop_incoming(session, id);
-                if start_incoming(core, session, id, data) {
-                    absorb(core, session, now, id, data);
+                if start_incoming(core, session, now, id, data, phase) {
+                    absorb(core, session, now, id, data, phase);
                 } else if session.role == Role::Server {
                     core.remove_rpc(session, id);
                 }
@@ -277,6 +294,8 @@ fn complete(core: &mut Core, session: &mut Session, id: MessageId) {
             core.events.push_back(Event::Request { session: h, id, payload });
         }
         Role::Client => {
+            // The server answered a request sealed with this generation of our key.
+            session.tx_confirmed = session.tx_confirmed.max(rpc.tx_generation);
             core.remove_rpc(session, id);
             core.stats.responses_delivered += 1;
             core.events.push_back(Event::Response { session: h, id, payload });
@@ -403,7 +422,9 @@ fn on_ack(core: &mut Core, session: &mut Session, ack: &AckRepr) {
     for &id in ack.ids() {
         // Only responses can be acknowledged: an ACK never frees a request still in
         // service, so a forged one cannot make the application's answer fail.
-        if session.rpcs.get(&id).is_some_and(|rpc| rpc.out.is_some()) {
+        if let Some(rpc) = session.rpcs.get(&id).filter(|rpc| rpc.out.is_some()) {
+            // The client received a response sealed with this generation of our key.
+            session.tx_confirmed = session.tx_confirmed.max(rpc.tx_generation);
             core.remove_rpc(session, id);
         }
     }

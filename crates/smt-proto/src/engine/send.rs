@@ -82,6 +82,7 @@ impl Endpoint {
                 }
                 let Some((range, retransmit)) = out.next_packet(max_payload) else { break };
                 header.flags.set(crate::wire::Flags::RETRANSMIT, retransmit);
+                header.flags.set(crate::wire::Flags::KEY_PHASE, out.phase);
                 let data = DataRepr {
                     message_length: out.len(),
                     offset: range.start,

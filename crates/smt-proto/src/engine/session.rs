@@ -9,7 +9,7 @@ use super::event::{Role, SessionHandle};
 use super::incoming::IncomingMessage;
 use super::outgoing::OutgoingMessage;
 use super::replay::ReplayWindow;
-use crate::record::RecordKey;
+use crate::record::{RecordKey, TrafficSecret};
 use crate::wire::MessageId;
 
 /// Keys and identity of a session, as installed after a handshake (in-band or not).
@@ -25,6 +25,10 @@ pub struct SessionParams {
     pub tx: RecordKey,
     /// Opens what the peer sends.
     pub rx: RecordKey,
+    /// The secret behind `tx`, if known: enables key updates of what we send.
+    pub tx_secret: Option<TrafficSecret>,
+    /// The secret behind `rx`, if known: lets us follow the peer's key updates.
+    pub rx_secret: Option<TrafficSecret>,
 }
 
 /// One RPC. A client RPC holds the request until the response's first record
@@ -50,6 +54,8 @@ pub(crate) struct Rpc {
     /// (too large, out of memory) is not flooded until the RPC times out.
     pub restarts: u32,
     pub last_restart: Instant,
+    /// Key generation our outgoing message was sealed with.
+    pub tx_generation: u64,
 }
 
 impl Rpc {
@@ -63,6 +69,7 @@ impl Rpc {
             last_prod: now,
             restarts: 0,
             last_restart: now,
+            tx_generation: 0,
         }
     }
 }
@@ -88,6 +95,23 @@ pub(crate) struct Session {
     pub max_payload: usize,
     /// Records sealed under `tx` so far (the AEAD usage limit applies to this).
     pub tx_records: u64,
+    pub tx_secret: Option<TrafficSecret>,
+    /// KEY_PHASE bit of messages sealed with `tx`, and `tx`'s generation.
+    pub tx_phase: bool,
+    pub tx_generation: u64,
+    /// Highest generation the peer provably received (it answered or acknowledged a
+    /// message sealed with it). A new update waits for the previous one to be
+    /// confirmed, so the peer is never two generations behind: the phase bit then
+    /// always tells old from current.
+    pub tx_confirmed: u64,
+    pub rx_secret: Option<TrafficSecret>,
+    /// KEY_PHASE bit of the peer's current key.
+    pub rx_phase: bool,
+    /// The peer's previous key, kept until the instant given, for its messages sealed
+    /// before its update and still arriving.
+    pub rx_previous: Option<(Arc<RecordKey>, Instant)>,
+    /// The peer's next key (derived when first needed).
+    pub rx_next: Option<Arc<RecordKey>>,
 }
 
 impl Session {
@@ -112,7 +136,46 @@ impl Session {
             incoming_bytes: 0,
             max_payload,
             tx_records: 0,
+            tx_secret: params.tx_secret,
+            tx_phase: false,
+            tx_generation: 0,
+            tx_confirmed: 0,
+            rx_secret: params.rx_secret,
+            rx_phase: false,
+            rx_previous: None,
+            rx_next: None,
         }
+    }
+
+    /// Keys to try for a peer message whose KEY_PHASE bit is `phase`: the current key
+    /// for the current phase; otherwise the previous key (if still kept) and the next
+    /// one (if the secret is known), most likely first. `bool`: "this is the next key".
+    pub fn rx_candidates(&mut self, phase: bool, now: Instant) -> Vec<(Arc<RecordKey>, bool)> {
+        if phase == self.rx_phase {
+            return vec![(self.rx.clone(), false)];
+        }
+        let mut keys = Vec::with_capacity(2);
+        if let Some((previous, until)) = &self.rx_previous {
+            if now < *until {
+                keys.push((previous.clone(), false));
+            }
+        }
+        if let Some(secret) = &self.rx_secret {
+            let next = self.rx_next.get_or_insert_with(|| Arc::new(secret.next().record_key()));
+            keys.push((next.clone(), true));
+        }
+        keys
+    }
+
+    /// The peer's messages now use its next key: keep the current one for `grace`.
+    pub fn advance_rx(&mut self, now: Instant, grace: std::time::Duration) {
+        let (Some(secret), Some(next)) = (self.rx_secret.take(), self.rx_next.take()) else {
+            return;
+        };
+        let previous = std::mem::replace(&mut self.rx, next);
+        self.rx_previous = Some((previous, now + grace));
+        self.rx_secret = Some(secret.next());
+        self.rx_phase = !self.rx_phase;
     }
 
     /// Fixed memory cost of a session, excluding its messages.

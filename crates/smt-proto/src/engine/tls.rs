@@ -5,7 +5,7 @@
 //! handshake. The `smt` crate implements these traits with rustls; tests may use any
 //! implementation.
 
-use crate::record::RecordKey;
+use crate::record::{RecordKey, TrafficSecret};
 
 /// One side of one TLS 1.3 handshake.
 pub trait TlsSession: Send {
@@ -20,6 +20,12 @@ pub trait TlsSession: Send {
     fn traffic_keys(&mut self) -> Result<(RecordKey, RecordKey), TlsFailure>;
     /// The peer's certificate chain (DER), if it presented one.
     fn peer_certificates(&self) -> Option<Vec<Vec<u8>>>;
+    /// The application traffic secrets `(tx, rx)` behind the traffic keys, which
+    /// let the session update its keys. Called before `traffic_keys`. Without them the
+    /// session works but cannot update keys (and refuses to seal past the usage limit).
+    fn traffic_secrets(&mut self) -> Option<(TrafficSecret, TrafficSecret)> {
+        None
+    }
 }
 
 /// Creates the server side of new handshakes.

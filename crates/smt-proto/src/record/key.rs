@@ -112,6 +112,8 @@ pub enum KeyError {
     KeyLength { suite: CipherSuite, expected: usize, actual: usize },
     #[error("TLS 1.3 IVs are 12 bytes, got {0} bytes")]
     IvLength(usize),
+    #[error("{suite} traffic secrets are {expected} bytes, got {actual} bytes")]
+    SecretLength { suite: CipherSuite, expected: usize, actual: usize },
 }
 
 /// A record opened in place.

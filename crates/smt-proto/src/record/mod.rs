@@ -12,10 +12,12 @@
 //! * [`seal_message`] / [`open_message`] do a whole message at once.
 
 mod key;
+mod key_schedule;
 mod layout;
 mod message;
 
 pub use key::{CipherSuite, KeyError, OpenedRecord, RecordKey};
+pub use key_schedule::TrafficSecret;
 pub use layout::{MessageLayout, MIN_RECORD_SIZE, PROLOGUE_LEN, RECORD_OVERHEAD};
 pub use message::{
     compact_payload, open_message, open_message_record, seal_message, seal_message_into,
