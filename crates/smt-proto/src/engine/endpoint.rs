@@ -510,40 +510,21 @@ impl Endpoint {
             return;
         }
         let (h, id) = (prepared.session, prepared.id);
-        if !prepared.request && !self.sessions.get(&h).is_some_and(|s| s.rpcs.contains_key(&id)) {
+        let Some(s) = self.sessions.get_mut(&h) else { return };
+        if !prepared.request && !s.rpcs.contains_key(&id) {
             return;
         }
-        let key_phase = (prepared.phase, prepared.generation);
-        self.attach_outgoing(now, h, id, prepared.len, wire, prepared.request, key_phase);
-    }
-
-    fn attach_outgoing(
-        &mut self,
-        now: Instant,
-        h: SessionHandle,
-        id: MessageId,
-        payload_len: usize,
-        wire: Vec<u8>,
-        new_rpc: bool,
-        (phase, generation): (bool, u64),
-    ) {
-        let Some(s) = self.sessions.get_mut(&h) else { return };
-        // The layout exists: seal_message just built this wire image with it.
-        let Some(layout) = MessageLayout::for_payload(payload_len, self.core.config.record_size)
-        else {
-            return;
-        };
         let mut out = OutgoingMessage::new(layout, wire, self.core.config.unscheduled_bytes);
-        out.phase = phase;
+        out.phase = prepared.phase;
         self.core.outgoing_bytes += out.wire.len();
         let after = snap_out(Some(&out));
-        if new_rpc {
+        if prepared.request {
             s.rpcs.insert(id, Rpc::new(now));
             self.core.rpc_count += 1;
         }
         if let Some(rpc) = s.rpcs.get_mut(&id) {
             rpc.out = Some(out);
-            rpc.tx_generation = generation;
+            rpc.tx_generation = prepared.generation;
             rpc.last_heard = now;
             rpc.last_progress = now;
             rpc.last_prod = now;
