@@ -44,9 +44,11 @@ pub(crate) fn server_config(user: &rustls::ServerConfig) -> Arc<rustls::ServerCo
 #[derive(Debug)]
 struct SecretCapture {
     forward: Arc<dyn rustls::KeyLog>,
-    /// (client's, server's) application traffic secret 0.
-    secrets: Mutex<(Option<Vec<u8>>, Option<Vec<u8>>)>,
+    secrets: Mutex<CapturedSecrets>,
 }
+
+/// The client's and the server's application traffic secret 0, once logged.
+type CapturedSecrets = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 impl SecretCapture {
     fn new(forward: Arc<dyn rustls::KeyLog>) -> Arc<SecretCapture> {
