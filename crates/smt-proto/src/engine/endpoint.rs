@@ -294,6 +294,8 @@ pub struct Endpoint {
     pub(crate) acceptor: Option<Box<dyn TlsAcceptor>>,
     pub(crate) handshakes: BTreeMap<HandshakeKey, Handshake>,
     pub(crate) peer_certs: BTreeMap<SessionHandle, Vec<Vec<u8>>>,
+    /// Reused by the grant scheduler, which runs after every packet.
+    pub(crate) grant_scratch: Vec<QueueKey>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -336,6 +338,7 @@ impl Endpoint {
             acceptor: None,
             handshakes: BTreeMap::new(),
             peer_certs: BTreeMap::new(),
+            grant_scratch: Vec::new(),
         })
     }
 

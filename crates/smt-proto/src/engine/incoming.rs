@@ -122,17 +122,19 @@ impl IncomingMessage {
         }
         // DataRepr::parse guarantees offset + payload length <= message length.
         let range = data.offset..data.offset + data.payload.len() as u32;
-        let missing = self.received.missing_within(range.clone());
-        if missing.is_empty() {
-            return Absorbed::Duplicate;
-        }
         // Copy only the bytes not held yet: bytes of opened records are plaintext now
         // and must not be overwritten by (possibly forged) ciphertext.
-        for part in &missing {
+        let (wire, payload) = (&mut self.wire, data.payload);
+        let mut new_bytes = 0;
+        self.received.for_each_missing(range.clone(), |part| {
             let src = (part.start - range.start) as usize..(part.end - range.start) as usize;
-            self.wire[part.start as usize..part.end as usize].copy_from_slice(&data.payload[src]);
-            self.bytes_received += part.end - part.start;
+            wire[part.start as usize..part.end as usize].copy_from_slice(&payload[src]);
+            new_bytes += part.end - part.start;
+        });
+        if new_bytes == 0 {
+            return Absorbed::Duplicate;
         }
+        self.bytes_received += new_bytes;
         self.received.insert(range.clone());
         self.high_water = self.high_water.max(self.bytes_received);
         let first = self.layout.record_containing(range.start as usize);

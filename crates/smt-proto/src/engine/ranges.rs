@@ -100,7 +100,24 @@ impl RangeSet {
             .sum()
     }
 
+    /// Calls `f` for each part of `range` that is not present, in order, without
+    /// allocating.
+    pub fn for_each_missing(&self, range: Range<u32>, mut f: impl FnMut(Range<u32>)) {
+        let mut cursor = range.start;
+        let first = self.ranges.partition_point(|r| r.end <= range.start);
+        for r in self.ranges[first..].iter().take_while(|r| r.start < range.end) {
+            if r.start > cursor {
+                f(cursor..r.start);
+            }
+            cursor = cursor.max(r.end);
+        }
+        if cursor < range.end {
+            f(cursor..range.end);
+        }
+    }
+
     /// The parts of `range` that are not present.
+    #[cfg(test)]
     pub fn missing_within(&self, range: Range<u32>) -> Vec<Range<u32>> {
         let mut missing = Vec::new();
         let mut cursor = range.start;

@@ -124,8 +124,10 @@ impl Endpoint {
         let (overcommit, window, max_incoming) =
             (c.max_overcommit, c.grant_window, u64::from(c.max_incoming));
         let step = (window / 8).max(c.max_packet_payload as u32);
-        let top: Vec<_> = self.core.grantable.iter().take(overcommit).copied().collect();
-        for (rank, (_, h, id)) in top.into_iter().enumerate() {
+        let mut top = std::mem::take(&mut self.grant_scratch);
+        top.clear();
+        top.extend(self.core.grantable.iter().take(overcommit).copied());
+        for (rank, &(_, h, id)) in top.iter().enumerate() {
             if self.core.granted_unreceived >= max_incoming {
                 break;
             }
@@ -160,5 +162,6 @@ impl Endpoint {
                 self.core.stats.grants_sent += 1;
             }
         }
+        self.grant_scratch = top;
     }
 }
