@@ -242,6 +242,8 @@ impl Network {
         // simulator), but they model a 1500-byte-MTU network: no loopback datagrams.
         let mut config = config;
         config.loopback_packet_payload = config.max_packet_payload;
+        config.loopback_grant_window = config.grant_window;
+        config.loopback_unscheduled_bytes = config.unscheduled_bytes;
         let endpoint = Endpoint::new(config, addr.port()).expect("valid config");
         self.by_addr.insert(addr, n);
         self.hosts.push(Host {

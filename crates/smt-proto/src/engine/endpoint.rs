@@ -132,7 +132,12 @@ pub(crate) struct Core {
     pub incoming_bytes: usize,
     pub incoming_messages: usize,
     pub outgoing_bytes: usize,
+    /// Sessions holding acknowledgements that may wait: they leave with the next
+    /// request to the same server or at the next tick, whichever is first, so a
+    /// ping-pong does not cost the server an extra datagram and wake-up per RPC.
     pub acks_pending: BTreeSet<SessionHandle>,
+    /// Sessions whose acknowledgements go out now.
+    pub acks_due: BTreeSet<SessionHandle>,
     pub stats: Stats,
     pub unknown_reply_window: Option<Instant>,
     pub unknown_replies: u32,
@@ -280,6 +285,7 @@ impl Core {
             }
         }
         self.acks_pending.remove(&session.handle);
+        self.acks_due.remove(&session.handle);
         self.events.push_back(Event::SessionClosed { session: session.handle, reason });
     }
 }
@@ -329,6 +335,7 @@ impl Endpoint {
                 incoming_messages: 0,
                 outgoing_bytes: 0,
                 acks_pending: BTreeSet::new(),
+                acks_due: BTreeSet::new(),
                 stats: Stats::default(),
                 unknown_reply_window: None,
                 unknown_replies: 0,
@@ -517,13 +524,17 @@ impl Endpoint {
         if !prepared.request && !s.rpcs.contains_key(&id) {
             return;
         }
-        let mut out = OutgoingMessage::new(layout, wire, self.core.config.unscheduled_bytes);
+        let mut out = OutgoingMessage::new(layout, wire, s.unscheduled);
         out.phase = prepared.phase;
         self.core.outgoing_bytes += out.wire.len();
         let after = snap_out(Some(&out));
         if prepared.request {
             s.rpcs.insert(id, Rpc::new(now));
             self.core.rpc_count += 1;
+            // Acknowledgements waiting for this server leave just before the request.
+            if self.core.acks_pending.remove(&h) {
+                self.core.acks_due.insert(h);
+            }
         }
         if let Some(rpc) = s.rpcs.get_mut(&id) {
             rpc.out = Some(out);
@@ -595,13 +606,14 @@ impl Endpoint {
     /// Whether anything is waiting in the transmit queues.
     pub fn has_transmit(&self) -> bool {
         !self.core.control.is_empty()
-            || !self.core.acks_pending.is_empty()
+            || !self.core.acks_due.is_empty()
             || !self.core.ready.is_empty()
     }
 
     pub(crate) fn ensure_tick(&mut self, now: Instant) {
         let busy = self.core.rpc_count > 0
             || !self.core.acks_pending.is_empty()
+            || !self.core.acks_due.is_empty()
             || !self.handshakes.is_empty();
         if self.next_tick.is_none() && busy {
             self.next_tick = Some(now + self.core.config.tick);

@@ -300,7 +300,12 @@ fn complete(core: &mut Core, session: &mut Session, id: MessageId) {
             core.stats.responses_delivered += 1;
             core.events.push_back(Event::Response { session: h, id, payload });
             session.pending_acks.push(id);
-            core.acks_pending.insert(h);
+            if session.pending_acks.len() >= crate::wire::MAX_ACKS_PER_PACKET {
+                core.acks_pending.remove(&h);
+                core.acks_due.insert(h);
+            } else if !core.acks_due.contains(&h) {
+                core.acks_pending.insert(h);
+            }
         }
     }
 }
@@ -412,7 +417,9 @@ fn on_need_ack(core: &mut Core, session: &mut Session, id: MessageId) {
     if !session.pending_acks.contains(&id) {
         session.pending_acks.push(id);
     }
-    core.acks_pending.insert(session.handle);
+    // The server asked: answer now.
+    core.acks_pending.remove(&session.handle);
+    core.acks_due.insert(session.handle);
 }
 
 fn on_ack(core: &mut Core, session: &mut Session, ack: &AckRepr) {

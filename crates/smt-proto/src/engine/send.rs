@@ -24,7 +24,7 @@ impl Endpoint {
             self.core.stats.datagrams_sent += 1;
             return Some(Transmit { destination, size: buf.len(), segment_size: None });
         }
-        while let Some(h) = self.core.acks_pending.pop_first() {
+        while let Some(h) = self.core.acks_due.pop_first() {
             let Some(session) = self.sessions.get_mut(&h) else { continue };
             if session.pending_acks.is_empty() {
                 continue;
@@ -32,7 +32,7 @@ impl Endpoint {
             let n = session.pending_acks.len().min(MAX_ACKS_PER_PACKET);
             let ids: Vec<MessageId> = session.pending_acks.drain(..n).collect();
             if !session.pending_acks.is_empty() {
-                self.core.acks_pending.insert(h);
+                self.core.acks_due.insert(h);
             }
             // n <= MAX_ACKS_PER_PACKET, so AckRepr::new succeeds.
             let Some(ack) = AckRepr::new(&ids) else { continue };
@@ -121,9 +121,7 @@ impl Endpoint {
     /// most `max_overcommit` at once, never more than `max_incoming` outstanding.
     pub(crate) fn schedule_grants(&mut self) {
         let c = &self.core.config;
-        let (overcommit, window, max_incoming) =
-            (c.max_overcommit, c.grant_window, u64::from(c.max_incoming));
-        let step = (window / 8).max(c.max_packet_payload as u32);
+        let (overcommit, max_incoming) = (c.max_overcommit, u64::from(c.max_incoming));
         let mut top = std::mem::take(&mut self.grant_scratch);
         top.clear();
         top.extend(self.core.grantable.iter().take(overcommit).copied());
@@ -132,6 +130,10 @@ impl Endpoint {
                 break;
             }
             let Some(session) = self.sessions.get_mut(&h) else { continue };
+            let window = session.grant_window;
+            // Grants go out in steps of an eighth of the window (at least a packet),
+            // not after every packet.
+            let step = (window / 8).max(session.max_payload as u32);
             let Some(inc) = session.rpcs.get_mut(&id).and_then(|r| r.inc.as_mut()) else {
                 continue;
             };

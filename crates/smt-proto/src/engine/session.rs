@@ -93,6 +93,10 @@ pub(crate) struct Session {
     pub incoming_bytes: usize,
     /// Largest DATA payload towards this peer (larger on loopback).
     pub max_payload: usize,
+    /// How far past received bytes we grant this peer's messages, and how much of
+    /// our messages we send unscheduled (larger on loopback).
+    pub grant_window: u32,
+    pub unscheduled: u32,
     /// Records sealed under `tx` so far (the AEAD usage limit applies to this).
     pub tx_records: u64,
     pub tx_secret: Option<TrafficSecret>,
@@ -116,10 +120,15 @@ pub(crate) struct Session {
 
 impl Session {
     pub fn new(handle: SessionHandle, params: SessionParams, config: &super::Config) -> Session {
-        let max_payload = if params.peer.ip().is_loopback() {
-            config.loopback_packet_payload.max(config.max_packet_payload)
+        let loopback = params.peer.ip().is_loopback();
+        let (max_payload, grant_window, unscheduled) = if loopback {
+            (
+                config.loopback_packet_payload.max(config.max_packet_payload),
+                config.loopback_grant_window,
+                config.loopback_unscheduled_bytes,
+            )
         } else {
-            config.max_packet_payload
+            (config.max_packet_payload, config.grant_window, config.unscheduled_bytes)
         };
         Session {
             handle,
@@ -135,6 +144,8 @@ impl Session {
             incoming_messages: 0,
             incoming_bytes: 0,
             max_payload,
+            grant_window,
+            unscheduled,
             tx_records: 0,
             tx_secret: params.tx_secret,
             tx_phase: false,

@@ -19,6 +19,9 @@ impl Endpoint {
             return;
         }
         self.next_tick = None;
+        // Acknowledgements have waited long enough.
+        let waiting = std::mem::take(&mut self.core.acks_pending);
+        self.core.acks_due.extend(waiting);
         self.tick(now);
         self.handshake_tick(now);
         // Expired messages may have freed grant budget for others.

@@ -2,7 +2,7 @@
 
 use super::{
     record_sequence, MessageLayout, RecordError, RecordKey, APPLICATION_DATA, PROLOGUE_LEN,
-    RECORD_HEADER_LEN,
+    RECORD_HEADER_LEN, TAG_LEN,
 };
 use crate::wire::MessageId;
 
@@ -41,8 +41,29 @@ pub fn seal_message(
 ) -> Result<Vec<u8>, MessageError> {
     let layout = MessageLayout::for_payload(payload.len(), record_size)
         .ok_or(MessageError::TooLarge { len: payload.len(), record_size })?;
-    let mut wire = vec![0u8; layout.wire_len() as usize];
-    seal_message_into(key, message_id, payload, &layout, &mut wire)?;
+    // Built record by record so each byte is written once (no zero-fill of the whole
+    // image first), then sealed in place.
+    let mut wire = Vec::with_capacity(layout.wire_len() as usize);
+    for index in 0..layout.record_count() {
+        let start = wire.len();
+        wire.extend_from_slice(&[0u8; RECORD_HEADER_LEN]);
+        if index == 0 {
+            wire.extend_from_slice(&prologue(&layout));
+        }
+        wire.extend_from_slice(&payload[layout.payload_range(index)]);
+        wire.extend_from_slice(&[0u8; 1 + TAG_LEN]);
+        // The layout keeps index below 2^16.
+        let sequence = record_sequence(message_id, index as u16);
+        key.seal_in_place(
+            sequence,
+            &mut wire[start..],
+            layout.content_len(index),
+            APPLICATION_DATA,
+            0,
+        )
+        .map_err(|error| MessageError::Record { index, error })?;
+    }
+    debug_assert_eq!(wire.len(), layout.wire_len() as usize);
     Ok(wire)
 }
 
