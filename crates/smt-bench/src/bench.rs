@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +18,7 @@ use crate::client::{self, Client, Holder, RawUdp, ServerProc};
 use crate::open_loop;
 use crate::plan::{self, Plan, MIB};
 use crate::record::{exp, Record};
+use crate::report::num;
 use crate::stats::{self, Latency, SIZE_BUCKETS};
 use crate::transport::Kind;
 
@@ -188,6 +189,47 @@ pub async fn head_of_line(
     Ok((small, gbps))
 }
 
+/// One closed-loop measurement on loopback, printed (for profiling).
+pub async fn probe(
+    k: Kind,
+    size: u64,
+    in_flight: u32,
+    window: Duration,
+    cert_dir: &Path,
+) -> Result<()> {
+    let ip = IpAddr::from([127, 0, 0, 1]);
+    let server = ServerProc::start(k, ip, None, cert_dir).await?;
+    let run = async {
+        if k.is_raw_udp() {
+            let mut udp = RawUdp::connect(server.addr, ip, k.busy_poll())?;
+            let request = payload(size, 1);
+            let run = tokio::task::spawn_blocking(move || {
+                closed_loop_blocking(&mut udp, &request, Duration::from_millis(100), window)
+            })
+            .await??;
+            return Ok(run);
+        }
+        let (client, holder) =
+            client::connect(k, server.addr, ip, cert_dir, in_flight as usize).await?;
+        let run =
+            closed_loop(&client, payload(size, 1), in_flight, Duration::from_millis(100), window)
+                .await;
+        drop(client);
+        holder.close().await;
+        run
+    }
+    .await;
+    server.stop().await;
+    let run = run?;
+    println!(
+        "{k} {size} B x{in_flight}: {} RPC/s {:.2} Gbit/s {}",
+        num(run.rpc_per_s()),
+        run.gbps(size),
+        fmt_lat(&run)
+    );
+    Ok(())
+}
+
 type Key = (String, Kind, Option<u64>, Option<u32>);
 
 /// Per-run values of every measurement of one link, by (experiment, transport,
@@ -247,10 +289,14 @@ impl Acc {
 pub async fn run_link(
     plan: &Plan,
     link: &Link,
-    cert_dir: &PathBuf,
+    cert_dir: &Path,
     deadline: Instant,
 ) -> Result<Vec<Record>> {
     let mut acc = Acc { link: link.name.clone(), ..Acc::default() };
+    let missing = Record {
+        note: Some("not available: the library has no null-cipher mode".into()),
+        ..Record::new(exp::UNAVAILABLE, "smt-plain", &link.name)
+    };
     let is_root = crate::machine::is_root();
     let mut kinds = Vec::new();
     for &k in &plan.transports {
@@ -273,6 +319,7 @@ pub async fn run_link(
         }
     }
     let mut records = acc.records();
+    records.push(missing);
     if plan.workloads.is_empty() {
         return Ok(records);
     }
@@ -317,14 +364,34 @@ pub fn slowdown_exp(w: Workload) -> String {
 async fn cell(
     plan: &Plan,
     link: &Link,
-    cert_dir: &PathBuf,
+    cert_dir: &Path,
     k: Kind,
     rep: usize,
     acc: &mut Acc,
 ) -> Result<()> {
     let server =
         ServerProc::start(k, link.server_ip, link.server_netns.as_deref(), cert_dir).await?;
-    let result = cell_inner(plan, link, cert_dir, k, rep, acc, &server).await;
+    let result = if k.busy_poll() {
+        // A busy-polling client runs on a thread of its own pinned to one CPU (the
+        // server is pinned to the other), with a single-threaded runtime so that the
+        // spinning driver and the calls share that thread (see crate::runtime_for).
+        tokio::task::block_in_place(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let cpu = core_affinity::CoreId { id: client::CLIENT_CPU };
+                    if !core_affinity::set_for_current(cpu) {
+                        eprintln!("cannot pin the {k} client to CPU {}", cpu.id);
+                    }
+                    crate::runtime_for(k)?
+                        .block_on(cell_inner(plan, link, cert_dir, k, rep, acc, &server))
+                })
+                .join()
+                .map_err(|_| anyhow!("the busy-poll cell panicked"))?
+            })
+        })
+    } else {
+        cell_inner(plan, link, cert_dir, k, rep, acc, &server).await
+    };
     server.stop().await;
     result
 }
@@ -336,7 +403,7 @@ fn log(link: &Link, rep: usize, k: Kind, what: &str, detail: String) {
 async fn cell_inner(
     plan: &Plan,
     link: &Link,
-    cert_dir: &PathBuf,
+    cert_dir: &Path,
     k: Kind,
     rep: usize,
     acc: &mut Acc,
@@ -417,7 +484,7 @@ async fn pooled(
     client: &Client,
     server: &ServerProc,
     link: &Link,
-    cert_dir: &PathBuf,
+    cert_dir: &Path,
     size: u32,
 ) -> Result<(Client, Option<Holder>)> {
     if k == Kind::TlsTcpPool {
@@ -480,15 +547,18 @@ pub struct LinkParams {
     /// p50 RTT of 64 B on the blocking raw UDP floor (else the lowest p50 of any
     /// non-busy-polling transport).
     pub base_rtt_us: f64,
-    /// The highest 1 MiB throughput of any transport on the link.
+    /// Twice the highest 1 MiB throughput (request payload) of any transport on the
+    /// link: the payload rate of both directions together.
     pub link_gbps: f64,
-    /// The lowest 64 B RPC rate at the highest in-flight count among the transports
-    /// of the workload runs.
-    pub min_rate: f64,
+    /// Per reference transport: (name, 64 B RPC rate at the highest in-flight count,
+    /// peak 1 MiB Gbit/s).
+    pub capacities: Vec<(String, f64, f64)>,
 }
 
-/// Used when a reference could not be measured.
-const FALLBACK: LinkParams = LinkParams { base_rtt_us: 50.0, link_gbps: 5.0, min_rate: 50_000.0 };
+/// The transports whose capacity sets the offered load of the workload runs (the
+/// experimental smt-ip is run at the same load but does not lower it).
+pub const LOAD_REFERENCES: [Kind; 5] =
+    [Kind::Tcp, Kind::TlsTcp, Kind::TlsTcpPool, Kind::Quic, Kind::Smt];
 
 impl LinkParams {
     pub fn from_records(records: &[Record], plan: &Plan, link: &str) -> LinkParams {
@@ -504,45 +574,67 @@ impl LinkParams {
                     .filter_map(|r| r.p50_us)
                     .reduce(f64::min)
             })
-            .unwrap_or(FALLBACK.base_rtt_us);
-        let link_gbps = on_link(exp::THROUGHPUT)
-            .filter_map(|r| r.gbps)
-            .reduce(f64::max)
-            .unwrap_or(FALLBACK.link_gbps);
+            .unwrap_or(50.0);
+        let link_gbps = on_link(exp::THROUGHPUT).filter_map(|r| r.gbps).reduce(f64::max);
         let top = plan.rate_in_flight.iter().max().copied();
-        let min_rate = on_link(exp::RATE)
-            .filter(|r| r.in_flight == top)
-            .filter(|r| Kind::from_name(&r.transport).is_some_and(plan::in_workloads))
-            .filter_map(|r| r.rpc_per_s)
-            .reduce(f64::min)
-            .unwrap_or(FALLBACK.min_rate);
-        LinkParams { base_rtt_us: base, link_gbps, min_rate }
+        let mut capacities = Vec::new();
+        for k in LOAD_REFERENCES {
+            let rate = on_link(exp::RATE)
+                .find(|r| r.transport == k.name() && r.in_flight == top)
+                .and_then(|r| r.rpc_per_s);
+            let gbps = crate::targets::peak_gbps(records, k.name(), link);
+            if let (Some(rate), Some(gbps)) = (rate, gbps) {
+                capacities.push((k.name().to_owned(), rate, gbps));
+            }
+        }
+        // Both directions: an echo of 1 MiB at G Gbit/s of requests moves 2 G Gbit/s.
+        let link_gbps = 2.0 * link_gbps.unwrap_or(1.0);
+        LinkParams { base_rtt_us: base, link_gbps, capacities }
     }
 
-    /// Poisson arrival rate for `w`: `load` times the smaller of the link's byte
-    /// capacity (link rate / mean message size) and the slowest transport's 64 B RPC
-    /// rate.
-    pub fn arrivals_per_s(&self, plan: &Plan, w: Workload) -> f64 {
+    /// What transport `(rate, gbps)` can sustain of workload `w`, in RPC/s: the
+    /// smaller of its 64 B RPC rate and its byte rate over the mean message size.
+    fn capacity(rate: f64, gbps: f64, w: Workload) -> f64 {
         let mean = SizeSampler::new(w, Some(MIB as u32)).mean();
-        let by_bytes = self.link_gbps * 1e9 / (8.0 * mean);
-        plan.load * by_bytes.min(self.min_rate)
+        rate.min(gbps * 1e9 / (8.0 * mean))
+    }
+
+    /// Poisson arrival rate for `w`: `load` times the capacity of the weakest
+    /// reference transport (1000/s if none was measured).
+    pub fn arrivals_per_s(&self, plan: &Plan, w: Workload) -> f64 {
+        let weakest = self
+            .capacities
+            .iter()
+            .map(|(_, rate, gbps)| Self::capacity(*rate, *gbps, w))
+            .reduce(f64::min)
+            .unwrap_or(2000.0);
+        plan.load * weakest
     }
 
     fn records(&self, plan: &Plan, link: &str) -> Vec<Record> {
         plan.workloads
             .iter()
-            .map(|&w| Record {
-                base_rtt_us: Some(self.base_rtt_us),
-                link_gbps: Some(self.link_gbps),
-                arrivals_per_s: Some(self.arrivals_per_s(plan, w)),
-                note: Some(format!(
-                    "{}: load {} of min(link rate / mean size {:.0} B, slowest 64 B RPC rate {:.0}/s)",
-                    w.name(),
-                    plan.load,
-                    SizeSampler::new(w, Some(MIB as u32)).mean(),
-                    self.min_rate
-                )),
-                ..Record::new(exp::LINK_PARAMS, &w.name().to_lowercase(), link)
+            .map(|&w| {
+                let weakest = self
+                    .capacities
+                    .iter()
+                    .map(|(n, rate, gbps)| (n, Self::capacity(*rate, *gbps, w)))
+                    .min_by(|a, b| a.1.total_cmp(&b.1));
+                Record {
+                    base_rtt_us: Some(self.base_rtt_us),
+                    link_gbps: Some(self.link_gbps),
+                    arrivals_per_s: Some(self.arrivals_per_s(plan, w)),
+                    note: Some(format!(
+                        "{} mean size {:.0} B; load {} x the capacity of the weakest reference \
+transport ({}: {:.0} RPC/s = min(64 B rate, peak Gbit/s / mean size))",
+                        w.name(),
+                        SizeSampler::new(w, Some(MIB as u32)).mean(),
+                        plan.load,
+                        weakest.map(|w| w.0.as_str()).unwrap_or("none"),
+                        weakest.map(|w| w.1).unwrap_or(f64::NAN),
+                    )),
+                    ..Record::new(exp::LINK_PARAMS, &w.name().to_lowercase(), link)
+                }
             })
             .collect()
     }
@@ -551,7 +643,7 @@ impl LinkParams {
 async fn workload_cell(
     plan: &Plan,
     link: &Link,
-    cert_dir: &PathBuf,
+    cert_dir: &Path,
     k: Kind,
     w: Workload,
     rate: f64,

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +29,8 @@ pub struct ServerProc {
 
 impl ServerProc {
     /// Starts `smt-bench serve` for `kind` on `ip` (port chosen by the server),
-    /// inside network namespace `netns` if given.
+    /// inside network namespace `netns` if given, pinned to CPU [`SERVER_CPU`] (with
+    /// `taskset`) unless pinning is off.
     pub async fn start(
         kind: Kind,
         ip: IpAddr,
@@ -47,18 +48,17 @@ impl ServerProc {
             "--cert-dir".into(),
             cert_dir.display().to_string(),
         ];
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = tokio::process::Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&exe).args(&args);
-                c
-            }
-            None => {
-                let mut c = tokio::process::Command::new(&exe);
-                c.args(&args);
-                c
-            }
-        };
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = netns {
+            argv.extend(["ip", "netns", "exec", ns].map(Into::into));
+        }
+        if (kind.busy_poll() || PIN.load(Ordering::Relaxed)) && taskset_available() {
+            argv.extend(["taskset".into(), "-c".into(), SERVER_CPU.to_string().into()]);
+        }
+        argv.push(exe.into());
+        argv.extend(args.into_iter().map(Into::into));
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         cmd.kill_on_drop(true);
         let mut child = cmd.spawn().with_context(|| format!("cannot start the {kind} server"))?;
@@ -80,6 +80,43 @@ impl ServerProc {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
 }
+
+/// Whether every server is pinned to [`SERVER_CPU`] (and the harness to
+/// [`CLIENT_CPU`]); busy-polling servers are pinned regardless.
+pub static PIN: AtomicBool = AtomicBool::new(true);
+
+/// Whether the `taskset` command (util-linux) can be run; without it servers run
+/// unpinned.
+fn taskset_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        let ok = std::process::Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("taskset not found: servers run unpinned");
+        }
+        ok
+    })
+}
+
+/// Pins the calling thread (and the threads it creates afterwards) to the client's
+/// CPU, if pinning is on.
+pub fn pin_client_thread() {
+    if PIN.load(Ordering::Relaxed)
+        && !core_affinity::set_for_current(core_affinity::CoreId { id: CLIENT_CPU })
+    {
+        eprintln!("cannot pin to CPU {CLIENT_CPU}; running unpinned");
+    }
+}
+
+/// CPUs busy-polling clients and servers are pinned to: a spinning client and a
+/// spinning server must not share one of the two vCPUs.
+pub const CLIENT_CPU: usize = 0;
+pub const SERVER_CPU: usize = 1;
 
 /// A blocking UDP ping-pong client.
 pub struct RawUdp {
@@ -263,7 +300,7 @@ pub async fn connect(
     kind: Kind,
     server: SocketAddr,
     local: IpAddr,
-    cert_dir: &PathBuf,
+    cert_dir: &Path,
     pool: usize,
 ) -> Result<(Client, Holder)> {
     match kind {
@@ -284,7 +321,7 @@ pub async fn connect(
             Ok((Client::Pool(Arc::new(Pool { idle: Mutex::new(conns), permits })), Holder::None))
         }
         Kind::Quic => {
-            let mut endpoint = quinn::Endpoint::client(SocketAddr::new(local, 0))?;
+            let mut endpoint = tls::quic_endpoint(SocketAddr::new(local, 0), None)?;
             endpoint.set_default_client_config(tls::quic_client_config(cert_dir)?);
             let conn = endpoint.connect(server, tls::SERVER_NAME)?.await?;
             Ok((Client::Quic(conn), Holder::Quic(endpoint)))
@@ -296,6 +333,7 @@ pub async fn connect(
                 .bind(SocketAddr::new(local, 0))
                 .client_config(tls::client_config(cert_dir)?)
                 .busy_poll(kind.busy_poll())
+                .transport_config(tls::smt_transport_config())
                 .network(network)
                 .build()?;
             let session = endpoint.connect(server, tls::SERVER_NAME).await?;

@@ -48,23 +48,26 @@ pub fn collect(workspace: &Path) -> MachineInfo {
         _ => model,
     };
     let hypervisor = lscpu_field(&lscpu, "Hypervisor vendor");
+    let dirty: Vec<String> = output("git", &["status", "--porcelain"], Some(workspace))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.get(3..).map(str::to_owned))
+        .collect();
     MachineInfo {
         cpu_model,
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        // lscpu, not available_parallelism: the harness pins itself to one CPU.
+        cores: lscpu_field(&lscpu, "CPU(s)").and_then(|n| n.parse().ok()).unwrap_or(0),
         kernel: output("uname", &["-r"], None).unwrap_or_default(),
         date_utc: now_utc(),
         commit: output("git", &["rev-parse", "HEAD"], Some(workspace)).unwrap_or_default(),
-        worktree_dirty: output("git", &["status", "--porcelain"], Some(workspace))
-            .is_some_and(|s| !s.is_empty()),
+        worktree_dirty: !dirty.is_empty(),
+        dirty_paths: dirty,
         rustc: output("rustc", &["-V"], None).unwrap_or_default(),
         command: String::new(),
         mode: String::new(),
         duration_s: 0.0,
-        note: format!(
-            "shared, noisy {}-vCPU virtual machine{}; other jobs may run during the benchmark",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            hypervisor.map(|h| format!(" ({h} guest)")).unwrap_or_default()
-        ),
+        links: String::new(),
+        note: hypervisor.map(|h| format!("{h} guest")).unwrap_or_else(|| "virtual machine".into()),
     }
 }
 

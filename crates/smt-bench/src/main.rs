@@ -61,6 +61,18 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// One closed-loop measurement on loopback, for profiling (e.g. under `perf
+    /// record -a`): `in-flight` workers call `size`-byte echoes for `seconds`.
+    Probe {
+        #[arg(long, value_enum)]
+        transport: Kind,
+        #[arg(long, default_value_t = 64)]
+        size: u64,
+        #[arg(long, default_value_t = 1)]
+        in_flight: u32,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
     /// Internal: run one link's experiments and write its records as JSON.
     #[command(hide = true)]
     LinkRun {
@@ -82,6 +94,8 @@ enum Cmd {
         budget_s: u64,
         #[arg(long, value_delimiter = ',')]
         transports: Vec<Kind>,
+        #[arg(long)]
+        no_pin: bool,
     },
 }
 
@@ -97,11 +111,32 @@ struct RunArgs {
     /// Only these transports (comma-separated).
     #[arg(long, value_delimiter = ',')]
     transports: Vec<Kind>,
+    /// Do not pin the client to CPU 0 and the servers to CPU 1 (busy-poll variants
+    /// stay pinned).
+    #[arg(long)]
+    no_pin: bool,
 }
 
 /// The tokio runtime of clients and servers: multi-threaded, 2 workers.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    // Diagnostic only (used for the profiling notes): single-threaded runtimes.
+    if std::env::var_os("SMT_BENCH_CURRENT_THREAD").is_some() {
+        return Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?);
+    }
     Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// The runtime for `kind`'s client or server: like [`runtime`], except that
+/// busy-polling SMT gets a single-threaded runtime. Its driver never sleeps, so on
+/// this 2-vCPU machine (client and server both spinning) a second worker thread
+/// would only fight the spinning one for a CPU; with one thread, the driver's
+/// `yield_now` hands the thread straight to the woken call or request.
+pub fn runtime_for(kind: Kind) -> Result<tokio::runtime::Runtime> {
+    if kind.busy_poll() {
+        Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    } else {
+        runtime()
+    }
 }
 
 fn workspace() -> PathBuf {
@@ -122,6 +157,20 @@ fn main() -> Result<()> {
             let records: Vec<Record> = serde_json::from_str(&json)?;
             write_report(&out, &records)
         }
+        Cmd::Probe { transport, size, in_flight, seconds } => {
+            client::pin_client_thread();
+            let cert_dir = std::env::temp_dir().join(format!("smt-bench-{}", std::process::id()));
+            tls::generate(&cert_dir)?;
+            let result = runtime()?.block_on(bench::probe(
+                transport,
+                size,
+                in_flight,
+                Duration::from_secs_f64(seconds),
+                &cert_dir,
+            ));
+            let _ = std::fs::remove_dir_all(&cert_dir);
+            result
+        }
         Cmd::LinkRun {
             quick,
             link,
@@ -132,10 +181,16 @@ fn main() -> Result<()> {
             json_out,
             budget_s,
             transports,
+            no_pin,
         } => {
+            client::PIN.store(!no_pin, std::sync::atomic::Ordering::Relaxed);
+            client::pin_client_thread();
             let mut plan = if quick { Plan::quick() } else { Plan::all() };
             if !transports.is_empty() {
                 plan.transports = transports;
+            }
+            if !cert_dir.join("cert.pem").exists() {
+                tls::generate(&cert_dir)?;
             }
             let link = Link { name: link, client_ip, server_ip, server_netns: server_ns };
             let deadline = Instant::now() + Duration::from_secs(budget_s);
@@ -156,6 +211,9 @@ struct Budget {
 
 fn run(mut plan: Plan, args: RunArgs, mode: &str) -> Result<()> {
     let started = Instant::now();
+    let mut machine = machine::collect(&workspace());
+    client::PIN.store(!args.no_pin, std::sync::atomic::Ordering::Relaxed);
+    client::pin_client_thread();
     if !args.transports.is_empty() {
         plan.transports = args.transports.clone();
     }
@@ -168,7 +226,6 @@ fn run(mut plan: Plan, args: RunArgs, mode: &str) -> Result<()> {
     std::fs::create_dir_all(out.join("perf"))?;
     let cert_dir = std::env::temp_dir().join(format!("smt-bench-{}", std::process::id()));
     tls::generate(&cert_dir)?;
-    let mut machine = machine::collect(&workspace());
     eprintln!(
         "smt-bench {mode}: {} on {} vCPUs, writing to {}",
         machine.cpu_model,
@@ -209,7 +266,7 @@ fn run(mut plan: Plan, args: RunArgs, mode: &str) -> Result<()> {
     machine.command = std::env::args().collect::<Vec<_>>().join(" ");
     machine.mode = mode.to_owned();
     machine.duration_s = started.elapsed().as_secs_f64();
-    machine.note = format!("{}; {veth_note}", machine.note);
+    machine.links = format!("loopback measured; {veth_note}");
     let machine_record = Record { machine: Some(machine), ..Record::new(exp::MACHINE, "", "") };
     records.insert(0, machine_record);
     std::fs::write(out.join("perf/results.json"), serde_json::to_string_pretty(&records)? + "\n")?;
@@ -249,20 +306,13 @@ fn write_report(out: &Path, records: &[Record]) -> Result<()> {
     Ok(())
 }
 
-fn netns_exists(name: &str) -> bool {
-    Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .any(|l| l.split_whitespace().next() == Some(name))
-        })
-        .unwrap_or(false)
-}
+/// The testbed prefix used by the benchmark, so it never touches the namespaces of
+/// other users of scripts/testbed.sh (the default prefix is "smt").
+const TESTBED_PREFIX: &str = "smtbench";
 
-/// Runs the experiments across the veth testbed: the client in smt-h1, servers in
-/// smt-h2. Brings the testbed up (and down again) unless it already existed.
+/// Runs the experiments across the veth testbed (`scripts/testbed.sh up 2` with
+/// prefix [`TESTBED_PREFIX`]): the client in host 1 (10.77.0.1), servers in host 2
+/// (10.77.0.2). Takes the testbed down afterwards.
 fn veth(plan: &Plan, cert_dir: &Path, budget: Duration) -> Result<Vec<Record>> {
     let script = workspace().join("scripts/testbed.sh");
     if !script.exists() {
@@ -274,17 +324,18 @@ fn veth(plan: &Plan, cert_dir: &Path, budget: Duration) -> Result<Vec<Record>> {
     if budget < Duration::from_secs(30) {
         bail!("no time left in the budget");
     }
-    let existed = netns_exists("smt-h1") && netns_exists("smt-h2");
-    if !existed {
-        let status = Command::new("bash").arg(&script).args(["up", "2"]).status()?;
-        if !status.success() {
-            bail!("`bash scripts/testbed.sh up 2` failed ({status})");
-        }
+    let testbed = |args: &[&str]| {
+        Command::new("bash").arg(&script).args(args).env("TESTBED_PREFIX", TESTBED_PREFIX).status()
+    };
+    let status = testbed(&["up", "2"])?;
+    if !status.success() {
+        bail!("`TESTBED_PREFIX={TESTBED_PREFIX} bash scripts/testbed.sh up 2` failed ({status})");
     }
+    let (client_ns, server_ns) = (format!("{TESTBED_PREFIX}-h1"), format!("{TESTBED_PREFIX}-h2"));
     let json = cert_dir.join("veth.json");
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", "smt-h1"]).arg(exe).args([
+    cmd.args(["netns", "exec", &client_ns]).arg(exe).args([
         "link-run",
         "--link",
         "veth1500",
@@ -293,7 +344,7 @@ fn veth(plan: &Plan, cert_dir: &Path, budget: Duration) -> Result<Vec<Record>> {
         "--server-ip",
         "10.77.0.2",
         "--server-ns",
-        "smt-h2",
+        &server_ns,
         "--budget-s",
         &budget.as_secs().to_string(),
     ]);
@@ -303,10 +354,11 @@ fn veth(plan: &Plan, cert_dir: &Path, budget: Duration) -> Result<Vec<Record>> {
     }
     let names: Vec<&str> = plan.transports.iter().map(|k| k.name()).collect();
     cmd.arg("--transports").arg(names.join(","));
-    let status = cmd.status();
-    if !existed {
-        let _ = Command::new("bash").arg(&script).arg("down").status();
+    if !client::PIN.load(std::sync::atomic::Ordering::Relaxed) {
+        cmd.arg("--no-pin");
     }
+    let status = cmd.status();
+    let _ = testbed(&["down"]);
     let status = status?;
     if !status.success() {
         bail!("the veth run failed ({status})");

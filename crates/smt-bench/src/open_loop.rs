@@ -60,9 +60,15 @@ pub struct OpenLoopResult {
     /// wake-ups, and waiting for the outstanding cap): the harness's own noise.
     pub lateness: Latency,
     pub failures: u64,
-    /// Requests still outstanding when the drain timeout expired.
+    /// Requests still outstanding when the drain timeout expired, plus requests never
+    /// sent because the dispatcher fell more than [`MAX_BEHIND`] behind schedule
+    /// (the transport could not sustain the offered load).
     pub unfinished: u64,
 }
+
+/// When the dispatcher is this far behind schedule, the rest of the schedule is
+/// abandoned (and counted as unfinished).
+pub const MAX_BEHIND: Duration = Duration::from_secs(2);
 
 /// Releases `schedule` from a dedicated thread (sleeping with 1 ns timer slack
 /// between arrivals), runs each request as `call(size)` on `runtime`, with at most
@@ -111,7 +117,12 @@ where
     let permits = Arc::new(Semaphore::new(cap));
     let mut lateness = Latency::new();
     let start = Instant::now();
-    for &arrival in schedule {
+    let mut abandoned = 0u64;
+    for (i, &arrival) in schedule.iter().enumerate() {
+        if start.elapsed().saturating_sub(arrival.at) > MAX_BEHIND {
+            abandoned = (schedule.len() - i) as u64;
+            break;
+        }
         let now = start.elapsed();
         if arrival.at > now {
             std::thread::sleep(arrival.at - now);
@@ -142,7 +153,8 @@ where
     let drained = runtime
         .block_on(async { tokio::time::timeout(drain, permits.acquire_many(cap32)).await.is_ok() });
     let s = shared.lock().expect("not poisoned");
-    let unfinished = if drained { 0 } else { cap as u64 - permits.available_permits() as u64 };
+    let stuck = if drained { 0 } else { cap as u64 - permits.available_permits() as u64 };
+    let unfinished = stuck + abandoned;
     OpenLoopResult { samples: s.samples.clone(), lateness, failures: s.failures, unfinished }
 }
 

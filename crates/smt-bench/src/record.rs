@@ -32,6 +32,12 @@ pub struct MachineInfo {
     pub mode: String,
     pub duration_s: f64,
     pub note: String,
+    /// Files with uncommitted changes when the run started (`git status --porcelain`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dirty_paths: Vec<String>,
+    /// Which links were measured, and why not if one was not.
+    #[serde(default)]
+    pub links: String,
 }
 
 /// One line of `results.json`. The first nine fields are always present (null where

@@ -159,13 +159,20 @@ writes elsewhere; `smt-bench report` regenerates this file and the charts from \
     );
     let _ = writeln!(
         md,
-        "**Machine.** {}, {} vCPUs, Linux {}, {}. **This is a {}**: the two vCPUs are \
-shared with other jobs (compilers, other benchmarks), so every number can be disturbed; \
-each measurement was repeated and the tables show the median with the (min–max) of the \
+        "**Machine.** {}, {} vCPUs, Linux {}, {}. **This is a shared, noisy {}-vCPU virtual machine** ({}): other jobs \
+(compilers, test suites, other benchmarks) run on the same vCPUs at any time, so every \
+number can be disturbed; each measurement was repeated and the tables show the median with the (min–max) of the \
 per-run values.\n",
-        m.cpu_model, m.cores, m.kernel, m.rustc, m.note
+        m.cpu_model, m.cores, m.kernel, m.rustc, m.cores, m.note
     );
-    let dirty = if m.worktree_dirty { " (with uncommitted changes in the work tree)" } else { "" };
+    let dirty = match (m.worktree_dirty, m.dirty_paths.len()) {
+        (false, _) => String::new(),
+        (true, 0) => " (with uncommitted changes in the work tree)".to_owned(),
+        (true, n) if n <= 12 => {
+            format!(" plus uncommitted changes to {}", m.dirty_paths.join(", "))
+        }
+        (true, n) => format!(" plus uncommitted changes to {n} files"),
+    };
     let _ = writeln!(md, "**Date.** {}. **Commit.** `{}`{dirty}.\n", m.date_utc, m.commit);
     let reps = records
         .iter()
@@ -272,7 +279,9 @@ experiment.\n\
 `EndpointBuilder::busy_poll`, and a spinning raw UDP floor); busy-polling transports are \
 measured for RTT and RPC rate only, since they occupy one of the two vCPUs per side.\n",
     );
-    for r in records.iter().filter(|r| r.experiment == exp::UNAVAILABLE) {
+    for r in
+        records.iter().filter(|r| r.experiment == exp::UNAVAILABLE && r.transport != "smt-plain")
+    {
         let _ = writeln!(
             md,
             "* **{}** on {}: {}",
@@ -281,7 +290,9 @@ measured for RTT and RPC rate only, since they occupy one of the two vCPUs per s
             r.note.as_deref().unwrap_or("not measured")
         );
     }
-    for r in records.iter().filter(|r| r.experiment != exp::UNAVAILABLE && r.note.is_some()) {
+    let measured =
+        |r: &&Record| r.experiment != exp::UNAVAILABLE && r.experiment != exp::LINK_PARAMS;
+    for r in records.iter().filter(measured).filter(|r| r.note.is_some()) {
         if r.p50_us_runs.is_empty() && r.gbps_runs.is_empty() && r.rpc_per_s_runs.is_empty() {
             let _ = writeln!(
                 md,
@@ -297,10 +308,16 @@ measured for RTT and RPC rate only, since they occupy one of the two vCPUs per s
     if !records.iter().any(|r| r.link == "veth1500") {
         md.push_str(
             "* **veth1500** (two network namespaces joined by a veth pair at MTU 1500): not \
-measured in this run (see the note in the machine record of results.json).\n",
+measured in this run: ",
         );
+        md.push_str(&m_links_note(records));
+        md.push_str(".\n");
     }
     md.push('\n');
+}
+
+fn m_links_note(records: &[Record]) -> String {
+    records.iter().find_map(|r| r.machine.as_ref()).map(|m| m.links.clone()).unwrap_or_default()
 }
 
 fn method(md: &mut String, records: &[Record]) {
@@ -309,10 +326,21 @@ fn method(md: &mut String, records: &[Record]) {
         "### Method\n\n\
 * **Processes.** Each transport's echo server runs as its own process (`smt-bench serve \
 --transport T --listen ADDR`), started afresh for every transport and repetition; the \
-client runs in the harness process. On loopback both use 127.0.0.1; on veth1500 the \
-server runs in namespace `smt-h2` (10.77.0.2) and the client in `smt-h1` (10.77.0.1). \
-Clients and servers use a tokio multi-threaded runtime with 2 workers; the raw UDP floor \
-is plain blocking `std::net::UdpSocket` code on a thread.\n\
+client runs in the harness process. On loopback both use 127.0.0.1; for veth1500 the \
+harness runs `scripts/testbed.sh up 2` (with `TESTBED_PREFIX=smtbench`: namespaces \
+smtbench-h1 and smtbench-h2 on a bridge, veth pairs at MTU 1500), runs the client side \
+in smtbench-h1 (10.77.0.1) and the servers in smtbench-h2 (10.77.0.2), and takes the \
+testbed down afterwards. **Pinning:** the harness (client side) is pinned to CPU 0 \
+and every server process to CPU 1 (`taskset`), like two hosts with one core each \
+(`--no-pin` turns this off). Unpinned, the scheduler sometimes places client and \
+server on the same vCPU (a wake-up then costs ~10 us) and sometimes on different ones \
+(a wake-up of the other, halted vCPU costs ~50 us in this guest): two full runs ten \
+minutes apart measured the blocking raw UDP floor at 10 us and 56 us and flipped the \
+64 B latency ratios. Clients and servers use a tokio multi-threaded runtime with 2 \
+workers; the raw UDP floor is plain blocking `std::net::UdpSocket` code on a thread. \
+**Busy-poll variants** (raw-udp-busy, smt-busy) use a single-threaded tokio runtime \
+on each side (smt-busy): the spinning driver owns its CPU, and a second runtime worker \
+would only compete with it.\n\
 * **Fairness.** Release build (`[profile.release]`, debug symbols only). Every encrypting \
 transport uses aws-lc-rs with TLS 1.3 only, cipher suite {suite} only, key exchange \
 {kx}, and the same {cert} certificate. Nagle is off (`TCP_NODELAY`) on both sides of \
@@ -350,8 +378,13 @@ is reported per run in results.json (notes of the slowdown records). Samples sch
 in the first 250 ms are discarded. **Slowdown** = RTT / (base RTT + 2 x size x 8 / link \
 rate): the echo moves `size` bytes each way, and the response cannot start before the \
 request has fully arrived. **Base RTT** = the 64 B p50 RTT of the blocking raw UDP floor \
-on that link in this run; **link rate** = the highest 1 MiB single-session throughput \
-of any transport on that link in this run. **Load**: arrival rate = 0.5 x min(link \
+on that link in this run; **link rate** = twice the highest 1 MiB single-session \
+throughput of any transport on that link in this run (the echo moves request and \
+response payload at that rate each, so both directions together carry twice it). So the \
+ideal time of a size is the floor's round trip plus the best measured time to move the \
+bytes, and a transport's slowdown at no load is its own unloaded RTT over that ideal: \
+small-message slowdowns of 5 or more just mean a transport's unloaded 64 B RTT is 5x \
+the raw UDP floor's. **Load**: arrival rate = 0.5 x min(link \
 rate / mean message size, the lowest 64 B RPC rate at the highest in-flight count among \
 the transports in the workload runs), i.e. half of what the slowest transport can \
 sustain; the values are in the link_params records and the tables below. Slowdown \
@@ -634,7 +667,7 @@ calls stream on the same session (microseconds, median (min–max) over runs).\n
         if let Some(p) = params {
             let _ = writeln!(
                 md,
-                "Base RTT {} us, link rate {} Gbit/s, Poisson arrivals at {}/s ({}).\n",
+                "Base RTT {} us, link rate {} Gbit/s (both directions), Poisson arrivals at {}/s ({}).\n",
                 p.base_rtt_us.map(num).unwrap_or_default(),
                 p.link_gbps.map(num).unwrap_or_default(),
                 p.arrivals_per_s.map(num).unwrap_or_default(),

@@ -27,7 +27,7 @@ pub fn run(kind: Kind, listen: SocketAddr, cert_dir: &Path) -> Result<()> {
     match kind.server_kind() {
         Kind::RawUdp | Kind::RawUdpBusy => raw_udp(listen, kind.busy_poll()),
         k => {
-            let runtime = crate::runtime()?;
+            let runtime = crate::runtime_for(kind)?;
             runtime.block_on(serve_async(k, listen, cert_dir))
         }
     }
@@ -104,7 +104,7 @@ async fn serve_async(kind: Kind, listen: SocketAddr, cert_dir: &Path) -> Result<
             }
         }
         Kind::Quic => {
-            let endpoint = quinn::Endpoint::server(tls::quic_server_config(cert_dir)?, listen)?;
+            let endpoint = tls::quic_endpoint(listen, Some(tls::quic_server_config(cert_dir)?))?;
             announce(endpoint.local_addr()?)?;
             while let Some(incoming) = endpoint.accept().await {
                 tokio::spawn(async move {
@@ -130,6 +130,7 @@ async fn serve_async(kind: Kind, listen: SocketAddr, cert_dir: &Path) -> Result<
                 .bind(listen)
                 .server_config(tls::server_config(cert_dir)?)
                 .busy_poll(kind.busy_poll())
+                .transport_config(tls::smt_transport_config())
                 .network(network)
                 .build()?;
             announce(endpoint.local_addr())?;

@@ -49,9 +49,10 @@ impl Target {
         if self.informational {
             return "(contrast, not a target)".into();
         }
+        let off = if off < 1.0 { format!("{off:.1}") } else { format!("{off:.0}") };
         match self.met() {
-            Some(true) => format!("**met** ({off:.0} % margin)"),
-            _ => format!("**missed** by {off:.0} %"),
+            Some(true) => format!("**met** ({off} % margin)"),
+            _ => format!("**missed** by {off} %"),
         }
     }
 

@@ -78,6 +78,31 @@ pub fn quic_transport() -> Arc<quinn::TransportConfig> {
 pub const QUIC_SEND_WINDOW: u64 = 32 << 20;
 pub const QUIC_STREAM_WINDOW: u32 = 2 << 20;
 
+/// Socket buffer size asked for on QUIC's UDP sockets: what SMT asks for on its own.
+pub const QUIC_SOCKET_BUFFER: usize = 8 << 20;
+
+/// A UDP socket for quinn with SMT's socket buffer sizes.
+pub fn quic_socket(addr: std::net::SocketAddr) -> Result<std::net::UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(QUIC_SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(QUIC_SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// A quinn endpoint on [`quic_socket`].
+pub fn quic_endpoint(
+    addr: std::net::SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> Result<quinn::Endpoint> {
+    let runtime = quinn::default_runtime().context("no async runtime for quinn")?;
+    Ok(quinn::Endpoint::new(quinn::EndpointConfig::default(), server, quic_socket(addr)?, runtime)?)
+}
+
 pub fn quic_server_config(dir: &Path) -> Result<quinn::ServerConfig> {
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_config(dir)?)
         .context("rustls server config unusable for QUIC")?;
@@ -94,6 +119,25 @@ pub fn quic_client_config(dir: &Path) -> Result<quinn::ClientConfig> {
     Ok(config)
 }
 
+/// SMT's transport configuration: the library default. For diagnostics only (the
+/// profiling notes), `SMT_BENCH_GRANT_WINDOW`, `SMT_BENCH_UNSCHEDULED` and
+/// `SMT_BENCH_MAX_INCOMING` override those fields (bytes); the benchmark runs
+/// never set them.
+pub fn smt_transport_config() -> smt::TransportConfig {
+    let mut c = smt::TransportConfig::default();
+    let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    if let Some(v) = get("SMT_BENCH_GRANT_WINDOW") {
+        c.grant_window = v;
+    }
+    if let Some(v) = get("SMT_BENCH_UNSCHEDULED") {
+        c.unscheduled_bytes = v;
+    }
+    if let Some(v) = get("SMT_BENCH_MAX_INCOMING") {
+        c.max_incoming = v;
+    }
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +152,7 @@ mod tests {
         quic_client_config(dir.path()).unwrap();
         let p = provider();
         assert_eq!(p.cipher_suites.len(), 1);
-        assert_eq!(format!("{:?}", p.cipher_suites[0].suite()), CIPHER_SUITE);
+        let suite = format!("{:?}", p.cipher_suites[0].suite());
+        assert_eq!(suite.replace("TLS13_", "TLS_"), CIPHER_SUITE);
     }
 }
