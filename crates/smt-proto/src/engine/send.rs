@@ -15,8 +15,8 @@ const GSO_MAX_BYTES: usize = 65_000;
 
 impl Endpoint {
     /// Writes the next batch of datagrams into `buf` (cleared first). Control packets
-    /// go first, then acknowledgements, then DATA of the message with the fewest
-    /// remaining bytes.
+    /// go first, then DATA of the message with the fewest remaining bytes, then
+    /// acknowledgements.
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
         if let Some((destination, bytes)) = self.core.control.pop_front() {
@@ -24,6 +24,15 @@ impl Endpoint {
             self.core.stats.datagrams_sent += 1;
             return Some(Transmit { destination, size: buf.len(), segment_size: None });
         }
+        // Data before acknowledgements: a request must not wait behind the ACK that
+        // travels with it.
+        if let Some(transmit) = self.transmit_data(buf) {
+            return Some(transmit);
+        }
+        self.transmit_ack(buf)
+    }
+
+    fn transmit_ack(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
         while let Some(h) = self.core.acks_due.pop_first() {
             let Some(session) = self.sessions.get_mut(&h) else { continue };
             if session.pending_acks.is_empty() {
@@ -49,7 +58,7 @@ impl Endpoint {
                 segment_size: None,
             });
         }
-        self.transmit_data(buf)
+        None
     }
 
     fn transmit_data(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
