@@ -31,8 +31,11 @@ pub struct Config {
     pub loopback_packet_payload: usize,
     /// `grant_window` and `unscheduled_bytes` towards loopback peers. A grant round
     /// trip on loopback is two thread wake-ups (50-100 us on these VMs) at ~10 Gbit/s,
-    /// so a bandwidth-delay product is a few hundred KB, not Homa's 40 KB; TCP's
-    /// autotuned windows on loopback are larger still.
+    /// so a bandwidth-delay product is a few hundred KB, not Homa's 40 KB. Larger
+    /// windows buy bulk throughput but queue more bytes ahead of small messages; with
+    /// the benchmark (docs/PERFORMANCE.md) 256/128 KiB gave ~7% more 1 MiB throughput
+    /// than 128/64 KiB but a 40% higher 64 B p99 during a 1 MiB stream, so these
+    /// defaults favour small-message latency.
     pub loopback_grant_window: u32,
     pub loopback_unscheduled_bytes: u32,
     /// Plaintext bytes per TLS record (at most 16 384). Large records amortise the
@@ -87,8 +90,8 @@ impl Default for Config {
             max_incoming: 400_000,
             max_packet_payload: 1412,
             loopback_packet_payload: 32 * 1024,
-            loopback_grant_window: 256 * 1024,
-            loopback_unscheduled_bytes: 128 * 1024,
+            loopback_grant_window: 128 * 1024,
+            loopback_unscheduled_bytes: 64 * 1024,
             record_size: 16 * 1024,
             max_message_len: 128 << 20,
             max_segments: 44,
