@@ -293,10 +293,6 @@ pub async fn run_link(
     deadline: Instant,
 ) -> Result<Vec<Record>> {
     let mut acc = Acc { link: link.name.clone(), ..Acc::default() };
-    let missing = Record {
-        note: Some("not available: the library has no null-cipher mode".into()),
-        ..Record::new(exp::UNAVAILABLE, "smt-plain", &link.name)
-    };
     let is_root = crate::machine::is_root();
     let mut kinds = Vec::new();
     for &k in &plan.transports {
@@ -319,7 +315,6 @@ pub async fn run_link(
         }
     }
     let mut records = acc.records();
-    records.push(missing);
     if plan.workloads.is_empty() {
         return Ok(records);
     }

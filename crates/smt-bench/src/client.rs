@@ -326,13 +326,14 @@ pub async fn connect(
             let conn = endpoint.connect(server, tls::SERVER_NAME)?.await?;
             Ok((Client::Quic(conn), Holder::Quic(endpoint)))
         }
-        Kind::Smt | Kind::SmtBusy | Kind::SmtIp => {
+        Kind::Smt | Kind::SmtBusy | Kind::SmtIp | Kind::SmtPlain => {
             let network =
                 if kind == Kind::SmtIp { smt::Transport::native_ip() } else { smt::Transport::Udp };
             let endpoint = smt::Endpoint::builder()
                 .bind(SocketAddr::new(local, 0))
                 .client_config(tls::client_config(cert_dir)?)
                 .busy_poll(kind.busy_poll())
+                .insecure_null_cipher(kind == Kind::SmtPlain)
                 .transport_config(tls::smt_transport_config())
                 .network(network)
                 .build()?;

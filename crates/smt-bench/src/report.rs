@@ -270,8 +270,10 @@ runs). For latency below 1 is better for SMT, for throughput and rate above 1 is
 fn missing(md: &mut String, records: &[Record]) {
     md.push_str("### Not measured\n\n");
     md.push_str(
-        "* **smt-plain** (SMT with a null cipher, to isolate the cost of encryption): the \
-library offers no null-cipher mode, so this transport is missing; it was not approximated.\n\
+        "* **smt-plain** is measured above, not missing: it is SMT with the TLS handshake \
+but its messages framed in TLS 1.3 records *without* encryption or authentication (the \
+library's `insecure-null-cipher` feature, which only this benchmark enables, on both \
+sides). Comparing its rows with smt's isolates what encryption costs.\n\
 * **raw-udp** carries one datagram per message, so its floor exists only up to 16 KiB in \
 the size sweep (64 KiB and up exceed a UDP datagram), and it takes part only in the RTT \
 experiment.\n\

@@ -123,13 +123,14 @@ async fn serve_async(kind: Kind, listen: SocketAddr, cert_dir: &Path) -> Result<
             }
             Ok(())
         }
-        Kind::Smt | Kind::SmtBusy | Kind::SmtIp => {
+        Kind::Smt | Kind::SmtBusy | Kind::SmtIp | Kind::SmtPlain => {
             let network =
                 if kind == Kind::SmtIp { smt::Transport::native_ip() } else { smt::Transport::Udp };
             let endpoint = smt::Endpoint::builder()
                 .bind(listen)
                 .server_config(tls::server_config(cert_dir)?)
                 .busy_poll(kind.busy_poll())
+                .insecure_null_cipher(kind == Kind::SmtPlain)
                 .transport_config(tls::smt_transport_config())
                 .network(network)
                 .build()?;

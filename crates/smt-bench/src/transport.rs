@@ -24,10 +24,13 @@ pub enum Kind {
     SmtBusy,
     /// SMT directly over IP (raw sockets, protocol 253).
     SmtIp,
+    /// SMT over UDP with the insecure null cipher after the handshake (feature
+    /// `insecure-null-cipher`, benchmarks only): what SMT costs without encryption.
+    SmtPlain,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::RawUdp,
         Kind::RawUdpBusy,
         Kind::Tcp,
@@ -37,6 +40,7 @@ impl Kind {
         Kind::Smt,
         Kind::SmtBusy,
         Kind::SmtIp,
+        Kind::SmtPlain,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl Kind {
             Kind::Smt => "smt",
             Kind::SmtBusy => "smt-busy",
             Kind::SmtIp => "smt-ip",
+            Kind::SmtPlain => "smt-plain",
         }
     }
 

@@ -100,6 +100,16 @@ impl EndpointBuilder {
         self.transport = config;
         self
     }
+    /// INSECURE, for benchmarks only (feature `insecure-null-cipher`): after the TLS
+    /// handshake, carry the session's messages in TLS 1.3 record framing without
+    /// encryption or authentication, to measure what encryption costs. Both ends must
+    /// enable it. Never use it for real traffic.
+    #[cfg(feature = "insecure-null-cipher")]
+    pub fn insecure_null_cipher(mut self, enabled: bool) -> Self {
+        self.transport.insecure_null_cipher = enabled;
+        self
+    }
+
     /// Poll the socket continuously instead of sleeping: lower latency, one core busy.
     pub fn busy_poll(mut self, enabled: bool) -> Self {
         self.busy_poll = enabled;

@@ -75,6 +75,11 @@ pub struct Config {
     /// need the traffic secrets (the in-band handshake and `TrafficSecret`-based key
     /// installs have them); sessions installed with bare keys cannot update.
     pub key_update_after: Option<u64>,
+    /// INSECURE, benchmarks only (feature `insecure-null-cipher`): once the TLS
+    /// handshake completes, protect the session with the null cipher instead of the
+    /// negotiated keys, to measure what encryption costs. Both sides must set it.
+    #[cfg(feature = "insecure-null-cipher")]
+    pub insecure_null_cipher: bool,
     /// Most server-side handshakes in progress at once (handshake-flood bound).
     pub max_pending_handshakes: usize,
     /// A handshake not finished after this long fails.
@@ -104,6 +109,8 @@ impl Default for Config {
             max_incoming_bytes_total: 2 << 30,
             key_usage_limit: None,
             key_update_after: None,
+            #[cfg(feature = "insecure-null-cipher")]
+            insecure_null_cipher: false,
             max_pending_handshakes: 1024,
             handshake_timeout: Duration::from_secs(5),
         }

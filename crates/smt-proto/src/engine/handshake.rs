@@ -347,6 +347,17 @@ impl Endpoint {
         // A verified Finished proves the client receives at its address.
         hs.validated = true;
         let (handle, role, peer, session_id) = (hs.handle, hs.role, hs.peer, hs.session_id);
+        #[allow(unused_mut)]
+        let (mut tx, mut rx, mut secrets) = (tx, rx, secrets);
+        #[cfg(feature = "insecure-null-cipher")]
+        if self.core.config.insecure_null_cipher {
+            use crate::record::{CipherSuite, RecordKey};
+            let null = || RecordKey::new(CipherSuite::NullInsecure, &[0; 16], &[0; 12]);
+            // Lengths match the null suite, so construction cannot fail.
+            if let (Ok(t), Ok(r)) = (null(), null()) {
+                (tx, rx, secrets) = (t, r, None);
+            }
+        }
         let (tx_secret, rx_secret) = secrets.map_or((None, None), |(t, r)| (Some(t), Some(r)));
         let params = SessionParams { peer, session_id, role, tx, rx, tx_secret, rx_secret };
         match self.install_with_handle(handle, params) {
