@@ -135,18 +135,22 @@ where
         runtime.spawn(async move {
             let ok = call(arrival.size).await.is_ok();
             let done = start.elapsed();
-            drop(permit);
             let ns = co_corrected_ns(nanos(arrival.at), nanos(done));
-            let mut s = shared.lock().expect("not poisoned");
-            if ok {
-                s.samples.push(Sample {
-                    scheduled: arrival.at,
-                    size: arrival.size,
-                    latency_us: ns as f64 / 1000.0,
-                });
-            } else {
-                s.failures += 1;
+            {
+                let mut s = shared.lock().expect("not poisoned");
+                if ok {
+                    s.samples.push(Sample {
+                        scheduled: arrival.at,
+                        size: arrival.size,
+                        latency_us: ns as f64 / 1000.0,
+                    });
+                } else {
+                    s.failures += 1;
+                }
             }
+            // Only after the result is recorded: the drain below reads the results as
+            // soon as every permit is back.
+            drop(permit);
         });
     }
     let cap32 = u32::try_from(cap).unwrap_or(u32::MAX);
