@@ -107,8 +107,11 @@ async fn demo(transport: Transport) -> Result<()> {
     detail(
         "records",
         format!(
-            "up to {} B plaintext per TLS record, up to {} B payload per datagram",
-            defaults.record_size, defaults.max_packet_payload
+            "up to {} B plaintext per TLS record; up to {} B payload per datagram on \
+             loopback ({} B on other links)",
+            defaults.record_size,
+            defaults.loopback_packet_payload.max(defaults.max_packet_payload),
+            defaults.max_packet_payload
         ),
     );
     detail("calls", "one at a time; every response compared byte for byte with its request");
