@@ -63,7 +63,7 @@ impl TrafficKey {
             .transpose()
     }
 
-    fn record_key(&self) -> Result<RecordKey> {
+    pub(crate) fn record_key(&self) -> Result<RecordKey> {
         RecordKey::new(self.suite, &self.key, &self.iv)
             .map_err(|e| Error::InvalidKeys(e.to_string()))
     }

@@ -216,19 +216,9 @@ impl TlsSession for RustlsSession {
 
 /// Converts rustls's extracted traffic secrets into an SMT record key.
 fn record_key(secrets: ConnectionTrafficSecrets) -> Result<RecordKey, TlsFailure> {
-    let (suite, key, iv) = match &secrets {
-        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
-            (CipherSuite::Aes128GcmSha256, key.as_ref(), iv.as_ref())
-        }
-        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
-            (CipherSuite::Aes256GcmSha384, key.as_ref(), iv.as_ref())
-        }
-        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-            (CipherSuite::Chacha20Poly1305Sha256, key.as_ref(), iv.as_ref())
-        }
-        _ => return Err(TlsFailure("negotiated cipher suite is not supported by SMT".into())),
-    };
-    RecordKey::new(suite, key, iv).map_err(|e| TlsFailure(e.to_string()))
+    crate::keys::TrafficKey::from_rustls(secrets)
+        .and_then(|key| key.record_key())
+        .map_err(|e| TlsFailure(e.to_string()))
 }
 
 /// Creates server-side rustls sessions for incoming handshakes.

@@ -35,6 +35,15 @@ use super::tls::TlsAcceptor;
 use crate::record::{seal_message, MessageLayout};
 use crate::wire::{Body, Flags, HeaderRepr, MessageId, PacketRepr, PacketType};
 
+/// Refuses messages longer than the configured maximum.
+fn check_len(config: &Config, len: usize) -> Result<(), CallError> {
+    let max = config.max_message_len;
+    if len > max {
+        return Err(CallError::MessageTooLarge { len, max });
+    }
+    Ok(())
+}
+
 /// Counts the records a message of `len` bytes will seal under the session's key,
 /// updating the key first when it has protected `key_update_after` records (and the
 /// peer confirmed the previous update), and refusing if the message would pass the
@@ -83,6 +92,20 @@ pub struct PreparedMessage {
 }
 
 impl PreparedMessage {
+    /// A message of `len` bytes on `s`, to be sealed with its current sending key.
+    fn new(s: &Session, config: &Config, id: MessageId, len: usize, request: bool) -> Self {
+        PreparedMessage {
+            session: s.handle,
+            id,
+            key: s.tx.clone(),
+            phase: s.tx_phase,
+            generation: s.tx_generation,
+            record_size: config.record_size,
+            len,
+            request,
+        }
+    }
+
     /// Seals the payload (which must be the length given to `begin_*`).
     pub fn seal(&self, payload: &[u8]) -> Result<Vec<u8>, CallError> {
         if payload.len() != self.len {
@@ -207,16 +230,26 @@ impl Core {
         self.control.push_back((session.peer, packet.to_vec()));
     }
 
-    /// Removes an RPC's incoming message, releasing its memory charge.
-    pub fn drop_incoming(&mut self, session: &mut Session, id: MessageId) {
+    /// Detaches an RPC's incoming message, releasing its memory charge and its place
+    /// in the grant scheduler.
+    pub fn take_incoming(
+        &mut self,
+        session: &mut Session,
+        id: MessageId,
+    ) -> Option<IncomingMessage> {
         let h = session.handle;
-        let Some(rpc) = session.rpcs.get_mut(&id) else { return };
-        let Some(inc) = rpc.inc.take() else { return };
+        let inc = session.rpcs.get_mut(&id)?.inc.take()?;
         self.track_in(h, id, snap_in(Some(&inc)), (None, 0));
         self.incoming_bytes -= inc.charge();
         self.incoming_messages -= 1;
         session.incoming_bytes -= inc.charge();
         session.incoming_messages -= 1;
+        Some(inc)
+    }
+
+    /// Removes an RPC's incoming message, releasing its memory charge.
+    pub fn drop_incoming(&mut self, session: &mut Session, id: MessageId) {
+        self.take_incoming(session, id);
     }
 
     /// Removes an RPC's outgoing message.
@@ -439,10 +472,7 @@ impl Endpoint {
         if s.role != Role::Client {
             return Err(CallError::WrongRole("call"));
         }
-        let max = self.core.config.max_message_len;
-        if len > max {
-            return Err(CallError::MessageTooLarge { len, max });
-        }
+        check_len(&self.core.config, len)?;
         if let Some((oldest, _)) = s.rpcs.first_key_value() {
             if s.next_id - oldest.get() >= REPLAY_WINDOW - 1 {
                 return Err(CallError::TooManyOutstanding(s.rpcs.len()));
@@ -451,16 +481,7 @@ impl Endpoint {
         let id = MessageId::new(s.next_id).ok_or(CallError::IdsExhausted)?;
         charge_key_usage(s, &self.core.config, &mut self.core.stats, len)?;
         s.next_id += 1;
-        Ok(PreparedMessage {
-            session,
-            id,
-            key: s.tx.clone(),
-            phase: s.tx_phase,
-            generation: s.tx_generation,
-            record_size: self.core.config.record_size,
-            len,
-            request: true,
-        })
+        Ok(PreparedMessage::new(s, &self.core.config, id, len, true))
     }
 
     /// First half of [`respond`](Self::respond); see [`begin_call`](Self::begin_call).
@@ -474,10 +495,7 @@ impl Endpoint {
         if s.role != Role::Server {
             return Err(CallError::WrongRole("respond"));
         }
-        let max = self.core.config.max_message_len;
-        if len > max {
-            return Err(CallError::MessageTooLarge { len, max });
-        }
+        check_len(&self.core.config, len)?;
         if !s.rpcs.get(&id).is_some_and(|rpc| rpc.in_service) {
             return Err(CallError::UnknownRequest(id));
         }
@@ -486,16 +504,7 @@ impl Endpoint {
             // A second respond for the same request fails from now on.
             rpc.in_service = false;
         }
-        Ok(PreparedMessage {
-            session,
-            id,
-            key: s.tx.clone(),
-            phase: s.tx_phase,
-            generation: s.tx_generation,
-            record_size: self.core.config.record_size,
-            len,
-            request: false,
-        })
+        Ok(PreparedMessage::new(s, &self.core.config, id, len, false))
     }
 
     /// Gives up on answering request `id`: its state is freed. The server no longer

@@ -275,14 +275,8 @@ fn absorb(
 
 fn complete(core: &mut Core, session: &mut Session, id: MessageId) {
     let h = session.handle;
+    let Some(inc) = core.take_incoming(session, id) else { return };
     let Some(rpc) = session.rpcs.get_mut(&id) else { return };
-    let Some(inc) = rpc.inc.take() else { return };
-    // Undo the accounting by hand: drop_incoming needs the message still attached.
-    core.track_in(h, id, snap_in(Some(&inc)), (None, 0));
-    core.incoming_bytes -= inc.charge();
-    core.incoming_messages -= 1;
-    session.incoming_bytes -= inc.charge();
-    session.incoming_messages -= 1;
     let payload = inc.into_payload();
     match session.role {
         Role::Server => {
