@@ -14,32 +14,8 @@ use smt_proto::wire::{
 };
 use smt_sim::{HostId, LinkConfig, Network};
 
-fn payload(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
-    let mut p = vec![0u8; len];
-    rng.fill(&mut p[..]);
-    p
-}
-
-/// Responses seen by `host`, by ID, failing the test on any duplicate delivery.
-fn responses(net: &Network, host: HostId) -> HashMap<MessageId, Vec<u8>> {
-    let mut seen = HashMap::new();
-    for (_, e) in net.events(host) {
-        if let Event::Response { id, payload, .. } = e {
-            assert!(seen.insert(*id, payload.clone()).is_none(), "response {id} delivered twice");
-        }
-    }
-    seen
-}
-
-fn failures(net: &Network, host: HostId) -> Vec<(MessageId, RpcError)> {
-    net.events(host)
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::RpcFailed { id, error, .. } => Some((*id, error.clone())),
-            _ => None,
-        })
-        .collect()
-}
+mod common;
+use common::{failures, payload, responses};
 
 #[test]
 fn incast_of_16_one_mib_requests_completes_within_max_incoming() {

@@ -1,42 +1,19 @@
 //! 2000 echo RPCs with Homa W3 message sizes under loss, duplication and reordering:
 //! every response arrives exactly once and byte-identical.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use smt_proto::engine::{Config, Event, RpcError};
+use smt_proto::engine::Config;
 use smt_proto::record::CipherSuite;
 use smt_proto::wire::MessageId;
 use smt_sim::workload::{SizeSampler, Workload};
-use smt_sim::{HostId, LinkConfig, Network};
+use smt_sim::{LinkConfig, Network};
 
-fn payload(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
-    let mut p = vec![0u8; len];
-    rng.fill(&mut p[..]);
-    p
-}
-
-fn responses(net: &Network, host: HostId) -> HashMap<MessageId, Vec<u8>> {
-    let mut seen = HashMap::new();
-    for (_, e) in net.events(host) {
-        if let Event::Response { id, payload, .. } = e {
-            assert!(seen.insert(*id, payload.clone()).is_none(), "response {id} delivered twice");
-        }
-    }
-    seen
-}
-
-fn failures(net: &Network, host: HostId) -> Vec<(MessageId, RpcError)> {
-    net.events(host)
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::RpcFailed { id, error, .. } => Some((*id, error.clone())),
-            _ => None,
-        })
-        .collect()
-}
+mod common;
+use common::{failures, payload, responses};
 
 /// Runs `count` echo RPCs with W3 sizes, `window` at a time, on one session; returns
 /// the virtual completion time.
