@@ -10,9 +10,15 @@
 //! * [`wire`]: packet formats (typed views and `Repr`s).
 //! * [`record`]: TLS 1.3 record protection and the message-to-record layout.
 //! * [`engine`]: sessions, RPCs, Homa-style scheduling and loss recovery.
+//!
+//! With the `rustls` feature, `rustls` implements the engine's TLS interface
+//! ([`engine::TlsSession`]) with rustls, so the engine runs real TLS 1.3 handshakes
+//! wherever it is driven (the `smt` crate, the simulator).
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
 pub mod engine;
 pub mod record;
+#[cfg(feature = "rustls")]
+pub mod rustls;
 pub mod wire;

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use smt_proto::engine::{
-    Config, Event, Role, RpcError, SessionHandle, SessionParams, TlsAcceptor, TlsFailure,
+    Alert, Config, Event, Role, RpcError, SessionHandle, SessionParams, TlsAcceptor, TlsError,
     TlsSession, AMPLIFICATION_FACTOR, MIN_FIRST_DATAGRAM,
 };
 use smt_proto::record::{CipherSuite, RecordKey};
@@ -116,14 +116,17 @@ struct FakeClient {
 }
 
 impl TlsSession for FakeClient {
-    fn read_handshake(&mut self, bytes: &[u8]) -> Result<(), TlsFailure> {
+    fn read_handshake(&mut self, bytes: &[u8]) -> Result<(), TlsError> {
         for &b in bytes {
             let i = self.received;
             if i >= self.p.flight_len {
-                return Err(TlsFailure("bytes after the server's finished".into()));
+                return Err(TlsError::refused(None, "bytes after the server's finished"));
             }
             if b != stream_byte(TAG_FLIGHT, i) {
-                return Err(TlsFailure(format!("server flight corrupted at byte {i}")));
+                return Err(TlsError::refused(
+                    None,
+                    format!("server flight corrupted at byte {i}"),
+                ));
             }
             self.received += 1;
         }
@@ -142,7 +145,7 @@ impl TlsSession for FakeClient {
         !self.done
     }
 
-    fn traffic_keys(&mut self) -> Result<(RecordKey, RecordKey), TlsFailure> {
+    fn traffic_keys(&mut self) -> Result<(RecordKey, RecordKey), TlsError> {
         assert!(self.done && self.out.is_empty(), "keys taken before the handshake completed");
         Ok((derive_key(self.p.secret, C2S), derive_key(self.p.secret, S2C)))
     }
@@ -160,7 +163,7 @@ struct FakeServer {
 }
 
 impl TlsSession for FakeServer {
-    fn read_handshake(&mut self, bytes: &[u8]) -> Result<(), TlsFailure> {
+    fn read_handshake(&mut self, bytes: &[u8]) -> Result<(), TlsError> {
         let (hello, total) = (self.p.hello_len, self.p.hello_len + FINISHED_LEN);
         for &b in bytes {
             let i = self.received;
@@ -169,10 +172,13 @@ impl TlsSession for FakeServer {
             } else if i < total {
                 stream_byte(TAG_FINISHED, i - hello)
             } else {
-                return Err(TlsFailure("bytes after the client's finished".into()));
+                return Err(TlsError::refused(None, "bytes after the client's finished"));
             };
             if b != expected {
-                return Err(TlsFailure(format!("client stream corrupted at byte {i}")));
+                return Err(TlsError::refused(
+                    None,
+                    format!("client stream corrupted at byte {i}"),
+                ));
             }
             self.received += 1;
             if self.received == hello {
@@ -186,11 +192,11 @@ impl TlsSession for FakeServer {
                     // An application-data record whose content no key opens.
                     self.out.extend([23, 3, 3, 0, 19]);
                     self.out.extend(stream_bytes(0xAA, 19));
-                    return Err(TlsFailure("client certificate rejected".into()));
+                    return Err(TlsError::refused(None, "client certificate rejected"));
                 }
                 Verdict::RejectPlainAlert(description) => {
                     self.out.extend([21, 3, 3, 0, 2, 2, description]);
-                    return Err(TlsFailure("client certificate rejected".into()));
+                    return Err(TlsError::refused(None, "client certificate rejected"));
                 }
             }
         }
@@ -205,7 +211,7 @@ impl TlsSession for FakeServer {
         !self.done
     }
 
-    fn traffic_keys(&mut self) -> Result<(RecordKey, RecordKey), TlsFailure> {
+    fn traffic_keys(&mut self) -> Result<(RecordKey, RecordKey), TlsError> {
         assert!(self.done && self.out.is_empty(), "keys taken before the handshake completed");
         Ok((derive_key(self.p.secret, S2C), derive_key(self.p.secret, C2S)))
     }
@@ -695,11 +701,13 @@ fn server_rejecting_the_clients_finished_closes_the_client_session_with_a_handsh
         let id = net.call(client, cs, b"too early");
         assert!(net.run_until(Duration::from_secs(1), |n| closed(n, client, cs).is_some()));
         let reason = closed(&net, client, cs).unwrap();
-        let RpcError::Handshake(text) = &reason else {
+        let RpcError::Handshake(error) = &reason else {
             panic!("{verdict:?}: session closed with {reason:?}, not a handshake error")
         };
         if verdict == Verdict::RejectPlainAlert(42) {
+            let text = error.to_string();
             assert!(text.contains("bad_certificate"), "reason {text:?}");
+            assert_eq!(error.alert(), Some(Alert::BadCertificate));
         }
         assert_eq!(failures(&net, client).get(&id), Some(&reason), "{verdict:?}");
         assert!(responses(&net, client).is_empty());

@@ -1,13 +1,16 @@
 //! The I/O driver: one task per endpoint that owns the socket's receive side, runs
 //! the engine's timers, and turns engine events into completed futures.
 //!
-//! The engine sits behind a mutex shared with the API. An API call (a `call`, a
-//! `respond`) locks it, updates the engine and sends the resulting datagrams itself,
-//! from the caller's task, so a request leaves without waking any other thread. The
-//! driver wakes only for received datagrams and timers. With `busy_poll`, it never
-//! sleeps: it polls the socket and yields, trading a core for wake-up latency.
+//! The engine sits behind a mutex shared with the API. Whoever changes the engine
+//! (an API call such as `call` or `respond`, or the driver after receiving) collects
+//! the datagrams it queued into an [`Outbox`] while holding the lock and sends them
+//! after releasing it, so system calls never run under the lock and a request leaves
+//! from the caller's task without waking any other thread. The driver wakes only for
+//! received datagrams, timers, and a socket that became writable after refusing a
+//! batch. With `busy_poll`, it never sleeps: it polls the socket and yields, trading
+//! a core for wake-up latency.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -27,7 +30,9 @@ const RECV_SLOTS: usize = 32;
 /// Receive batches handled before timers get a turn.
 const MAX_BATCHES_PER_ROUND: usize = 16;
 
-/// A request delivered by the engine, waiting for the application.
+/// A request delivered by the engine, waiting for the application. The engine
+/// charges its bytes against its memory limits until the application answers or
+/// drops it, so the queue of these is bounded by those limits.
 pub(crate) type RawRequest = (SessionHandle, MessageId, Bytes);
 
 pub(crate) struct Shared {
@@ -38,19 +43,47 @@ pub(crate) struct Shared {
     pub busy_poll: bool,
 }
 
+/// One batch of datagrams for one destination (GSO segments if `segment_size`).
+struct Batch {
+    destination: SocketAddr,
+    segment_size: Option<usize>,
+    bytes: Vec<u8>,
+}
+
+/// Datagrams taken from the engine under the lock, to be sent after releasing it.
+#[must_use = "an outbox holds datagrams that must be sent"]
+pub(crate) struct Outbox(Vec<Batch>);
+
+impl Outbox {
+    /// Sends every batch. What the socket refuses (its buffer is full) goes back to
+    /// the state, and the driver sends it once the socket is writable again.
+    pub fn send(self, shared: &Shared) {
+        let mut batches = self.0.into_iter();
+        while let Some(batch) = batches.next() {
+            let sent = send(shared, batch.destination, batch.segment_size, &batch.bytes);
+            if sent < batch.bytes.len() {
+                let rest = Batch { bytes: batch.bytes[sent..].to_vec(), ..batch };
+                let mut state = shared.lock();
+                state.pending.push_back(rest);
+                state.pending.extend(batches);
+                drop(state);
+                shared.wake.notify_one();
+                return;
+            }
+        }
+    }
+}
+
 pub(crate) struct State {
     pub engine: Engine,
     pub calls: HashMap<(SessionHandle, MessageId), oneshot::Sender<Result<Bytes>>>,
     pub connects: HashMap<SessionHandle, oneshot::Sender<Result<()>>>,
     /// `None` after shutdown, which ends every `accept`.
     pub requests: Option<mpsc::UnboundedSender<RawRequest>>,
-    /// Why recently closed sessions ended, for clear errors on later calls.
-    pub closed: HashMap<SessionHandle, smt_proto::engine::RpcError>,
     /// The deadline the driver is sleeping until.
     pub armed: Option<Instant>,
-    /// A batch the socket refused with WouldBlock, sent when it is writable again.
-    pending: Option<(SocketAddr, Option<usize>, Vec<u8>)>,
-    buf: Vec<u8>,
+    /// Batches the socket refused with WouldBlock, sent when it is writable again.
+    pending: VecDeque<Batch>,
     pub shutdown: bool,
 }
 
@@ -61,38 +94,28 @@ impl State {
             calls: HashMap::new(),
             connects: HashMap::new(),
             requests: Some(requests),
-            closed: HashMap::new(),
             armed: None,
-            pending: None,
-            buf: Vec::with_capacity(RECV_BUF),
+            pending: VecDeque::new(),
             shutdown: false,
         }
     }
 
-    /// Sends everything the engine has queued, then delivers its events.
-    pub fn drive(&mut self, shared: &Shared) {
-        self.flush(shared);
-        self.dispatch();
-    }
-
-    fn flush(&mut self, shared: &Shared) {
-        if let Some((destination, segment_size, bytes)) = self.pending.take() {
-            let sent = send(shared, destination, segment_size, &bytes);
-            if sent < bytes.len() {
-                self.pending = Some((destination, segment_size, bytes[sent..].to_vec()));
-                return;
-            }
-        }
+    /// Takes everything the engine queued for sending and delivers its events. Send
+    /// the returned outbox after releasing the lock.
+    pub fn drive(&mut self) -> Outbox {
         let now = Instant::now();
-        let mut buf = std::mem::take(&mut self.buf);
+        let mut batches = Vec::new();
+        let mut buf = Vec::new();
         while let Some(t) = self.engine.poll_transmit(now, &mut buf) {
-            let sent = send(shared, t.destination, t.segment_size, &buf[..t.size]);
-            if sent < t.size {
-                self.pending = Some((t.destination, t.segment_size, buf[sent..t.size].to_vec()));
-                break;
-            }
+            buf.truncate(t.size);
+            batches.push(Batch {
+                destination: t.destination,
+                segment_size: t.segment_size,
+                bytes: std::mem::take(&mut buf),
+            });
         }
-        self.buf = buf;
+        self.dispatch();
+        Outbox(batches)
     }
 
     fn dispatch(&mut self) {
@@ -126,12 +149,8 @@ impl State {
                 Event::SessionClosed { session, reason } => {
                     debug!(?session, %reason, "session closed");
                     if let Some(tx) = self.connects.remove(&session) {
-                        let _ = tx.send(Err(reason.clone().into()));
+                        let _ = tx.send(Err(reason.into()));
                     }
-                    if self.closed.len() >= 4096 {
-                        self.closed.clear();
-                    }
-                    self.closed.insert(session, reason);
                 }
                 _ => {}
             }
@@ -146,8 +165,20 @@ impl State {
             (Some(_), None) => true,
             _ => false,
         };
-        if earlier || self.pending.is_some() {
+        if earlier {
             shared.wake.notify_one();
+        }
+    }
+
+    /// Sends the batches the socket refused earlier, while it accepts them. Called
+    /// by the driver only, with the lock held: it is the rare slow path.
+    fn flush_pending(&mut self, shared: &Shared) {
+        while let Some(batch) = self.pending.pop_front() {
+            let sent = send(shared, batch.destination, batch.segment_size, &batch.bytes);
+            if sent < batch.bytes.len() {
+                self.pending.push_front(Batch { bytes: batch.bytes[sent..].to_vec(), ..batch });
+                return;
+            }
         }
     }
 }
@@ -189,15 +220,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             match shared.socket.recv(&mut storage, &mut received) {
                 Ok(()) => {
                     let now = Instant::now();
-                    let mut state = shared.lock();
-                    for datagram in &received {
-                        state.engine.handle_datagram(
-                            now,
-                            datagram.from,
-                            &storage[datagram.range.clone()],
-                        );
-                    }
-                    state.drive(&shared);
+                    let outbox = {
+                        let mut state = shared.lock();
+                        for datagram in &received {
+                            state.engine.handle_datagram(
+                                now,
+                                datagram.from,
+                                &storage[datagram.range.clone()],
+                            );
+                        }
+                        state.drive()
+                    };
+                    outbox.send(&shared);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors (e.g. a peer's port closed) surface here; they are
@@ -205,15 +239,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 Err(e) => trace!(error = %e, "recv error"),
             }
         }
-        let (deadline, pending, done) = {
+        let (outbox, deadline, pending, done) = {
             let mut state = shared.lock();
+            state.flush_pending(&shared);
             state.engine.handle_timeout(Instant::now());
-            state.drive(&shared);
+            let outbox = state.drive();
             let deadline = state.engine.poll_timeout();
             state.armed = deadline;
-            let idle = !state.engine.has_transmit() && state.pending.is_none();
-            (deadline, state.pending.is_some(), state.shutdown && idle)
+            let pending = !state.pending.is_empty();
+            let idle = !state.engine.has_transmit() && !pending && outbox.0.is_empty();
+            (outbox, deadline, pending, state.shutdown && idle)
         };
+        outbox.send(&shared);
         if done {
             debug!("driver finished");
             return;

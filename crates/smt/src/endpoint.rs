@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::keys::SessionKeys;
 use crate::session::{IncomingRequest, Session};
 use crate::socket::{RawIpSocket, Socket, Transport, UdpIo};
-use crate::tls::{self, RustlsAcceptor, RustlsSession};
+use crate::tls::{self, RustlsAcceptor};
 
 /// An SMT endpoint: one UDP socket carrying any number of sessions, as a client
 /// (with [`connect`](Endpoint::connect)), a server (with [`accept`](Endpoint::accept)),
@@ -49,8 +49,9 @@ impl Drop for Inner {
         state.engine.close_all(Instant::now());
         state.shutdown = true;
         state.requests = None;
-        state.drive(&self.shared);
+        let outbox = state.drive();
         drop(state);
+        outbox.send(&self.shared);
         self.shared.wake.notify_one();
     }
 }
@@ -136,7 +137,7 @@ impl EndpointBuilder {
         let mut engine =
             Engine::new(transport, local_addr.port()).map_err(|e| Error::Config(e.to_string()))?;
         if let Some(server) = &self.server {
-            engine.set_acceptor(Box::new(RustlsAcceptor { config: tls::server_config(server) }));
+            engine.set_acceptor(Box::new(RustlsAcceptor::new(tls::server_config(server))));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -191,21 +192,22 @@ impl Endpoint {
     /// certificate valid for `server_name`, and returns the established session.
     pub async fn connect(&self, addr: SocketAddr, server_name: &str) -> Result<Session> {
         let config = self.inner.client_config.clone().ok_or(Error::NoClientConfig)?;
-        let tls = RustlsSession::client(config, server_name)?;
+        let tls = tls::client_session(config, server_name)?;
         let session_id: u64 = rand::thread_rng().gen();
         let (tx, rx) = oneshot::channel();
-        let handle = {
-            let shared = &self.inner.shared;
+        let shared = &self.inner.shared;
+        let (handle, outbox) = {
             let mut state = shared.lock();
             if state.shutdown {
                 return Err(Error::EndpointClosed);
             }
             let handle = state.engine.connect(Instant::now(), addr, session_id, Box::new(tls));
             state.connects.insert(handle, tx);
-            state.drive(shared);
+            let outbox = state.drive();
             state.nudge(shared);
-            handle
+            (handle, outbox)
         };
+        outbox.send(shared);
         debug!(%addr, server_name, session_id, "connecting");
         rx.await.map_err(|_| Error::EndpointClosed)??;
         Ok(Session::new(self.clone(), handle, addr))
@@ -254,7 +256,7 @@ impl Endpoint {
             let mut state = shared.lock();
             state.engine.close_all(Instant::now());
             state.shutdown = true;
-            state.drive(shared);
+            let outbox = state.drive();
             for (_, tx) in state.calls.drain() {
                 let _ = tx.send(Err(Error::SessionClosed));
             }
@@ -263,6 +265,8 @@ impl Endpoint {
             }
             // Dropping the sender ends every pending and future `accept`.
             state.requests = None;
+            drop(state);
+            outbox.send(shared);
         }
         self.inner.shared.wake.notify_one();
         let driver = self.inner.driver.lock().ok().and_then(|mut d| d.take());

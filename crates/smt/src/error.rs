@@ -2,16 +2,17 @@
 
 use std::time::Duration;
 
-use smt_proto::engine::{CallError, RpcError};
+use smt_proto::engine::{CallError, RpcError, TlsError};
 
 /// Everything that can go wrong with an SMT endpoint, session or RPC.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The TLS handshake failed; the text is the TLS library's reason (for example
-    /// an untrusted certificate or a name mismatch).
+    /// The TLS handshake failed: the peer's alert, or this side's TLS library's
+    /// reason (an untrusted certificate, a name mismatch), with the alert it sent.
+    /// Match on [`TlsError`]'s variants or [`TlsError::alert`].
     #[error("TLS handshake failed: {0}")]
-    Handshake(String),
+    Handshake(TlsError),
     /// The peer was silent for the configured timeout.
     #[error("peer did not answer within {0:?}")]
     Timeout(Duration),
@@ -37,7 +38,8 @@ pub enum Error {
     #[error("too many outstanding requests on this session ({0})")]
     TooManyOutstanding(usize),
     /// The session's traffic key has protected as many records as is safe (RFC 8446
-    /// 5.5: 2^24.5 for AES-GCM). Key update is not implemented: reconnect.
+    /// 5.5: 2^24.5 for AES-GCM) and cannot be updated: the session was installed
+    /// without traffic secrets, or the peer has not confirmed the previous update.
     #[error("the session's key reached its usage limit of {0} records; open a new session")]
     KeyExhausted(u64),
     /// The server name is not a valid DNS name or IP address.
@@ -69,7 +71,7 @@ impl From<RpcError> for Error {
             RpcError::PeerReset => Error::PeerReset,
             RpcError::ResponseTooLarge { len, max } => Error::MessageTooLarge { len, max },
             RpcError::Handshake(reason) => Error::Handshake(reason),
-            other => Error::Handshake(other.to_string()),
+            other => Error::Config(other.to_string()),
         }
     }
 }
@@ -78,6 +80,8 @@ impl From<CallError> for Error {
     fn from(e: CallError) -> Self {
         match e {
             CallError::UnknownSession => Error::SessionClosed,
+            CallError::SessionClosed(reason) => reason.into(),
+            CallError::RpcGone => Error::UnknownRequest,
             CallError::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
             CallError::TooManyOutstanding(n) => Error::TooManyOutstanding(n),
             CallError::UnknownRequest(_) => Error::UnknownRequest,

@@ -29,18 +29,8 @@ impl std::fmt::Debug for TrafficKey {
 impl TrafficKey {
     /// Takes rustls's extracted secrets (`dangerous_extract_secrets`) for one direction.
     pub fn from_rustls(secrets: rustls::ConnectionTrafficSecrets) -> Result<TrafficKey> {
-        let (suite, key, iv) = match &secrets {
-            rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
-                (CipherSuite::Aes128GcmSha256, key.as_ref(), iv.as_ref())
-            }
-            rustls::ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
-                (CipherSuite::Aes256GcmSha384, key.as_ref(), iv.as_ref())
-            }
-            rustls::ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (CipherSuite::Chacha20Poly1305Sha256, key.as_ref(), iv.as_ref())
-            }
-            _ => return Err(Error::InvalidKeys("cipher suite not supported by SMT".into())),
-        };
+        let (suite, key, iv) = smt_proto::rustls::traffic_key_parts(&secrets)
+            .ok_or_else(|| Error::InvalidKeys("cipher suite not supported by SMT".into()))?;
         Ok(TrafficKey { suite, key: key.to_vec(), iv: iv.to_vec(), secret: None })
     }
 

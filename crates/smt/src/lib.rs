@@ -69,7 +69,7 @@ pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{Error, Result};
 pub use keys::{SessionKeys, TrafficKey};
 pub use session::{IncomingRequest, Session};
-pub use smt_proto::engine::{Config as TransportConfig, Role, Stats};
+pub use smt_proto::engine::{Alert, Config as TransportConfig, Role, Stats, TlsError};
 pub use smt_proto::record::CipherSuite;
 pub use socket::Transport;
 

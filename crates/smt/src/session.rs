@@ -41,11 +41,12 @@ impl std::fmt::Debug for Session {
     }
 }
 
-fn closed_error(state: &State, handle: SessionHandle, e: CallError) -> Error {
-    match (e, state.closed.get(&handle)) {
-        (CallError::UnknownSession, Some(reason)) => reason.clone().into(),
-        (CallError::UnknownSession, None) if state.shutdown => Error::EndpointClosed,
-        (e, _) => e.into(),
+/// The error for a refused engine operation: after shutdown, "no such session"
+/// means the endpoint is closed.
+fn call_error(state: &State, e: CallError) -> Error {
+    match e {
+        CallError::UnknownSession if state.shutdown => Error::EndpointClosed,
+        e => e.into(),
     }
 }
 
@@ -61,34 +62,37 @@ impl Session {
         let request = request.into();
         let shared = self.endpoint.shared();
         let (tx, rx) = oneshot::channel();
-        if request.len() <= SEAL_INLINE_MAX {
+        let outbox = if request.len() <= SEAL_INLINE_MAX {
             let mut state = shared.lock();
             let id = state
                 .engine
                 .call(Instant::now(), self.handle, &request)
-                .map_err(|e| closed_error(&state, self.handle, e))?;
+                .map_err(|e| call_error(&state, e))?;
             state.calls.insert((self.handle, id), tx);
-            state.drive(shared);
+            let outbox = state.drive();
             state.nudge(shared);
+            outbox
         } else {
             let prepared = {
                 let mut state = shared.lock();
                 state
                     .engine
                     .begin_call(self.handle, request.len())
-                    .map_err(|e| closed_error(&state, self.handle, e))?
+                    .map_err(|e| call_error(&state, e))?
             };
             let wire = prepared.seal(&request)?;
             let mut state = shared.lock();
             let id = prepared.id;
-            state.engine.finish(Instant::now(), prepared, wire);
-            if state.engine.session_info(self.handle).is_none() {
-                return Err(closed_error(&state, self.handle, CallError::UnknownSession));
-            }
+            state
+                .engine
+                .finish(Instant::now(), prepared, wire)
+                .map_err(|e| call_error(&state, e))?;
             state.calls.insert((self.handle, id), tx);
-            state.drive(shared);
+            let outbox = state.drive();
             state.nudge(shared);
-        }
+            outbox
+        };
+        outbox.send(shared);
         rx.await.map_err(|_| Error::EndpointClosed)?
     }
 
@@ -114,7 +118,9 @@ impl Session {
         let shared = self.endpoint.shared();
         let mut state = shared.lock();
         state.engine.close_session(Instant::now(), self.handle);
-        state.drive(shared);
+        let outbox = state.drive();
+        drop(state);
+        outbox.send(shared);
     }
 }
 
@@ -169,31 +175,34 @@ impl IncomingRequest {
     pub fn respond(mut self, response: impl Into<Bytes>) -> Result<()> {
         let response = response.into();
         let shared = self.endpoint.shared();
-        if response.len() <= SEAL_INLINE_MAX {
+        let outbox = if response.len() <= SEAL_INLINE_MAX {
             let mut state = shared.lock();
             state
                 .engine
                 .respond(Instant::now(), self.session, self.id, &response)
-                .map_err(|e| closed_error(&state, self.session, e))?;
-            state.drive(shared);
+                .map_err(|e| call_error(&state, e))?;
+            let outbox = state.drive();
             state.nudge(shared);
+            outbox
         } else {
             let prepared = {
                 let mut state = shared.lock();
                 state
                     .engine
-                    .begin_response(self.session, self.id, response.len())
-                    .map_err(|e| closed_error(&state, self.session, e))?
+                    .begin_response(Instant::now(), self.session, self.id, response.len())
+                    .map_err(|e| call_error(&state, e))?
             };
             let wire = prepared.seal(&response)?;
             let mut state = shared.lock();
-            state.engine.finish(Instant::now(), prepared, wire);
-            if state.engine.session_info(self.session).is_none() {
-                return Err(closed_error(&state, self.session, CallError::UnknownSession));
-            }
-            state.drive(shared);
+            state
+                .engine
+                .finish(Instant::now(), prepared, wire)
+                .map_err(|e| call_error(&state, e))?;
+            let outbox = state.drive();
             state.nudge(shared);
-        }
+            outbox
+        };
+        outbox.send(shared);
         // Only now: if responding failed, dropping `self` abandons the request so the
         // client is not left waiting on a server that will never answer.
         self.answered = true;

@@ -173,7 +173,10 @@ async fn connect_with_wrong_server_name_fails_with_handshake_error_naming_the_pr
         within(STEP, "connect with wrong name", client.connect(server.local_addr(), "example.com"))
             .await;
     match result {
-        Err(Error::Handshake(reason)) => {
+        Err(Error::Handshake(error)) => {
+            // This side refused the server's certificate and told it so.
+            assert_eq!(error.alert(), Some(smt::Alert::BadCertificate), "{error:?}");
+            let reason = error.to_string();
             let lower = reason.to_lowercase();
             assert!(
                 lower.contains("not valid for name") || lower.contains("notvalidforname"),
@@ -204,7 +207,9 @@ async fn connect_to_server_with_untrusted_certificate_fails_with_unknown_issuer(
         within(STEP, "connect to untrusted", client.connect(server.local_addr(), "localhost"))
             .await;
     match result {
-        Err(Error::Handshake(reason)) => {
+        Err(Error::Handshake(error)) => {
+            assert_eq!(error.alert(), Some(smt::Alert::UnknownCa), "{error:?}");
+            let reason = error.to_string();
             let lower = reason.to_lowercase();
             assert!(
                 lower.contains("unknownissuer") || lower.contains("unknown issuer"),
@@ -268,12 +273,20 @@ async fn assert_client_rejected(client: Endpoint, server: &Endpoint, alert: &str
     .await;
     let elapsed = start.elapsed();
     match &result {
-        Err(Error::Handshake(reason)) => assert!(reason.contains(alert), "{reason}"),
+        Err(Error::Handshake(error)) => {
+            // The server's alert, read by the client: typed, and named in the text.
+            assert!(matches!(error, smt::TlsError::AlertReceived(_)), "{error:?}");
+            assert_eq!(error.alert().map(|a| a.to_string()).as_deref(), Some(alert));
+            assert!(error.to_string().contains(alert), "{error}");
+        }
         other => panic!("expected a handshake error naming {alert}, got {other:?}"),
     }
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?} to fail");
     let again = within(STEP, "second call", session.call("hello")).await;
-    assert!(matches!(&again, Err(Error::Handshake(r)) if r.contains(alert)), "{again:?}");
+    assert!(
+        matches!(&again, Err(Error::Handshake(r)) if r.to_string().contains(alert)),
+        "{again:?}"
+    );
     eventually(STEP, "server counts the failed handshake", || {
         server.stats().handshakes_failed >= 1
     })

@@ -7,7 +7,8 @@
 //! 1. Feed every received datagram to [`Endpoint::handle_datagram`].
 //! 2. If the time returned by [`Endpoint::poll_timeout`] has passed, call
 //!    [`Endpoint::handle_timeout`].
-//! 3. Apply application commands: [`Endpoint::call`], [`Endpoint::respond`],
+//! 3. Apply application commands: [`Endpoint::call`], [`Endpoint::respond`] (or their
+//!    two halves `begin_*` / [`Endpoint::finish`]), [`Endpoint::connect`],
 //!    [`Endpoint::install_session`], [`Endpoint::close_session`].
 //! 4. Drain [`Endpoint::poll_transmit`] until `None`, sending each batch (a batch is
 //!    one datagram, or several equal-size datagrams for one destination with
@@ -17,6 +18,16 @@
 //!
 //! Every method takes the current time; the engine never reads a clock, so the same
 //! inputs at the same times give the same outputs.
+//!
+//! # Who owns what
+//!
+//! * [`RpcTable`] owns every RPC and the indices derived from them (SRPT sets, byte
+//!   and message counters, RPC timers); everything else changes RPCs through it.
+//! * `Session` owns a session's identity, keys ([`TxKeys`](super::keys::TxKeys),
+//!   [`RxKeys`](super::keys::RxKeys)), path parameters and its side's state.
+//! * `Core` owns the output queues, counters and the endpoint's other timers.
+//! * Packets are handled per side in `client.rs` and `server.rs`, timers in
+//!   `timer.rs`, transmission in `send.rs`, grants in `grants.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -27,91 +38,41 @@ use super::event::{
     CallError, Event, InstallError, MemoryUsage, Role, RpcError, SessionHandle, Stats,
 };
 use super::handshake::{Handshake, HandshakeKey};
-use super::incoming::IncomingMessage;
+use super::keys::SealingKey;
 use super::outgoing::OutgoingMessage;
 use super::replay::REPLAY_WINDOW;
-use super::session::{Rpc, Session, SessionParams};
+use super::rpc::{Rpc, RpcState, ServerPhase};
+use super::rpc_table::{Limits, RpcKey, RpcTable};
+use super::session::{Session, SessionParams, Side};
+use super::timer_queue::TimerQueue;
 use super::tls::TlsAcceptor;
+use super::tombstones::Tombstones;
 use crate::record::{seal_message, MessageLayout};
 use crate::wire::{Body, Flags, HeaderRepr, MessageId, PacketRepr, PacketType};
 
-/// Refuses messages longer than the configured maximum.
-fn check_len(config: &Config, len: usize) -> Result<(), CallError> {
-    let max = config.max_message_len;
-    if len > max {
-        return Err(CallError::MessageTooLarge { len, max });
-    }
-    Ok(())
-}
-
-/// Counts the records a message of `len` bytes will seal under the session's key,
-/// updating the key first when it has protected `key_update_after` records (and the
-/// peer confirmed the previous update), and refusing if the message would pass the
-/// key's usage limit.
-fn charge_key_usage(
-    s: &mut Session,
-    config: &Config,
-    stats: &mut Stats,
-    len: usize,
-) -> Result<(), CallError> {
-    let records = MessageLayout::for_payload(len, config.record_size)
-        .map_or(u64::MAX, |l| l.record_count() as u64);
-    let limit = config.key_usage_limit.unwrap_or_else(|| s.tx.suite().confidentiality_limit());
-    let update_after = config.key_update_after.unwrap_or(limit / 2).min(limit);
-    let due = s.tx_records.saturating_add(records) > update_after;
-    if due && s.tx_confirmed == s.tx_generation {
-        if let Some(secret) = s.tx_secret.take() {
-            let next = secret.next();
-            s.tx = std::sync::Arc::new(next.record_key());
-            s.tx_secret = Some(next);
-            s.tx_phase = !s.tx_phase;
-            s.tx_generation += 1;
-            s.tx_records = 0;
-            stats.key_updates_sent += 1;
-        }
-    }
-    if s.tx_records.saturating_add(records) > limit {
-        return Err(CallError::KeyExhausted(limit));
-    }
-    s.tx_records += records;
-    Ok(())
-}
+/// How many closed sessions' reasons the endpoint remembers.
+const TOMBSTONES: usize = 4096;
 
 /// A message with its ID allocated and its key at hand, ready to be sealed.
 #[derive(Debug)]
 pub struct PreparedMessage {
+    /// The session the message belongs to.
     pub session: SessionHandle,
+    /// The message's ID (the request's ID, for a response).
     pub id: MessageId,
-    key: std::sync::Arc<crate::record::RecordKey>,
-    /// KEY_PHASE bit and generation of `key`.
-    phase: bool,
-    generation: u64,
+    key: SealingKey,
     record_size: usize,
     len: usize,
     request: bool,
 }
 
 impl PreparedMessage {
-    /// A message of `len` bytes on `s`, to be sealed with its current sending key.
-    fn new(s: &Session, config: &Config, id: MessageId, len: usize, request: bool) -> Self {
-        PreparedMessage {
-            session: s.handle,
-            id,
-            key: s.tx.clone(),
-            phase: s.tx_phase,
-            generation: s.tx_generation,
-            record_size: config.record_size,
-            len,
-            request,
-        }
-    }
-
     /// Seals the payload (which must be the length given to `begin_*`).
     pub fn seal(&self, payload: &[u8]) -> Result<Vec<u8>, CallError> {
         if payload.len() != self.len {
             return Err(CallError::MessageTooLarge { len: payload.len(), max: self.len });
         }
-        seal_message(&self.key, self.id, payload, self.record_size)
+        seal_message(&self.key.key, self.id, payload, self.record_size)
             .map_err(|_| CallError::MessageTooLarge { len: payload.len(), max: self.len })
     }
 
@@ -138,81 +99,41 @@ pub struct Transmit {
     pub segment_size: Option<usize>,
 }
 
-type QueueKey = (u32, SessionHandle, MessageId);
+/// Timers of the endpoint other than RPCs' (those live in the [`RpcTable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Timer {
+    /// A client session's delayed acknowledgements are due.
+    Acks(SessionHandle),
+    /// A handshake needs a retransmission or has timed out.
+    Handshake(HandshakeKey),
+}
 
-/// Bookkeeping shared by all sessions: queues, scheduler sets, limits, counters.
+/// Output queues, counters and non-RPC timers, shared by all sessions.
 #[derive(Debug)]
 pub(crate) struct Core {
     pub config: Config,
     pub local_port: u16,
     pub control: VecDeque<(SocketAddr, Vec<u8>)>,
     pub events: VecDeque<Event>,
-    /// Outgoing messages with bytes to send, by remaining bytes (sender SRPT).
-    pub ready: BTreeSet<QueueKey>,
-    /// Incoming messages not fully granted, by remaining bytes (receiver SRPT).
-    pub grantable: BTreeSet<QueueKey>,
-    pub granted_unreceived: u64,
-    pub incoming_bytes: usize,
-    pub incoming_messages: usize,
-    pub outgoing_bytes: usize,
-    /// Sessions holding acknowledgements that may wait: they leave with the next
-    /// request to the same server or at the next tick, whichever is first, so a
-    /// ping-pong does not cost the server an extra datagram and wake-up per RPC.
-    pub acks_pending: BTreeSet<SessionHandle>,
-    /// Sessions whose acknowledgements go out now.
-    pub acks_due: BTreeSet<SessionHandle>,
     pub stats: Stats,
+    /// Client sessions whose acknowledgements go out now.
+    pub acks_due: BTreeSet<SessionHandle>,
+    pub timers: TimerQueue<Timer>,
     pub unknown_reply_window: Option<Instant>,
     pub unknown_replies: u32,
-    pub rpc_count: usize,
 }
 
-/// Snapshot of an incoming message's scheduler-relevant state.
-pub(crate) type InSnap = (Option<u32>, u32);
-
-pub(crate) fn snap_in(inc: Option<&IncomingMessage>) -> InSnap {
-    inc.map_or((None, 0), |m| (m.grant_key(), m.outstanding()))
-}
-
-pub(crate) fn snap_out(out: Option<&OutgoingMessage>) -> Option<u32> {
-    out.and_then(|m| m.ready_key())
+/// What packet handlers work with besides the session: the queues and the RPCs.
+pub(crate) struct Context<'a> {
+    pub core: &'a mut Core,
+    pub rpcs: &'a mut RpcTable,
 }
 
 impl Core {
-    pub fn track_in(&mut self, h: SessionHandle, id: MessageId, before: InSnap, after: InSnap) {
-        if before.0 != after.0 {
-            if let Some(k) = before.0 {
-                self.grantable.remove(&(k, h, id));
-            }
-            if let Some(k) = after.0 {
-                self.grantable.insert((k, h, id));
-            }
-        }
-        self.granted_unreceived =
-            self.granted_unreceived - u64::from(before.1) + u64::from(after.1);
-    }
-
-    pub fn track_out(
-        &mut self,
-        h: SessionHandle,
-        id: MessageId,
-        before: Option<u32>,
-        after: Option<u32>,
-    ) {
-        if before != after {
-            if let Some(k) = before {
-                self.ready.remove(&(k, h, id));
-            }
-            if let Some(k) = after {
-                self.ready.insert((k, h, id));
-            }
-        }
-    }
-
     /// Header for a packet this endpoint sends on `session`.
     pub fn header(&self, session: &Session, packet_type: PacketType, id: MessageId) -> HeaderRepr {
         let mut flags = Flags::empty();
-        flags.set(Flags::FROM_INITIATOR, session.role == Role::Client);
+        flags.set(Flags::FROM_INITIATOR, session.role() == Role::Client);
         HeaderRepr {
             src_port: self.local_port,
             dst_port: session.peer.port(),
@@ -230,96 +151,18 @@ impl Core {
         self.control.push_back((session.peer, packet.to_vec()));
     }
 
-    /// Detaches an RPC's incoming message, releasing its memory charge and its place
-    /// in the grant scheduler.
-    pub fn take_incoming(
-        &mut self,
-        session: &mut Session,
-        id: MessageId,
-    ) -> Option<IncomingMessage> {
-        let h = session.handle;
-        let inc = session.rpcs.get_mut(&id)?.inc.take()?;
-        self.track_in(h, id, snap_in(Some(&inc)), (None, 0));
-        self.incoming_bytes -= inc.charge();
-        self.incoming_messages -= 1;
-        session.incoming_bytes -= inc.charge();
-        session.incoming_messages -= 1;
-        Some(inc)
+    /// A client session's acknowledgements leave now (with the next transmit).
+    pub fn acks_now(&mut self, session: SessionHandle) {
+        self.timers.cancel(Timer::Acks(session));
+        self.acks_due.insert(session);
     }
 
-    /// Removes an RPC's incoming message, releasing its memory charge.
-    pub fn drop_incoming(&mut self, session: &mut Session, id: MessageId) {
-        self.take_incoming(session, id);
-    }
-
-    /// Removes an RPC's outgoing message.
-    pub fn drop_outgoing(&mut self, session: &mut Session, id: MessageId) {
-        let h = session.handle;
-        let Some(rpc) = session.rpcs.get_mut(&id) else { return };
-        let Some(out) = rpc.out.take() else { return };
-        self.track_out(h, id, snap_out(Some(&out)), None);
-        self.outgoing_bytes -= out.wire.len();
-    }
-
-    /// Removes an RPC and everything it holds.
-    pub fn remove_rpc(&mut self, session: &mut Session, id: MessageId) -> bool {
-        self.drop_incoming(session, id);
-        self.drop_outgoing(session, id);
-        let removed = session.rpcs.remove(&id).is_some();
-        if removed {
-            self.rpc_count -= 1;
+    /// A client session's acknowledgements may wait for the next request, but not
+    /// longer than one tick.
+    pub fn acks_soon(&mut self, session: SessionHandle, now: Instant) {
+        if !self.acks_due.contains(&session) {
+            self.timers.arm_no_later(Timer::Acks(session), now + self.config.tick);
         }
-        removed
-    }
-
-    /// Creates an incoming message if the memory limits allow it.
-    pub fn admit_incoming(
-        &mut self,
-        session: &mut Session,
-        inc: IncomingMessage,
-    ) -> Option<IncomingMessage> {
-        let c = &self.config;
-        let charge = inc.charge();
-        if session.incoming_messages >= c.max_incoming_messages_per_session
-            || session.incoming_bytes + charge > c.max_incoming_bytes_per_session
-            || self.incoming_bytes + charge > c.max_incoming_bytes_total
-        {
-            self.stats.admission_refused += 1;
-            return None;
-        }
-        session.incoming_messages += 1;
-        session.incoming_bytes += charge;
-        self.incoming_messages += 1;
-        self.incoming_bytes += charge;
-        Some(inc)
-    }
-
-    /// Attaches an admitted incoming message to an RPC and registers it.
-    pub fn attach_incoming(&mut self, session: &mut Session, id: MessageId, inc: IncomingMessage) {
-        let h = session.handle;
-        let after = snap_in(Some(&inc));
-        if let Some(rpc) = session.rpcs.get_mut(&id) {
-            rpc.inc = Some(inc);
-            self.track_in(h, id, (None, 0), after);
-        }
-    }
-
-    /// Fails every RPC of a session and reports its end.
-    pub fn fail_session(&mut self, session: &mut Session, reason: RpcError) {
-        let ids: Vec<MessageId> = session.rpcs.keys().copied().collect();
-        for id in ids {
-            self.remove_rpc(session, id);
-            if session.role == Role::Client {
-                self.events.push_back(Event::RpcFailed {
-                    session: session.handle,
-                    id,
-                    error: reason.clone(),
-                });
-            }
-        }
-        self.acks_pending.remove(&session.handle);
-        self.acks_due.remove(&session.handle);
-        self.events.push_back(Event::SessionClosed { session: session.handle, reason });
     }
 }
 
@@ -329,12 +172,13 @@ pub struct Endpoint {
     pub(crate) by_key: BTreeMap<(SocketAddr, u64, Role), SessionHandle>,
     next_handle: u64,
     pub(crate) core: Core,
-    pub(crate) next_tick: Option<Instant>,
+    pub(crate) rpcs: RpcTable,
     pub(crate) acceptor: Option<Box<dyn TlsAcceptor>>,
     pub(crate) handshakes: BTreeMap<HandshakeKey, Handshake>,
     pub(crate) peer_certs: BTreeMap<SessionHandle, Vec<Vec<u8>>>,
+    pub(crate) closed: Tombstones,
     /// Reused by the grant scheduler, which runs after every packet.
-    pub(crate) grant_scratch: Vec<QueueKey>,
+    pub(crate) grant_scratch: Vec<RpcKey>,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -348,10 +192,25 @@ impl core::fmt::Debug for Endpoint {
     }
 }
 
+/// Refuses messages longer than the configured maximum.
+fn check_len(config: &Config, len: usize) -> Result<(), CallError> {
+    let max = config.max_message_len;
+    if len > max {
+        return Err(CallError::MessageTooLarge { len, max });
+    }
+    Ok(())
+}
+
 impl Endpoint {
     /// An endpoint whose packets carry `local_port` as source port.
     pub fn new(config: Config, local_port: u16) -> Result<Endpoint, ConfigError> {
         config.validate()?;
+        let limits = Limits {
+            messages_per_session: config.max_incoming_messages_per_session,
+            bytes_per_session: config.max_incoming_bytes_per_session,
+            bytes_total: config.max_incoming_bytes_total,
+        };
+        let rpcs = RpcTable::new(limits, config.resend_after, config.rpc_timeout);
         Ok(Endpoint {
             sessions: BTreeMap::new(),
             by_key: BTreeMap::new(),
@@ -361,23 +220,17 @@ impl Endpoint {
                 local_port,
                 control: VecDeque::new(),
                 events: VecDeque::new(),
-                ready: BTreeSet::new(),
-                grantable: BTreeSet::new(),
-                granted_unreceived: 0,
-                incoming_bytes: 0,
-                incoming_messages: 0,
-                outgoing_bytes: 0,
-                acks_pending: BTreeSet::new(),
-                acks_due: BTreeSet::new(),
                 stats: Stats::default(),
+                acks_due: BTreeSet::new(),
+                timers: TimerQueue::default(),
                 unknown_reply_window: None,
                 unknown_replies: 0,
-                rpc_count: 0,
             },
-            next_tick: None,
+            rpcs,
             acceptor: None,
             handshakes: BTreeMap::new(),
             peer_certs: BTreeMap::new(),
+            closed: Tombstones::new(TOMBSTONES),
             grant_scratch: Vec::new(),
         })
     }
@@ -426,9 +279,23 @@ impl Endpoint {
         Ok(())
     }
 
-    /// The peer address and role of a session.
+    /// The peer address, role and session ID of a live session.
     pub fn session_info(&self, session: SessionHandle) -> Option<(SocketAddr, Role, u64)> {
-        self.sessions.get(&session).map(|s| (s.peer, s.role, s.session_id))
+        self.sessions.get(&session).map(|s| (s.peer, s.role(), s.session_id))
+    }
+
+    /// Why a recently closed session ended (the endpoint remembers the last few
+    /// thousand), or `None` for a live or unknown session.
+    pub fn closed_reason(&self, session: SessionHandle) -> Option<&RpcError> {
+        self.closed.reason(session)
+    }
+
+    /// The error for an operation on a session that is not live.
+    fn gone(&self, session: SessionHandle) -> CallError {
+        match self.closed.reason(session) {
+            Some(reason) => CallError::SessionClosed(reason.clone()),
+            None => CallError::UnknownSession,
+        }
     }
 
     /// Starts an RPC on a client session: seals `request` and queues it. The response
@@ -442,7 +309,7 @@ impl Endpoint {
         let prepared = self.begin_call(session, request.len())?;
         let wire = prepared.seal(request)?;
         let id = prepared.id;
-        self.finish(now, prepared, wire);
+        self.finish(now, prepared, wire)?;
         Ok(id)
     }
 
@@ -454,10 +321,9 @@ impl Endpoint {
         id: MessageId,
         response: &[u8],
     ) -> Result<(), CallError> {
-        let prepared = self.begin_response(session, id, response.len())?;
+        let prepared = self.begin_response(now, session, id, response.len())?;
         let wire = prepared.seal(response)?;
-        self.finish(now, prepared, wire);
-        Ok(())
+        self.finish(now, prepared, wire)
     }
 
     /// First half of [`call`](Self::call): checks limits and allocates the request's
@@ -468,102 +334,138 @@ impl Endpoint {
         session: SessionHandle,
         len: usize,
     ) -> Result<PreparedMessage, CallError> {
-        let s = self.sessions.get_mut(&session).ok_or(CallError::UnknownSession)?;
-        if s.role != Role::Client {
-            return Err(CallError::WrongRole("call"));
-        }
-        check_len(&self.core.config, len)?;
-        if let Some((oldest, _)) = s.rpcs.first_key_value() {
-            if s.next_id - oldest.get() >= REPLAY_WINDOW - 1 {
-                return Err(CallError::TooManyOutstanding(s.rpcs.len()));
+        let oldest = self.rpcs.oldest(session);
+        let outstanding = self.rpcs.session_usage(session).rpcs;
+        let config = &self.core.config;
+        let Some(s) = self.sessions.get_mut(&session) else { return Err(self.gone(session)) };
+        let Side::Client(client) = &mut s.side else { return Err(CallError::WrongRole("call")) };
+        check_len(config, len)?;
+        if let Some(oldest) = oldest {
+            if client.next_id - oldest.get() >= REPLAY_WINDOW - 1 {
+                return Err(CallError::TooManyOutstanding(outstanding));
             }
         }
-        let id = MessageId::new(s.next_id).ok_or(CallError::IdsExhausted)?;
-        charge_key_usage(s, &self.core.config, &mut self.core.stats, len)?;
-        s.next_id += 1;
-        Ok(PreparedMessage::new(s, &self.core.config, id, len, true))
+        let id = MessageId::new(client.next_id).ok_or(CallError::IdsExhausted)?;
+        let key = charge_key(s, config, &mut self.core.stats, len)?;
+        if let Side::Client(client) = &mut s.side {
+            client.next_id += 1;
+        }
+        Ok(PreparedMessage {
+            session,
+            id,
+            key,
+            record_size: config.record_size,
+            len,
+            request: true,
+        })
     }
 
     /// First half of [`respond`](Self::respond); see [`begin_call`](Self::begin_call).
+    /// From here until [`finish`](Self::finish), a second response to the same
+    /// request is refused.
     pub fn begin_response(
         &mut self,
+        now: Instant,
         session: SessionHandle,
         id: MessageId,
         len: usize,
     ) -> Result<PreparedMessage, CallError> {
-        let s = self.sessions.get_mut(&session).ok_or(CallError::UnknownSession)?;
-        if s.role != Role::Server {
+        let config = &self.core.config;
+        let Some(s) = self.sessions.get_mut(&session) else { return Err(self.gone(session)) };
+        if s.role() != Role::Server {
             return Err(CallError::WrongRole("respond"));
         }
-        check_len(&self.core.config, len)?;
-        if !s.rpcs.get(&id).is_some_and(|rpc| rpc.in_service) {
+        check_len(config, len)?;
+        if !self.rpcs.get((session, id)).is_some_and(Rpc::in_service) {
             return Err(CallError::UnknownRequest(id));
         }
-        charge_key_usage(s, &self.core.config, &mut self.core.stats, len)?;
-        if let Some(rpc) = s.rpcs.get_mut(&id) {
-            // A second respond for the same request fails from now on.
-            rpc.in_service = false;
-        }
-        Ok(PreparedMessage::new(s, &self.core.config, id, len, false))
+        let key = charge_key(s, config, &mut self.core.stats, len)?;
+        self.rpcs.update((session, id), |rpc| {
+            if let RpcState::Server(server) = &mut rpc.state {
+                server.phase = ServerPhase::Sealing;
+            }
+            // Sealing has `rpc_timeout` to finish; a response never finished frees
+            // the RPC then.
+            rpc.live.last_progress = now;
+        });
+        Ok(PreparedMessage {
+            session,
+            id,
+            key,
+            record_size: config.record_size,
+            len,
+            request: false,
+        })
     }
 
     /// Gives up on answering request `id`: its state is freed. The server no longer
     /// answers the client's probes for it (the request already ran and never runs
     /// again), so the client's RPC fails by the progress timeout.
     pub fn abandon_request(&mut self, session: SessionHandle, id: MessageId) {
-        if let Some(s) = self.sessions.get_mut(&session) {
-            if s.role == Role::Server && s.rpcs.get(&id).is_some_and(|r| r.in_service) {
-                self.core.remove_rpc(s, id);
-            }
+        let awaiting = self.rpcs.get((session, id)).is_some_and(|rpc| {
+            matches!(
+                &rpc.state,
+                RpcState::Server(s) if matches!(s.phase, ServerPhase::InService { .. } | ServerPhase::Sealing)
+            )
+        });
+        if awaiting {
+            self.rpcs.remove((session, id));
         }
     }
 
     /// Second half of `call` / `respond`: queues a message sealed from `prepared`.
-    /// If the session ended in between, the message is dropped silently (the RPC's
-    /// failure was already reported).
-    pub fn finish(&mut self, now: Instant, prepared: PreparedMessage, wire: Vec<u8>) {
-        let Some(layout) = MessageLayout::for_payload(prepared.len, prepared.record_size) else {
-            return;
-        };
+    /// Fails if the session ended or the request timed out in between (the RPC's
+    /// failure, if any, was already reported), or if `wire` is not what `prepared`
+    /// seals.
+    pub fn finish(
+        &mut self,
+        now: Instant,
+        prepared: PreparedMessage,
+        wire: Vec<u8>,
+    ) -> Result<(), CallError> {
+        let layout = MessageLayout::for_payload(prepared.len, prepared.record_size)
+            .ok_or(CallError::SealMismatch)?;
         if wire.len() != layout.wire_len() as usize {
-            return;
+            return Err(CallError::SealMismatch);
         }
         let (h, id) = (prepared.session, prepared.id);
-        let Some(s) = self.sessions.get_mut(&h) else { return };
-        if !prepared.request && !s.rpcs.contains_key(&id) {
-            return;
-        }
-        let mut out = OutgoingMessage::new(layout, wire, s.unscheduled);
-        out.phase = prepared.phase;
-        self.core.outgoing_bytes += out.wire.len();
-        let after = snap_out(Some(&out));
+        let Some(s) = self.sessions.get_mut(&h) else { return Err(self.gone(h)) };
+        let mut out = OutgoingMessage::new(layout, wire, s.path.unscheduled);
+        out.set_phase(prepared.key.phase);
+        let generation = prepared.key.generation;
         if prepared.request {
-            s.rpcs.insert(id, Rpc::new(now));
-            self.core.rpc_count += 1;
-            // Acknowledgements waiting for this server leave just before the request.
-            if self.core.acks_pending.remove(&h) {
-                self.core.acks_due.insert(h);
+            if !self.rpcs.insert((h, id), Rpc::client(now, out, generation)) {
+                return Err(CallError::RpcGone);
             }
+            // Acknowledgements waiting for this server leave together with the request.
+            if matches!(&s.side, Side::Client(c) if !c.pending_acks.is_empty()) {
+                self.core.acks_now(h);
+            }
+            return Ok(());
         }
-        if let Some(rpc) = s.rpcs.get_mut(&id) {
-            rpc.out = Some(out);
-            rpc.tx_generation = prepared.generation;
-            rpc.last_heard = now;
-            rpc.last_progress = now;
-            rpc.last_prod = now;
+        let attached = self.rpcs.update((h, id), |rpc| {
+            let RpcState::Server(server) = &mut rpc.state else { return false };
+            if !matches!(server.phase, ServerPhase::Sealing) {
+                return false;
+            }
+            server.phase = ServerPhase::Responding { response: out };
+            server.tx_generation = generation;
+            rpc.live.reset(now);
+            true
+        });
+        if attached == Some(true) {
+            Ok(())
+        } else {
+            Err(CallError::RpcGone)
         }
-        self.core.track_out(h, id, None, after);
-        self.ensure_tick(now);
     }
 
     /// Closes a session: tells the peer, fails its RPCs locally, frees its state.
     pub fn close_session(&mut self, _now: Instant, session: SessionHandle) {
-        self.handshakes.retain(|_, hs| hs.handle != session);
-        let Some(mut s) = self.sessions.remove(&session) else { return };
-        self.by_key.remove(&(s.peer, s.session_id, s.role));
-        self.peer_certs.remove(&session);
-        self.core.send_control(&s, MessageId::default(), Body::Close);
-        self.core.fail_session(&mut s, RpcError::LocallyClosed);
+        if let Some(s) = self.sessions.get(&session) {
+            self.core.send_control(s, MessageId::default(), Body::Close);
+        }
+        self.end_session(session, RpcError::LocallyClosed);
     }
 
     /// Closes every session (graceful shutdown).
@@ -574,14 +476,44 @@ impl Endpoint {
         }
     }
 
+    /// Ends a session for `reason`: fails its RPCs, frees its state, remembers why.
+    pub(crate) fn end_session(&mut self, handle: SessionHandle, reason: RpcError) {
+        let handshakes: Vec<HandshakeKey> =
+            self.handshakes.iter().filter(|(_, hs)| hs.handle == handle).map(|(k, _)| *k).collect();
+        for key in handshakes {
+            self.handshakes.remove(&key);
+            self.core.timers.cancel(Timer::Handshake(key));
+        }
+        let Some(session) = self.sessions.remove(&handle) else { return };
+        self.by_key.remove(&(session.peer, session.session_id, session.role()));
+        self.peer_certs.remove(&handle);
+        for (id, rpc) in self.rpcs.remove_session(handle) {
+            if rpc.role() == Role::Client {
+                self.core.events.push_back(Event::RpcFailed {
+                    session: handle,
+                    id,
+                    error: reason.clone(),
+                });
+            }
+        }
+        self.core.acks_due.remove(&handle);
+        self.core.timers.cancel(Timer::Acks(handle));
+        self.closed.bury(handle, reason.clone());
+        self.core.events.push_back(Event::SessionClosed { session: handle, reason });
+    }
+
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.core.events.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called: the
+    /// earliest timer of any RPC, acknowledgement or handshake.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_tick
+        match (self.rpcs.next_deadline(), self.core.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Counters since creation.
@@ -596,36 +528,56 @@ impl Endpoint {
 
     /// What the endpoint holds in memory right now.
     pub fn memory_usage(&self) -> MemoryUsage {
+        let t = self.rpcs.totals();
         MemoryUsage {
             sessions: self.sessions.len(),
-            rpcs: self.core.rpc_count,
-            incoming_messages: self.core.incoming_messages,
-            incoming_bytes: self.core.incoming_bytes,
-            outgoing_bytes: self.core.outgoing_bytes,
-            granted_unreceived: self.core.granted_unreceived,
-            session_overhead_bytes: self.sessions.values().map(Session::overhead).sum(),
+            rpcs: t.rpcs,
+            incoming_messages: t.incoming_messages,
+            incoming_bytes: t.incoming_bytes,
+            queued_request_bytes: t.queued_bytes,
+            outgoing_bytes: t.outgoing_bytes,
+            granted_unreceived: t.granted_unreceived,
+            session_overhead_bytes: self.sessions.values().map(Session::overhead).sum::<usize>()
+                + t.rpcs * core::mem::size_of::<Rpc>(),
         }
     }
 
     /// Scheduled bytes granted but not yet received, over all incoming messages.
     pub fn granted_unreceived(&self) -> u64 {
-        self.core.granted_unreceived
+        self.rpcs.totals().granted_unreceived
     }
 
     /// Whether anything is waiting in the transmit queues.
     pub fn has_transmit(&self) -> bool {
-        !self.core.control.is_empty()
-            || !self.core.acks_due.is_empty()
-            || !self.core.ready.is_empty()
+        !self.core.control.is_empty() || !self.core.acks_due.is_empty() || self.rpcs.has_ready()
     }
 
-    pub(crate) fn ensure_tick(&mut self, now: Instant) {
-        let busy = self.core.rpc_count > 0
-            || !self.core.acks_pending.is_empty()
-            || !self.core.acks_due.is_empty()
-            || !self.handshakes.is_empty();
-        if self.next_tick.is_none() && busy {
-            self.next_tick = Some(now + self.core.config.tick);
-        }
+    /// Number of armed timers (RPCs, acknowledgements, handshakes).
+    pub fn armed_timers(&self) -> usize {
+        self.rpcs.armed_timers() + self.core.timers.len()
     }
+
+    pub(crate) fn context(&mut self) -> (&mut BTreeMap<SessionHandle, Session>, Context<'_>) {
+        (&mut self.sessions, Context { core: &mut self.core, rpcs: &mut self.rpcs })
+    }
+}
+
+/// Reserves the records of a `len`-byte message on the session's sending key,
+/// updating the key when it is due (see [`TxKeys::charge`](super::keys::TxKeys)).
+fn charge_key(
+    s: &mut Session,
+    config: &Config,
+    stats: &mut Stats,
+    len: usize,
+) -> Result<SealingKey, CallError> {
+    let records = MessageLayout::for_payload(len, config.record_size)
+        .map_or(u64::MAX, |l| l.record_count() as u64);
+    let limit =
+        config.key_usage_limit.unwrap_or_else(|| s.tx.current().suite().confidentiality_limit());
+    let update_after = config.key_update_after.unwrap_or(limit / 2);
+    let (key, charged) = s.tx.charge(records, limit, update_after)?;
+    if charged == super::keys::Charged::Updated {
+        stats.key_updates_sent += 1;
+    }
+    Ok(key)
 }

@@ -53,7 +53,7 @@ pub enum RpcError {
     ResponseTooLarge { len: usize, max: usize },
     /// The TLS handshake failed.
     #[error("handshake failed: {0}")]
-    Handshake(String),
+    Handshake(super::TlsError),
 }
 
 /// Why [`Endpoint::call`](super::Endpoint::call) or `respond` refused.
@@ -62,6 +62,16 @@ pub enum RpcError {
 pub enum CallError {
     #[error("no such session")]
     UnknownSession,
+    /// The session ended (recently: the endpoint remembers the reason for a while).
+    #[error("the session ended: {0}")]
+    SessionClosed(RpcError),
+    /// The message was prepared for a session or request that is gone (the session
+    /// ended, or the request timed out, while the message was being sealed).
+    #[error("the message's RPC no longer exists")]
+    RpcGone,
+    /// The bytes given to `finish` are not a message sealed from its `PreparedMessage`.
+    #[error("the sealed message does not match what was prepared")]
+    SealMismatch,
     #[error("session is not established yet")]
     NotEstablished,
     #[error("this side of the session cannot {0}")]
@@ -119,6 +129,10 @@ pub struct Stats {
     /// Key updates of our sending key, and of the peer's (seen on its messages).
     pub key_updates_sent: u64,
     pub key_updates_received: u64,
+    /// RPC, acknowledgement and handshake timers that fired. Timers are kept in
+    /// deadline order, so this counts all the timer work the endpoint did: idle RPCs
+    /// (a request the application is still answering) cost none.
+    pub timers_fired: u64,
 }
 
 /// A snapshot of what the endpoint holds in memory.
@@ -128,8 +142,11 @@ pub struct MemoryUsage {
     pub sessions: usize,
     pub rpcs: usize,
     pub incoming_messages: usize,
-    /// Bytes charged for incoming wire images (the limit applies to this).
+    /// Bytes charged for incoming wire images of incomplete messages.
     pub incoming_bytes: usize,
+    /// Bytes of delivered requests the application has not answered yet. The memory
+    /// limits apply to these plus `incoming_bytes`.
+    pub queued_request_bytes: usize,
     /// Bytes of outgoing wire images kept for retransmission.
     pub outgoing_bytes: usize,
     /// Scheduled bytes granted but not yet received (bounded by `max_incoming`).

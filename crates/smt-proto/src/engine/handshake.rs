@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, trace};
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, Timer};
 use super::event::{Event, Role, RpcError, SessionHandle};
 use super::session::SessionParams;
-use super::tls::{TlsAcceptor, TlsSession};
+use super::tls::{Alert, TlsAcceptor, TlsError, TlsSession};
 use crate::wire::{Body, Flags, HandshakeRepr, HeaderRepr, MessageId, PacketRepr, PacketType};
 
 /// The client pads its first HANDSHAKE datagram to at least this many bytes.
@@ -111,16 +111,32 @@ impl Handshake {
         (self.peer, self.session_id, self.role)
     }
 
+    /// When the handshake's timer must next look at it: its timeout, or the end of
+    /// the silence after which unacknowledged bytes (or a client's probe) go again.
+    fn deadline(&self, timeout: Duration) -> Instant {
+        let expiry = self.started + timeout;
+        if self.established && self.role == Role::Server {
+            return expiry; // the server's remnant only re-acknowledges
+        }
+        let unacked = (self.acked as usize) < self.send.len();
+        let probe = self.role == Role::Client && !self.established;
+        if unacked || probe {
+            expiry.min(self.last_send + self.rto)
+        } else {
+            expiry
+        }
+    }
+
     /// Takes new outgoing bytes from the TLS library.
     fn pull(&mut self) {
         self.tls.write_handshake(&mut self.send);
     }
 
     /// Accepts stream bytes at `offset`; feeds whatever became contiguous to TLS.
-    fn receive(&mut self, offset: u32, data: &[u8]) -> Result<(), String> {
+    fn receive(&mut self, offset: u32, data: &[u8]) -> Result<(), TlsError> {
         let end = offset as usize + data.len();
         if end > MAX_STREAM_BYTES {
-            return Err("handshake stream too long".into());
+            return Err(TlsError::StreamTooLong(MAX_STREAM_BYTES));
         }
         if end as u32 <= self.recv_len {
             return Ok(()); // duplicate
@@ -134,7 +150,7 @@ impl Handshake {
             return Ok(());
         }
         let skip = (self.recv_len - offset) as usize;
-        self.tls.read_handshake(&data[skip..]).map_err(|e| e.0)?;
+        self.tls.read_handshake(&data[skip..])?;
         self.recv_len = end as u32;
         while let Some((&o, _)) = self.out_of_order.first_key_value() {
             if o > self.recv_len {
@@ -146,7 +162,7 @@ impl Handshake {
             let end = o as usize + chunk.len();
             if end as u32 > self.recv_len {
                 let skip = (self.recv_len - o) as usize;
-                self.tls.read_handshake(&chunk[skip..]).map_err(|e| e.0)?;
+                self.tls.read_handshake(&chunk[skip..])?;
                 self.recv_len = end as u32;
             }
         }
@@ -184,7 +200,7 @@ impl Endpoint {
         let key = hs.key();
         self.handshakes.insert(key, hs);
         self.flush_handshake(now, key, false);
-        self.ensure_handshake_tick(now);
+        self.arm_handshake(key);
         handle
     }
 
@@ -272,8 +288,8 @@ impl Endpoint {
             return;
         }
         if !packet.data.is_empty() {
-            if let Err(reason) = hs.receive(packet.stream_offset, packet.data) {
-                self.fail_handshake(now, key, reason);
+            if let Err(error) = hs.receive(packet.stream_offset, packet.data) {
+                self.fail_handshake(now, key, error);
                 return;
             }
         }
@@ -286,23 +302,25 @@ impl Endpoint {
         // The client's remnant is done once the server has everything.
         if hs.established && hs.role == Role::Client && hs.acked as usize == hs.send.len() {
             self.handshakes.remove(&key);
+            self.core.timers.cancel(Timer::Handshake(key));
             if ack_needed {
                 self.ack_established(from, header, packet);
             }
             return;
         }
         self.flush_handshake(now, key, ack_needed);
-        self.ensure_handshake_tick(now);
+        self.arm_handshake(key);
     }
 
     /// Ends a client session whose server aborted the handshake after our side had
     /// completed it, reporting the server's alert if it can be read.
     fn post_handshake_failure(&mut self, key: HandshakeKey, bytes: &[u8]) {
         let Some(hs) = self.handshakes.remove(&key) else { return };
+        self.core.timers.cancel(Timer::Handshake(key));
         self.core.stats.handshakes_failed += 1;
         let reason = match self.sessions.get(&hs.handle) {
-            Some(session) => describe_alert(&session.rx, bytes),
-            None => "the server aborted the handshake".to_owned(),
+            Some(session) => describe_alert(session.rx.current(), bytes),
+            None => TlsError::PeerAborted,
         };
         debug!(peer = %hs.peer, %reason, "server rejected the completed handshake");
         self.end_session(hs.handle, RpcError::Handshake(reason));
@@ -339,7 +357,7 @@ impl Endpoint {
         let (tx, rx) = match keys {
             Ok(k) => k,
             Err(e) => {
-                self.fail_handshake(now, key, e.0);
+                self.fail_handshake(now, key, e);
                 return;
             }
         };
@@ -371,12 +389,13 @@ impl Endpoint {
                 debug!(%peer, session_id, ?role, "session established");
                 self.core.events.push_back(Event::SessionEstablished { session: handle });
             }
-            Err(e) => self.fail_handshake(now, key, e.to_string()),
+            Err(e) => self.fail_handshake(now, key, TlsError::Install(e)),
         }
     }
 
-    fn fail_handshake(&mut self, now: Instant, key: HandshakeKey, reason: String) {
+    fn fail_handshake(&mut self, now: Instant, key: HandshakeKey, reason: TlsError) {
         let Some(mut hs) = self.handshakes.remove(&key) else { return };
+        self.core.timers.cancel(Timer::Handshake(key));
         debug!(peer = %hs.peer, %reason, "handshake failed");
         self.core.stats.handshakes_failed += 1;
         // Send whatever the TLS library queued (typically an alert) so the peer
@@ -390,10 +409,9 @@ impl Endpoint {
         }
         // Only a client has a handle the application is waiting on.
         if role == Role::Client && !established {
-            self.core.events.push_back(Event::SessionClosed {
-                session: handle,
-                reason: RpcError::Handshake(reason),
-            });
+            let reason = RpcError::Handshake(reason);
+            self.closed.bury(handle, reason.clone());
+            self.core.events.push_back(Event::SessionClosed { session: handle, reason });
         }
     }
 
@@ -439,24 +457,20 @@ impl Endpoint {
         }
     }
 
-    /// Retransmits unacknowledged handshake bytes and ends handshakes that timed out.
-    pub(crate) fn handshake_tick(&mut self, now: Instant) {
+    /// Retransmits a handshake's unacknowledged bytes, or ends it if it timed out.
+    pub(crate) fn on_handshake_timer(&mut self, key: HandshakeKey, now: Instant) {
         let timeout = self.core.config.handshake_timeout;
-        let keys: Vec<HandshakeKey> = self.handshakes.keys().copied().collect();
-        for key in keys {
-            let Some(hs) = self.handshakes.get_mut(&key) else { continue };
-            let age = now.saturating_duration_since(hs.started);
-            if age >= timeout {
-                if hs.established {
-                    self.handshakes.remove(&key);
-                } else {
-                    self.fail_handshake(now, key, format!("handshake timed out after {timeout:?}"));
-                }
-                continue;
+        let Some(hs) = self.handshakes.get_mut(&key) else { return };
+        let age = now.saturating_duration_since(hs.started);
+        if age >= timeout {
+            if hs.established {
+                self.handshakes.remove(&key);
+            } else {
+                self.fail_handshake(now, key, TlsError::TimedOut(timeout));
             }
-            if hs.established && hs.role == Role::Server {
-                continue; // the server's remnant only re-acknowledges
-            }
+            return;
+        }
+        if !(hs.established && hs.role == Role::Server) {
             let unacked = (hs.acked as usize) < hs.send.len();
             let due = now.saturating_duration_since(hs.last_send) >= hs.rto;
             // A client still waiting for the server's flight probes even when all its
@@ -473,11 +487,15 @@ impl Endpoint {
                 }
             }
         }
+        self.arm_handshake(key);
     }
 
-    pub(crate) fn ensure_handshake_tick(&mut self, now: Instant) {
-        if self.next_tick.is_none() && !self.handshakes.is_empty() {
-            self.next_tick = Some(now + self.core.config.tick);
+    /// Arms the handshake's timer at its next deadline (or disarms it if it is gone).
+    fn arm_handshake(&mut self, key: HandshakeKey) {
+        let timeout = self.core.config.handshake_timeout;
+        match self.handshakes.get(&key) {
+            Some(hs) => self.core.timers.arm(Timer::Handshake(key), hs.deadline(timeout)),
+            None => self.core.timers.cancel(Timer::Handshake(key)),
         }
     }
 }
@@ -523,54 +541,23 @@ fn emit_handshake(
 
 /// Reads the TLS alert the server sent after its Finished (encrypted under the
 /// server's application traffic key, one of its first records).
-fn describe_alert(rx: &crate::record::RecordKey, bytes: &[u8]) -> String {
+fn describe_alert(rx: &crate::record::RecordKey, bytes: &[u8]) -> TlsError {
     const ALERT: u8 = 21;
-    let fallback = "the server aborted the handshake after this side completed it".to_owned();
     if bytes.len() < 5 {
-        return fallback;
+        return TlsError::PeerAborted;
     }
     let len = usize::from(u16::from_be_bytes([bytes[3], bytes[4]]));
-    let Some(record) = bytes.get(..5 + len) else { return fallback };
+    let Some(record) = bytes.get(..5 + len) else { return TlsError::PeerAborted };
     if record[0] == ALERT && len >= 2 {
-        return format!("the server rejected the handshake: {} alert", alert_name(record[6]));
+        return TlsError::AlertReceived(Alert::from_u8(record[6]));
     }
     for sequence in 0..4 {
         let mut copy = record.to_vec();
         if let Ok(opened) = rx.open_in_place(sequence, &mut copy) {
             if opened.content_type == ALERT && opened.content.len() >= 2 {
-                let name = alert_name(opened.content[1]);
-                return format!("the server rejected the handshake: {name} alert");
+                return TlsError::AlertReceived(Alert::from_u8(opened.content[1]));
             }
         }
     }
-    fallback
-}
-
-/// TLS alert descriptions (RFC 8446 section 6) that a handshake can end with.
-fn alert_name(description: u8) -> String {
-    let name = match description {
-        10 => "unexpected_message",
-        20 => "bad_record_mac",
-        40 => "handshake_failure",
-        42 => "bad_certificate",
-        43 => "unsupported_certificate",
-        44 => "certificate_revoked",
-        45 => "certificate_expired",
-        46 => "certificate_unknown",
-        47 => "illegal_parameter",
-        48 => "unknown_ca",
-        49 => "access_denied",
-        50 => "decode_error",
-        51 => "decrypt_error",
-        70 => "protocol_version",
-        71 => "insufficient_security",
-        80 => "internal_error",
-        109 => "missing_extension",
-        110 => "unsupported_extension",
-        112 => "unrecognized_name",
-        116 => "certificate_required",
-        120 => "no_application_protocol",
-        other => return format!("TLS alert {other}"),
-    };
-    name.to_owned()
+    TlsError::PeerAborted
 }

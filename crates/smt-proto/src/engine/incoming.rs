@@ -3,6 +3,7 @@
 use core::ops::Range;
 use std::sync::Arc;
 
+use super::keys::Candidates;
 use super::ranges::RangeSet;
 use crate::record::{compact_payload, open_message_record, MessageError, MessageLayout, RecordKey};
 use crate::wire::{DataRepr, MessageId};
@@ -30,42 +31,35 @@ pub(crate) enum Absorbed {
 /// control charges against the memory limits.
 #[derive(Debug)]
 pub(crate) struct IncomingMessage {
-    pub layout: MessageLayout,
+    layout: MessageLayout,
     wire: Vec<u8>,
     received: RangeSet,
     opened: Vec<bool>,
     records_open: usize,
-    pub bytes_received: u32,
+    bytes_received: u32,
     /// Most bytes ever held at once; bytes dropped after a failed record and received
     /// again do not raise it.
-    pub high_water: u32,
-    pub unscheduled: u32,
-    pub granted: u32,
+    high_water: u32,
+    unscheduled: u32,
+    /// The sender may send `[0, granted)`.
+    granted: u32,
     /// The last grant offset actually sent in a GRANT packet.
-    pub grant_sent: u32,
+    grant_sent: u32,
     /// Whether record 0 (with the prologue) authenticated.
-    pub authenticated: bool,
+    authenticated: bool,
     /// KEY_PHASE bit of the message's packets.
-    pub phase: bool,
+    phase: bool,
     /// Keys that may open the message (the peer's current key, or its previous and
-    /// next ones around a key update) and whether each is the next key. Narrowed to
-    /// one as soon as a record opens.
-    keys: Vec<(Arc<RecordKey>, bool)>,
+    /// next ones around a key update). Narrowed to one as soon as a record opens.
+    keys: Candidates,
     /// A record opened with the peer's next key: the session should advance.
-    pub opened_with_next: Option<Arc<RecordKey>>,
+    opened_with_next: Option<Arc<RecordKey>>,
 }
 
 impl IncomingMessage {
     /// State for a message announced by `data`, or `None` if its fields describe no
     /// valid message.
-    pub fn new(
-        data: &DataRepr<'_>,
-        phase: bool,
-        keys: Vec<(Arc<RecordKey>, bool)>,
-    ) -> Option<IncomingMessage> {
-        if keys.is_empty() {
-            return None;
-        }
+    pub fn new(data: &DataRepr<'_>, phase: bool, keys: Candidates) -> Option<IncomingMessage> {
         let layout = MessageLayout::from_wire(data.message_length, data.record_size)?;
         let unscheduled = data.unscheduled.min(layout.wire_len());
         Some(IncomingMessage {
@@ -88,6 +82,49 @@ impl IncomingMessage {
 
     pub fn len(&self) -> u32 {
         self.layout.wire_len()
+    }
+
+    pub fn layout(&self) -> &MessageLayout {
+        &self.layout
+    }
+
+    /// Wire bytes held (received and not dropped).
+    pub fn bytes_received(&self) -> u32 {
+        self.bytes_received
+    }
+
+    /// Most wire bytes ever held: rises only with genuinely new bytes.
+    pub fn high_water(&self) -> u32 {
+        self.high_water
+    }
+
+    pub fn granted(&self) -> u32 {
+        self.granted
+    }
+
+    /// Raises the grant to `offset` (never lowers it, never past the message).
+    pub fn set_granted(&mut self, offset: u32) {
+        self.granted = self.granted.max(offset.min(self.len()));
+    }
+
+    /// The grant offset last announced to the sender.
+    pub fn grant_sent(&self) -> u32 {
+        self.grant_sent
+    }
+
+    /// The current grant was announced in a GRANT packet.
+    pub fn mark_grant_sent(&mut self) {
+        self.grant_sent = self.granted;
+    }
+
+    /// Whether record 0 opened: the message is genuine.
+    pub fn authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    /// The peer's next key, if a record opened with it (taken once).
+    pub fn take_opened_with_next(&mut self) -> Option<Arc<RecordKey>> {
+        self.opened_with_next.take()
     }
 
     /// Bytes charged against memory limits.
@@ -176,26 +213,29 @@ impl IncomingMessage {
     /// possible, with each in turn (on a copy), keeping the one that works.
     fn open_record(&mut self, id: MessageId, index: usize) -> Result<(), MessageError> {
         // One known key (the common case): open in place, no copy.
-        if let [(key, false)] = self.keys.as_slice() {
+        if let Some(key) = self.keys.only() {
             return open_message_record(key, id, &self.layout, index, &mut self.wire);
         }
         let range = self.layout.record_range(index);
         let sealed = self.wire[range.clone()].to_vec();
         let mut last = None;
-        for (i, (key, is_next)) in self.keys.iter().enumerate() {
+        let mut opened = None;
+        for (i, candidate) in self.keys.iter().enumerate() {
             if i > 0 {
                 self.wire[range.clone()].copy_from_slice(&sealed);
             }
-            match open_message_record(key, id, &self.layout, index, &mut self.wire) {
+            match open_message_record(&candidate.key, id, &self.layout, index, &mut self.wire) {
                 Ok(()) => {
-                    if *is_next {
-                        self.opened_with_next = Some(key.clone());
-                    }
-                    self.keys = vec![self.keys[i].clone()];
-                    return Ok(());
+                    opened = Some((i, candidate.is_next.then(|| candidate.key.clone())));
+                    break;
                 }
                 Err(e) => last = Some(e),
             }
+        }
+        if let Some((i, next)) = opened {
+            self.opened_with_next = next;
+            self.keys.keep(i);
+            return Ok(());
         }
         self.wire[range].copy_from_slice(&sealed);
         Err(last.unwrap_or(MessageError::InvalidLayout {
@@ -220,8 +260,9 @@ mod tests {
         RecordKey::new(CipherSuite::Aes128GcmSha256, &[1; 16], &[2; 12]).unwrap()
     }
 
-    fn keys() -> Vec<(Arc<RecordKey>, bool)> {
-        vec![(Arc::new(key()), false)]
+    fn keys() -> Candidates {
+        let mut rx = crate::engine::keys::RxKeys::new(key(), None);
+        rx.candidates(false, std::time::Instant::now()).unwrap()
     }
 
     fn packets(wire: &[u8], layout: &MessageLayout, size: usize) -> Vec<(u32, Vec<u8>)> {
@@ -296,7 +337,7 @@ mod tests {
         first.unscheduled = 5000;
         let mut msg = IncomingMessage::new(&first, false, keys()).unwrap();
         assert_eq!(msg.outstanding(), 0);
-        msg.granted = 9000;
+        msg.set_granted(9000);
         assert_eq!(msg.outstanding(), 4000);
         let mut pkt = data(&layout, 5000, &wire[5000..6000]);
         pkt.unscheduled = 5000;

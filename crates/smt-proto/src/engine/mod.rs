@@ -1,23 +1,34 @@
 //! The sans-IO RPC engine: Homa-style receiver-driven transport of encrypted messages.
 //!
-//! See [`Endpoint`] for the call order. Sub-modules, in the direction data flows:
-//! [`recv`](self) (datagram to state), `incoming` (reassembly and record opening),
-//! `session` (RPC state), `outgoing` and `send` (SRPT transmission and grants),
-//! `timer` (loss recovery and timeouts), `replay` (exactly-once).
+//! See [`Endpoint`] for the call order and for who owns what. Sub-modules, in the
+//! direction data flows: `recv` (datagram to session), `client` / `server` (each
+//! side's packets, over the RPC states of `rpc`), `incoming` (reassembly and record
+//! opening), `rpc_table` (RPCs and the scheduler indices derived from them),
+//! `outgoing`, `send` and `grants` (SRPT transmission and grants), `timer` and
+//! `timer_queue` (loss recovery and timeouts), `keys` (traffic keys and key update),
+//! `replay` (exactly-once), `handshake` (the in-band TLS stream).
 
+mod client;
 mod config;
 mod endpoint;
 mod event;
+mod grants;
 mod handshake;
 mod incoming;
+mod keys;
 mod outgoing;
 mod ranges;
 mod recv;
 mod replay;
+mod rpc;
+mod rpc_table;
 mod send;
+mod server;
 mod session;
 mod timer;
+mod timer_queue;
 mod tls;
+mod tombstones;
 
 pub use config::{Config, ConfigError};
 pub use endpoint::{Endpoint, PreparedMessage, Transmit};
@@ -28,4 +39,4 @@ pub use handshake::{AMPLIFICATION_FACTOR, MIN_FIRST_DATAGRAM};
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
 pub use send::DATA_HEADER_LEN;
 pub use session::SessionParams;
-pub use tls::{TlsAcceptor, TlsFailure, TlsSession};
+pub use tls::{Alert, TlsAcceptor, TlsError, TlsLibraryError, TlsSession};

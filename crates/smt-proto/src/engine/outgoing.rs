@@ -10,22 +10,22 @@ use crate::record::MessageLayout;
 /// number, same plaintext): a nonce is never reused with different data.
 #[derive(Debug)]
 pub(crate) struct OutgoingMessage {
-    pub layout: MessageLayout,
-    pub wire: Vec<u8>,
+    layout: MessageLayout,
+    wire: Vec<u8>,
     /// Bytes the receiver may receive without a grant, as announced in DATA headers.
-    pub unscheduled: u32,
+    unscheduled: u32,
     /// The sender may transmit `[0, granted)`.
-    pub granted: u32,
+    granted: u32,
     /// First byte never transmitted.
-    pub next_offset: u32,
+    next_offset: u32,
     /// Ranges below `next_offset` the receiver asked for again.
-    pub resend: RangeSet,
+    resend: RangeSet,
     /// Priority from the latest GRANT, echoed in DATA headers.
-    pub priority: u8,
+    priority: u8,
     /// Whether the next packets repeat bytes sent before (restart after RPC_UNKNOWN).
     restarted_below: u32,
     /// KEY_PHASE bit of the key that sealed the message, carried by its DATA packets.
-    pub phase: bool,
+    phase: bool,
 }
 
 impl OutgoingMessage {
@@ -47,6 +47,41 @@ impl OutgoingMessage {
 
     pub fn len(&self) -> u32 {
         self.layout.wire_len()
+    }
+
+    /// Bytes of the sealed image held for retransmission.
+    pub fn wire_len(&self) -> usize {
+        self.wire.len()
+    }
+
+    /// The sealed bytes of `range` (a range returned by `next_packet`).
+    pub fn bytes(&self, range: Range<u32>) -> &[u8] {
+        &self.wire[range.start as usize..range.end as usize]
+    }
+
+    pub fn layout(&self) -> &MessageLayout {
+        &self.layout
+    }
+
+    pub fn unscheduled(&self) -> u32 {
+        self.unscheduled
+    }
+
+    pub fn granted(&self) -> u32 {
+        self.granted
+    }
+
+    pub fn priority(&self) -> u8 {
+        self.priority
+    }
+
+    /// KEY_PHASE bit for the message's DATA packets.
+    pub fn phase(&self) -> bool {
+        self.phase
+    }
+
+    pub fn set_phase(&mut self, phase: bool) {
+        self.phase = phase;
     }
 
     /// Bytes never sent: the sender's SRPT key.

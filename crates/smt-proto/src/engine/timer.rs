@@ -1,117 +1,113 @@
-//! Timers: silence detection (RESEND / NEED_ACK / repeated GRANT prods) and RPC
-//! timeouts for lack of progress.
+//! Timers: silence detection (RESEND / NEED_ACK / repeated GRANT prods), RPC
+//! timeouts for lack of progress, delayed acknowledgements and handshake timers.
+//!
+//! Every deadline sits in a queue ordered by time (the [`RpcTable`]'s for RPCs, the
+//! core's for the rest), so [`Endpoint::handle_timeout`] looks only at timers that
+//! are due: an RPC waiting for the application, or one that heard from its peer
+//! recently, costs nothing per call.
+//!
+//! [`RpcTable`]: super::rpc_table::RpcTable
 
 use std::time::Instant;
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, Timer};
 use super::event::{Event, Role, RpcError};
-use crate::wire::{Body, GrantRepr, MessageId, ResendRepr};
+use super::rpc::Prod;
+use super::rpc_table::RpcKey;
+use super::session::Side;
+use crate::wire::{Body, GrantRepr, ResendRepr};
 
-/// Most RESEND packets one RPC sends per tick.
+/// Most RESEND packets one RPC sends per timer expiry.
 const MAX_RESENDS_PER_TICK: usize = 8;
 
 impl Endpoint {
     /// Runs timers that are due. Call when [`poll_timeout`](Self::poll_timeout) has
     /// passed (calling earlier or more often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(due) = self.next_tick else { return };
-        if now < due {
-            return;
+        while let Some(key) = self.rpcs.pop_due(now) {
+            self.core.stats.timers_fired += 1;
+            self.on_rpc_timer(key, now);
         }
-        self.next_tick = None;
-        // Acknowledgements have waited long enough.
-        let waiting = std::mem::take(&mut self.core.acks_pending);
-        self.core.acks_due.extend(waiting);
-        self.tick(now);
-        self.handshake_tick(now);
+        while let Some(timer) = self.core.timers.pop_due(now) {
+            self.core.stats.timers_fired += 1;
+            match timer {
+                Timer::Acks(session) => {
+                    let waiting = self.sessions.get(&session).is_some_and(
+                        |s| matches!(&s.side, Side::Client(c) if !c.pending_acks.is_empty()),
+                    );
+                    if waiting {
+                        self.core.acks_due.insert(session);
+                    }
+                }
+                Timer::Handshake(key) => self.on_handshake_timer(key, now),
+            }
+        }
         // Expired messages may have freed grant budget for others.
         self.schedule_grants();
-        self.ensure_tick(now);
     }
 
-    fn tick(&mut self, now: Instant) {
-        let c = self.core.config.clone();
-        let handles: Vec<_> = self.sessions.keys().copied().collect();
-        for h in handles {
-            let Some(session) = self.sessions.get_mut(&h) else { continue };
-            let mut expired = Vec::new();
-            let mut prods: Vec<(MessageId, Body<'static>)> = Vec::new();
-            for (&id, rpc) in session.rpcs.iter_mut() {
-                if now.saturating_duration_since(rpc.last_progress) >= c.rpc_timeout {
-                    expired.push(id);
-                    continue;
-                }
-                let silent = now.saturating_duration_since(rpc.last_heard);
-                if silent < c.resend_after
-                    || now.saturating_duration_since(rpc.last_prod) < c.resend_after
-                {
-                    continue;
-                }
-                let before = prods.len();
-                if let Some(inc) = rpc.inc.as_ref() {
+    fn on_rpc_timer(&mut self, key: RpcKey, now: Instant) {
+        let c = &self.core.config;
+        let (resend_after, rpc_timeout, unscheduled) =
+            (c.resend_after, c.rpc_timeout, c.unscheduled_bytes);
+        let Some(rpc) = self.rpcs.get(key) else { return };
+        if !rpc.in_service() && now.saturating_duration_since(rpc.live.last_progress) >= rpc_timeout
+        {
+            let role = rpc.role();
+            self.rpcs.remove(key);
+            self.core.stats.rpc_timeouts += 1;
+            if role == Role::Client {
+                self.core.events.push_back(Event::RpcFailed {
+                    session: key.0,
+                    id: key.1,
+                    error: RpcError::Timeout(rpc_timeout),
+                });
+            }
+            return;
+        }
+        let silent = now.saturating_duration_since(rpc.live.last_heard) >= resend_after
+            && now.saturating_duration_since(rpc.live.last_prod) >= resend_after;
+        let mut prods: Vec<Body<'static>> = Vec::new();
+        match rpc.prod() {
+            Some(Prod::Incoming) if silent => {
+                if let Some(inc) = rpc.incoming() {
                     let gaps = inc.gaps(MAX_RESENDS_PER_TICK);
-                    if gaps.is_empty() && inc.granted < inc.len() {
+                    if gaps.is_empty() && inc.granted() < inc.len() {
                         // Everything granted arrived: our last GRANT may have been lost.
-                        prods.push((
-                            id,
-                            Body::Grant(GrantRepr { offset: inc.granted, priority: 0 }),
-                        ));
+                        prods.push(Body::Grant(GrantRepr { offset: inc.granted(), priority: 0 }));
                     }
-                    for gap in gaps {
-                        prods.push((
-                            id,
-                            Body::Resend(ResendRepr {
-                                offset: gap.start,
-                                length: gap.end - gap.start,
-                                priority: 0,
-                            }),
-                        ));
-                    }
-                } else if let Some(out) = rpc.out.as_ref() {
-                    if out.ready_key().is_none() {
-                        match session.role {
-                            // Request sent, nothing back: ask for the response; the
-                            // server answers with data, BUSY, or RPC_UNKNOWN.
-                            Role::Client => prods.push((
-                                id,
-                                Body::Resend(ResendRepr {
-                                    offset: 0,
-                                    length: c.unscheduled_bytes.max(1),
-                                    priority: 0,
-                                }),
-                            )),
-                            // Response sent, no ACK: ask whether it arrived.
-                            Role::Server => prods.push((id, Body::NeedAck)),
-                        }
-                    }
-                }
-                if prods.len() > before {
-                    rpc.last_prod = now;
+                    prods.extend(gaps.into_iter().map(|gap| {
+                        Body::Resend(ResendRepr {
+                            offset: gap.start,
+                            length: gap.end - gap.start,
+                            priority: 0,
+                        })
+                    }));
                 }
             }
-            for (id, body) in prods {
-                if matches!(body, Body::Resend(_)) {
-                    self.core.stats.resends_sent += 1;
-                }
-                self.core.send_control(session, id, body);
-            }
-            for id in expired {
-                let in_service = session.rpcs.get(&id).is_some_and(|r| r.in_service);
-                if in_service {
-                    // The application still owes this response; the client may be
-                    // gone, but the RPC's fate is the application's to decide.
-                    continue;
-                }
-                self.core.remove_rpc(session, id);
-                self.core.stats.rpc_timeouts += 1;
-                if session.role == Role::Client {
-                    self.core.events.push_back(Event::RpcFailed {
-                        session: h,
-                        id,
-                        error: RpcError::Timeout(c.rpc_timeout),
-                    });
+            // Request sent, nothing back: ask for the response; the server answers
+            // with data, BUSY, or RPC_UNKNOWN.
+            Some(Prod::AskForResponse) if silent => prods.push(Body::Resend(ResendRepr {
+                offset: 0,
+                length: unscheduled.max(1),
+                priority: 0,
+            })),
+            // Response sent, no ACK: ask whether it arrived.
+            Some(Prod::NeedAck) if silent => prods.push(Body::NeedAck),
+            _ => {}
+        }
+        if !prods.is_empty() {
+            self.rpcs.update(key, |rpc| rpc.live.last_prod = now);
+            if let Some(session) = self.sessions.get(&key.0) {
+                for body in prods {
+                    if matches!(body, Body::Resend(_)) {
+                        self.core.stats.resends_sent += 1;
+                    }
+                    self.core.send_control(session, key.1, body);
                 }
             }
         }
+        // The timer fired (and was disarmed) whether or not anything changed.
+        self.rpcs.rearm(key);
     }
 }

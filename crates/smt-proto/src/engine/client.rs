@@ -1,0 +1,226 @@
+//! The client side of a session: packets about our requests and their responses.
+
+use std::time::Instant;
+
+use super::endpoint::Context;
+use super::event::{Event, RpcError};
+use super::incoming::IncomingMessage;
+use super::recv::{absorb, new_incoming, on_grant, resend_outgoing, Step};
+use super::rpc::{ClientPhase, ClientRpc, Rpc, RpcState};
+use super::rpc_table::RpcKey;
+use super::session::{Session, Side};
+use crate::wire::{Body, DataRepr, Flags, HeaderRepr, MAX_ACKS_PER_PACKET};
+
+/// Handles a packet the server sent on an established client session.
+pub(crate) fn on_packet(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    now: Instant,
+    header: &HeaderRepr,
+    body: Body<'_>,
+) {
+    let key = (session.handle, header.message_id);
+    match body {
+        Body::Data(data) => {
+            let phase = header.flags.contains(Flags::KEY_PHASE);
+            on_response_data(cx, session, key, now, &data, phase);
+        }
+        Body::Grant(grant) => on_grant(cx, key, now, &grant),
+        Body::Resend(resend) => {
+            if resend_outgoing(cx, key, now, &resend).is_none() {
+                // Tell the server we hold nothing, so it gives up on the RPC.
+                cx.core.stats.unknown_rpc += 1;
+                cx.core.send_control(session, key.1, Body::RpcUnknown);
+            }
+        }
+        Body::RpcUnknown => on_rpc_unknown(cx, key, now),
+        // BUSY means the request arrived whole and is being served: progress for a
+        // client still waiting for the first byte of its response.
+        Body::Busy => {
+            cx.rpcs.update(key, |rpc| {
+                if rpc.incoming().is_none() {
+                    rpc.live.last_heard = now;
+                    rpc.live.last_progress = now;
+                }
+            });
+        }
+        Body::NeedAck => on_need_ack(cx, session, key),
+        // ACKs are for servers; session-level packets were handled before.
+        Body::Ack(_) | Body::Handshake(_) | Body::SessionUnknown | Body::Close => {}
+    }
+}
+
+/// The client RPC's state, if `rpc` is one.
+fn client_mut(rpc: &mut Rpc) -> Option<&mut ClientRpc> {
+    match &mut rpc.state {
+        RpcState::Client(c) => Some(c),
+        RpcState::Server(_) => None,
+    }
+}
+
+fn on_response_data(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    key: RpcKey,
+    now: Instant,
+    data: &DataRepr<'_>,
+    phase: bool,
+) {
+    let Some(rpc) = cx.rpcs.get(key) else {
+        // A response for no outstanding RPC: finished, failed, or forged.
+        cx.core.stats.unknown_rpc += 1;
+        return;
+    };
+    let receiving = rpc.incoming().is_some();
+    cx.rpcs.update(key, |rpc| rpc.live.last_heard = now);
+    if !receiving && !start_response(cx, session, key, now, data, phase) {
+        return;
+    }
+    match absorb(cx, session, key, now, data, phase) {
+        Step::Continue => {}
+        Step::Complete => complete(cx, session, key, now),
+        Step::Restart => {
+            if drop_response(cx, key) && start_response(cx, session, key, now, data, phase) {
+                absorb(cx, session, key, now, data, phase);
+            }
+        }
+        Step::Discard => {
+            drop_response(cx, key);
+        }
+    }
+    // Once the response authenticates, the server provably has the whole request:
+    // stop keeping it. (Not earlier: a forged response packet must not make the
+    // client unable to resend its request.)
+    cx.rpcs.update(key, |rpc| {
+        if let Some(ClientRpc { phase: ClientPhase::Receiving { request, response }, .. }) =
+            client_mut(rpc)
+        {
+            if response.authenticated() {
+                *request = None;
+            }
+        }
+    });
+}
+
+/// Begins receiving the response announced by `data`. False if refused.
+fn start_response(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    key: RpcKey,
+    now: Instant,
+    data: &DataRepr<'_>,
+    phase: bool,
+) -> bool {
+    let Some(response) = new_incoming(cx, session, now, data, phase) else { return false };
+    let (len, max) = (response.layout().payload_len(), cx.core.config.max_message_len);
+    if len > max {
+        // Our own RPC: fail it clearly rather than wait for a timeout.
+        cx.rpcs.remove(key);
+        cx.core.events.push_back(Event::RpcFailed {
+            session: key.0,
+            id: key.1,
+            error: RpcError::ResponseTooLarge { len, max },
+        });
+        return false;
+    }
+    if !cx.rpcs.admits(key.0, response.charge()) {
+        cx.core.stats.admission_refused += 1;
+        return false;
+    }
+    cx.rpcs.update(key, |rpc| client_mut(rpc).map(|c| c.start_receiving(response)))
+        == Some(Some(()))
+}
+
+impl ClientRpc {
+    /// Requesting -> Receiving.
+    fn start_receiving(&mut self, response: IncomingMessage) {
+        let receiving = ClientPhase::Receiving { request: None, response };
+        if let ClientPhase::Requesting { request } = std::mem::replace(&mut self.phase, receiving) {
+            if let ClientPhase::Receiving { request: slot, .. } = &mut self.phase {
+                *slot = Some(request);
+            }
+        }
+    }
+
+    /// Receiving -> Requesting, dropping the response so far. False if the request
+    /// is gone (only after the response authenticated, when this is never needed).
+    fn drop_response(&mut self) -> bool {
+        let ClientPhase::Receiving { request, .. } = &mut self.phase else { return true };
+        let Some(request) = request.take() else { return false };
+        self.phase = ClientPhase::Requesting { request };
+        true
+    }
+}
+
+/// Drops the response received so far; removes the RPC if that leaves it nothing.
+fn drop_response(cx: &mut Context<'_>, key: RpcKey) -> bool {
+    let kept = cx.rpcs.update(key, |rpc| client_mut(rpc).is_some_and(ClientRpc::drop_response));
+    if kept == Some(false) {
+        cx.rpcs.remove(key);
+    }
+    kept == Some(true)
+}
+
+/// The response is complete: deliver it and owe the server an acknowledgement.
+fn complete(cx: &mut Context<'_>, session: &mut Session, key: RpcKey, now: Instant) {
+    let Some(Rpc { state: RpcState::Client(rpc), .. }) = cx.rpcs.remove(key) else { return };
+    let ClientPhase::Receiving { response, .. } = rpc.phase else { return };
+    // The server answered a request sealed with this generation of our key.
+    session.tx.confirm(rpc.tx_generation);
+    cx.core.stats.responses_delivered += 1;
+    cx.core.events.push_back(Event::Response {
+        session: key.0,
+        id: key.1,
+        payload: response.into_payload(),
+    });
+    let Side::Client(client) = &mut session.side else { return };
+    client.pending_acks.push(key.1);
+    if client.pending_acks.len() >= MAX_ACKS_PER_PACKET {
+        cx.core.acks_now(key.0);
+    } else {
+        cx.core.acks_soon(key.0, now);
+    }
+}
+
+/// The server lost (or never got) the request: send it again from byte 0,
+/// byte-identical. Harmless if forged: the server runs a request only once.
+/// Response bytes that have not authenticated may be forged, so they do not prevent
+/// the restart.
+fn on_rpc_unknown(cx: &mut Context<'_>, key: RpcKey, now: Instant) {
+    let Some(rpc) = cx.rpcs.get(key) else { return };
+    let RpcState::Client(client) = &rpc.state else { return };
+    let authenticated = rpc.incoming().is_some_and(IncomingMessage::authenticated);
+    if authenticated || rpc.outgoing().is_none() {
+        return;
+    }
+    let backoff = cx.core.config.resend_after * 2u32.saturating_pow(client.restarts.min(16));
+    if client.restarts > 0 && now.saturating_duration_since(client.last_restart) < backoff {
+        return;
+    }
+    if !drop_response(cx, key) {
+        return;
+    }
+    cx.rpcs.update(key, |rpc| {
+        rpc.live.last_heard = now;
+        if let Some(client) = client_mut(rpc) {
+            client.restarts += 1;
+            client.last_restart = now;
+        }
+        if let Some(out) = rpc.outgoing_mut() {
+            out.restart();
+        }
+    });
+}
+
+/// The server asks whether a response arrived: if we no longer hold the RPC, it did
+/// (or we gave up): acknowledge it now.
+fn on_need_ack(cx: &mut Context<'_>, session: &mut Session, key: RpcKey) {
+    if cx.rpcs.contains(key) {
+        return; // still receiving: our own RESEND timer drives recovery
+    }
+    let Side::Client(client) = &mut session.side else { return };
+    if !client.pending_acks.contains(&key.1) {
+        client.pending_acks.push(key.1);
+    }
+    cx.core.acks_now(key.0);
+}

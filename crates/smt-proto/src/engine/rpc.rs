@@ -1,0 +1,284 @@
+//! One RPC's state, as an explicit state machine per side.
+//!
+//! A client RPC is [`ClientPhase::Requesting`] while its request goes out and nothing
+//! came back, then [`ClientPhase::Receiving`] while the response arrives; it ends when
+//! the response completes. A server RPC is [`ServerPhase::Receiving`] its request,
+//! [`ServerPhase::InService`] once the request was delivered, [`ServerPhase::Sealing`]
+//! while the application seals a large response outside the engine, then
+//! [`ServerPhase::Responding`] until the client acknowledges the response.
+//!
+//! The messages inside (incoming and outgoing) feed the endpoint's scheduler indices;
+//! only [`RpcTable`](super::rpc_table::RpcTable) hands out `&mut Rpc`, and it re-keys
+//! those indices after every change, so nothing here updates a counter by hand.
+
+use std::time::{Duration, Instant};
+
+use super::event::Role;
+use super::incoming::IncomingMessage;
+use super::outgoing::OutgoingMessage;
+
+/// When the peer was last heard from and when the RPC last made progress.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Liveness {
+    /// Last time the peer sent anything about this RPC (drives RESEND timing).
+    pub last_heard: Instant,
+    /// Last time the RPC made progress: new bytes beyond the most ever received, a
+    /// larger grant, or BUSY for a delivered request. Only progress keeps an RPC
+    /// alive, so peers that keep talking without getting anywhere (wrong keys, a
+    /// request that was already run) still end in a timeout.
+    pub last_progress: Instant,
+    /// Last time we prodded the peer (RESEND, NEED_ACK, repeated GRANT).
+    pub last_prod: Instant,
+}
+
+impl Liveness {
+    pub fn new(now: Instant) -> Liveness {
+        Liveness { last_heard: now, last_progress: now, last_prod: now }
+    }
+
+    /// Everything happened just now (a message was queued or restarted).
+    pub fn reset(&mut self, now: Instant) {
+        *self = Liveness::new(now);
+    }
+}
+
+/// A client's RPC: its request, then the response arriving.
+#[derive(Debug)]
+pub(crate) enum ClientPhase {
+    /// The request is being sent, or was sent and nothing came back yet.
+    Requesting { request: OutgoingMessage },
+    /// Response bytes are arriving. The request is kept (for RPC_UNKNOWN restarts)
+    /// until the response's first record authenticates, which proves the server had
+    /// the whole request; a forged response packet cannot make it go earlier.
+    Receiving { request: Option<OutgoingMessage>, response: IncomingMessage },
+}
+
+#[derive(Debug)]
+pub(crate) struct ClientRpc {
+    pub phase: ClientPhase,
+    /// How often the request was restarted after RPC_UNKNOWN, and when last.
+    /// Restarts back off exponentially so a server that keeps refusing the request
+    /// (too large, out of memory) is not flooded until the RPC times out.
+    pub restarts: u32,
+    pub last_restart: Instant,
+    /// Key generation the request was sealed with.
+    pub tx_generation: u64,
+}
+
+/// A server's RPC: the request arriving, the application working, the response.
+#[derive(Debug)]
+pub(crate) enum ServerPhase {
+    Receiving {
+        request: IncomingMessage,
+    },
+    /// The request was delivered; the application owes a response. `charge` bytes
+    /// of the request's payload count against the memory limits until it answers,
+    /// so requests queued for the application are bounded like incomplete ones.
+    InService {
+        charge: usize,
+    },
+    /// The application began a response (`begin_response`) and is sealing it.
+    Sealing,
+    /// The response is being sent, or was sent and awaits the client's ACK.
+    Responding {
+        response: OutgoingMessage,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct ServerRpc {
+    pub phase: ServerPhase,
+    /// Key generation the response was sealed with.
+    pub tx_generation: u64,
+}
+
+#[derive(Debug)]
+pub(crate) enum RpcState {
+    Client(ClientRpc),
+    Server(ServerRpc),
+}
+
+/// One RPC of one session.
+#[derive(Debug)]
+pub(crate) struct Rpc {
+    pub live: Liveness,
+    pub state: RpcState,
+}
+
+/// What the RPC's timer should do when it fires (see [`Rpc::deadline`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prod {
+    /// Receiving: RESEND the gaps below the grant, or repeat the GRANT.
+    Incoming,
+    /// Client whose request went out entirely: ask for the response.
+    AskForResponse,
+    /// Server whose response went out entirely: ask whether it arrived.
+    NeedAck,
+}
+
+impl Rpc {
+    /// A client RPC whose request is ready to go.
+    pub fn client(now: Instant, request: OutgoingMessage, tx_generation: u64) -> Rpc {
+        Rpc {
+            live: Liveness::new(now),
+            state: RpcState::Client(ClientRpc {
+                phase: ClientPhase::Requesting { request },
+                restarts: 0,
+                last_restart: now,
+                tx_generation,
+            }),
+        }
+    }
+
+    /// A server RPC whose request begins to arrive.
+    pub fn server(now: Instant, request: IncomingMessage) -> Rpc {
+        Rpc {
+            live: Liveness::new(now),
+            state: RpcState::Server(ServerRpc {
+                phase: ServerPhase::Receiving { request },
+                tx_generation: 0,
+            }),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        match self.state {
+            RpcState::Client(_) => Role::Client,
+            RpcState::Server(_) => Role::Server,
+        }
+    }
+
+    /// The message being received, if any.
+    pub fn incoming(&self) -> Option<&IncomingMessage> {
+        match &self.state {
+            RpcState::Client(ClientRpc {
+                phase: ClientPhase::Receiving { response, .. }, ..
+            }) => Some(response),
+            RpcState::Server(ServerRpc { phase: ServerPhase::Receiving { request }, .. }) => {
+                Some(request)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn incoming_mut(&mut self) -> Option<&mut IncomingMessage> {
+        match &mut self.state {
+            RpcState::Client(ClientRpc {
+                phase: ClientPhase::Receiving { response, .. }, ..
+            }) => Some(response),
+            RpcState::Server(ServerRpc { phase: ServerPhase::Receiving { request }, .. }) => {
+                Some(request)
+            }
+            _ => None,
+        }
+    }
+
+    /// The message being sent (and kept for retransmission), if any.
+    pub fn outgoing(&self) -> Option<&OutgoingMessage> {
+        match &self.state {
+            RpcState::Client(ClientRpc { phase, .. }) => match phase {
+                ClientPhase::Requesting { request } => Some(request),
+                ClientPhase::Receiving { request, .. } => request.as_ref(),
+            },
+            RpcState::Server(ServerRpc { phase: ServerPhase::Responding { response }, .. }) => {
+                Some(response)
+            }
+            RpcState::Server(_) => None,
+        }
+    }
+
+    pub fn outgoing_mut(&mut self) -> Option<&mut OutgoingMessage> {
+        match &mut self.state {
+            RpcState::Client(ClientRpc { phase, .. }) => match phase {
+                ClientPhase::Requesting { request } => Some(request),
+                ClientPhase::Receiving { request, .. } => request.as_mut(),
+            },
+            RpcState::Server(ServerRpc { phase: ServerPhase::Responding { response }, .. }) => {
+                Some(response)
+            }
+            RpcState::Server(_) => None,
+        }
+    }
+
+    /// Bytes of a delivered request held for the application (see `InService`).
+    pub fn queued_charge(&self) -> usize {
+        match self.state {
+            RpcState::Server(ServerRpc { phase: ServerPhase::InService { charge }, .. }) => charge,
+            _ => 0,
+        }
+    }
+
+    /// Whether the application owes this RPC a response (it never times out then:
+    /// its fate is the application's to decide).
+    pub fn in_service(&self) -> bool {
+        matches!(
+            self.state,
+            RpcState::Server(ServerRpc { phase: ServerPhase::InService { .. }, .. })
+        )
+    }
+
+    /// What the timer would prod the peer with, if anything.
+    pub fn prod(&self) -> Option<Prod> {
+        if self.incoming().is_some() {
+            return Some(Prod::Incoming);
+        }
+        let out = self.outgoing()?;
+        if out.ready_key().is_some() {
+            return None; // still sending: the peer hears from us anyway
+        }
+        Some(match self.role() {
+            Role::Client => Prod::AskForResponse,
+            Role::Server => Prod::NeedAck,
+        })
+    }
+
+    /// When the RPC's timer must next look at it: the progress timeout, or the end
+    /// of the silence after which the peer is prodded. `None`: no timer needed.
+    pub fn deadline(&self, resend_after: Duration, rpc_timeout: Duration) -> Option<Instant> {
+        let expiry = (!self.in_service()).then(|| self.live.last_progress + rpc_timeout);
+        let prod =
+            self.prod().map(|_| self.live.last_heard.max(self.live.last_prod) + resend_after);
+        match (expiry, prod) {
+            (Some(e), Some(p)) => Some(e.min(p)),
+            (e, p) => e.or(p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::MessageLayout;
+
+    fn request(len: usize) -> OutgoingMessage {
+        let layout = MessageLayout::for_payload(len, 16384).unwrap();
+        OutgoingMessage::new(layout, vec![0; layout.wire_len() as usize], 1 << 20)
+    }
+
+    #[test]
+    fn client_rpc_waits_for_its_timer_only_once_its_request_is_sent() {
+        let now = Instant::now();
+        let (resend, timeout) = (Duration::from_millis(3), Duration::from_secs(2));
+        let mut rpc = Rpc::client(now, request(100), 0);
+        assert_eq!(rpc.prod(), None, "still sending");
+        assert_eq!(rpc.deadline(resend, timeout), Some(now + timeout));
+        while rpc.outgoing_mut().unwrap().next_packet(1400).is_some() {}
+        assert_eq!(rpc.prod(), Some(Prod::AskForResponse));
+        assert_eq!(rpc.deadline(resend, timeout), Some(now + resend));
+    }
+
+    #[test]
+    fn server_rpc_in_service_has_no_timer() {
+        let now = Instant::now();
+        let rpc = Rpc {
+            live: Liveness::new(now),
+            state: RpcState::Server(ServerRpc {
+                phase: ServerPhase::InService { charge: 10 },
+                tx_generation: 0,
+            }),
+        };
+        assert!(rpc.in_service());
+        assert_eq!(rpc.deadline(Duration::from_millis(3), Duration::from_secs(2)), None);
+        assert_eq!(rpc.queued_charge(), 10);
+    }
+}

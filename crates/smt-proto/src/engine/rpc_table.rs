@@ -1,0 +1,384 @@
+//! Every RPC of an endpoint, with the indices and counters derived from them.
+//!
+//! The table owns the RPCs and is the only place that hands out `&mut Rpc`
+//! ([`RpcTable::update`]). Before and after each change it takes the RPC's
+//! *footprint* (its SRPT keys, granted-but-unreceived bytes, memory charges, and
+//! timer deadline) and applies the difference to the indices: the sender's `ready`
+//! set, the receiver's `grantable` set, the byte and message counters (endpoint-wide
+//! and per session) and the timer queue. So the indices are right by construction:
+//! a new kind of mutation cannot forget to update them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use super::event::SessionHandle;
+use super::rpc::Rpc;
+use super::timer_queue::TimerQueue;
+use crate::wire::MessageId;
+
+/// Names an RPC: its session and message ID.
+pub(crate) type RpcKey = (SessionHandle, MessageId);
+
+/// SRPT order: fewest remaining bytes first, ties by session and ID.
+type QueueKey = (u32, SessionHandle, MessageId);
+
+/// Memory limits on what peers can make this endpoint hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub messages_per_session: usize,
+    pub bytes_per_session: usize,
+    pub bytes_total: usize,
+}
+
+/// What one session's RPCs hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SessionUsage {
+    pub rpcs: usize,
+    /// Incomplete incoming messages.
+    pub incoming_messages: usize,
+    /// Charges of incomplete incoming messages and of delivered, unanswered requests.
+    pub incoming_bytes: usize,
+}
+
+/// Endpoint-wide totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub rpcs: usize,
+    pub incoming_messages: usize,
+    /// Charges of incomplete incoming messages.
+    pub incoming_bytes: usize,
+    /// Charges of delivered requests the application has not answered.
+    pub queued_bytes: usize,
+    pub outgoing_bytes: usize,
+    pub granted_unreceived: u64,
+}
+
+/// The parts of an RPC the indices depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Footprint {
+    ready: Option<u32>,
+    grant: Option<u32>,
+    outstanding: u32,
+    incoming: Option<usize>,
+    queued: usize,
+    outgoing: usize,
+    deadline: Option<Instant>,
+}
+
+fn footprint(rpc: &Rpc, resend_after: Duration, rpc_timeout: Duration) -> Footprint {
+    let inc = rpc.incoming();
+    let out = rpc.outgoing();
+    Footprint {
+        ready: out.and_then(|m| m.ready_key()),
+        grant: inc.and_then(|m| m.grant_key()),
+        outstanding: inc.map_or(0, |m| m.outstanding()),
+        incoming: inc.map(|m| m.charge()),
+        queued: rpc.queued_charge(),
+        outgoing: out.map_or(0, |m| m.wire_len()),
+        deadline: rpc.deadline(resend_after, rpc_timeout),
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct RpcTable {
+    rpcs: BTreeMap<RpcKey, Rpc>,
+    /// Outgoing messages with bytes to send now (sender SRPT).
+    ready: BTreeSet<QueueKey>,
+    /// Incoming messages not fully granted (receiver SRPT).
+    grantable: BTreeSet<QueueKey>,
+    timers: TimerQueue<RpcKey>,
+    sessions: BTreeMap<SessionHandle, SessionUsage>,
+    totals: Totals,
+    limits: Limits,
+    resend_after: Duration,
+    rpc_timeout: Duration,
+}
+
+impl RpcTable {
+    pub fn new(limits: Limits, resend_after: Duration, rpc_timeout: Duration) -> RpcTable {
+        RpcTable {
+            rpcs: BTreeMap::new(),
+            ready: BTreeSet::new(),
+            grantable: BTreeSet::new(),
+            timers: TimerQueue::default(),
+            sessions: BTreeMap::new(),
+            totals: Totals::default(),
+            limits,
+            resend_after,
+            rpc_timeout,
+        }
+    }
+
+    fn footprint(&self, rpc: &Rpc) -> Footprint {
+        footprint(rpc, self.resend_after, self.rpc_timeout)
+    }
+
+    /// Applies the change from `before` to `after` to every index.
+    fn reindex(&mut self, key: RpcKey, before: Option<Footprint>, after: Option<Footprint>) {
+        let (h, id) = key;
+        let (old, new) = (before, after);
+        let field =
+            |f: &Option<Footprint>, g: fn(&Footprint) -> Option<u32>| f.as_ref().and_then(g);
+        let (old_ready, new_ready) = (field(&old, |f| f.ready), field(&new, |f| f.ready));
+        if old_ready != new_ready {
+            if let Some(k) = old_ready {
+                self.ready.remove(&(k, h, id));
+            }
+            if let Some(k) = new_ready {
+                self.ready.insert((k, h, id));
+            }
+        }
+        let (old_grant, new_grant) = (field(&old, |f| f.grant), field(&new, |f| f.grant));
+        if old_grant != new_grant {
+            if let Some(k) = old_grant {
+                self.grantable.remove(&(k, h, id));
+            }
+            if let Some(k) = new_grant {
+                self.grantable.insert((k, h, id));
+            }
+        }
+        let outstanding = |f: &Option<Footprint>| u64::from(f.map_or(0, |f| f.outstanding));
+        self.totals.granted_unreceived =
+            self.totals.granted_unreceived - outstanding(&old) + outstanding(&new);
+        let incoming = |f: &Option<Footprint>| f.and_then(|f| f.incoming);
+        let queued = |f: &Option<Footprint>| f.map_or(0, |f| f.queued);
+        let outgoing = |f: &Option<Footprint>| f.map_or(0, |f| f.outgoing);
+        let count = |x: Option<usize>| usize::from(x.is_some());
+        let (old_in, new_in) = (incoming(&old), incoming(&new));
+        let t = &mut self.totals;
+        t.rpcs = t.rpcs - usize::from(old.is_some()) + usize::from(new.is_some());
+        t.incoming_messages = t.incoming_messages - count(old_in) + count(new_in);
+        t.incoming_bytes = t.incoming_bytes - old_in.unwrap_or(0) + new_in.unwrap_or(0);
+        t.queued_bytes = t.queued_bytes - queued(&old) + queued(&new);
+        t.outgoing_bytes = t.outgoing_bytes - outgoing(&old) + outgoing(&new);
+        let s = self.sessions.entry(h).or_default();
+        s.rpcs = s.rpcs - usize::from(old.is_some()) + usize::from(new.is_some());
+        s.incoming_messages = s.incoming_messages - count(old_in) + count(new_in);
+        s.incoming_bytes = s.incoming_bytes - old_in.unwrap_or(0) - queued(&old)
+            + new_in.unwrap_or(0)
+            + queued(&new);
+        if s.rpcs == 0 {
+            self.sessions.remove(&h);
+        }
+        match new.and_then(|f| f.deadline) {
+            // A later deadline needs no re-arming: the earlier one fires, the owner
+            // looks, and the real deadline is armed then.
+            Some(at) => self.timers.arm_no_later(key, at),
+            None => self.timers.cancel(key),
+        }
+    }
+
+    /// Adds an RPC. Returns false (and drops it) if the key is taken.
+    pub fn insert(&mut self, key: RpcKey, rpc: Rpc) -> bool {
+        if self.rpcs.contains_key(&key) {
+            return false;
+        }
+        let after = self.footprint(&rpc);
+        self.rpcs.insert(key, rpc);
+        self.reindex(key, None, Some(after));
+        true
+    }
+
+    /// Removes an RPC and everything it holds.
+    pub fn remove(&mut self, key: RpcKey) -> Option<Rpc> {
+        let rpc = self.rpcs.remove(&key)?;
+        let before = self.footprint(&rpc);
+        self.reindex(key, Some(before), None);
+        Some(rpc)
+    }
+
+    /// Changes an RPC through `f`, then re-keys every index it appears in.
+    pub fn update<R>(&mut self, key: RpcKey, f: impl FnOnce(&mut Rpc) -> R) -> Option<R> {
+        let (resend_after, rpc_timeout) = (self.resend_after, self.rpc_timeout);
+        let rpc = self.rpcs.get_mut(&key)?;
+        let before = footprint(rpc, resend_after, rpc_timeout);
+        let result = f(rpc);
+        let after = footprint(rpc, resend_after, rpc_timeout);
+        if before != after {
+            self.reindex(key, Some(before), Some(after));
+        }
+        Some(result)
+    }
+
+    pub fn get(&self, key: RpcKey) -> Option<&Rpc> {
+        self.rpcs.get(&key)
+    }
+
+    pub fn contains(&self, key: RpcKey) -> bool {
+        self.rpcs.contains_key(&key)
+    }
+
+    /// IDs of a session's RPCs, in order.
+    pub fn ids(&self, session: SessionHandle) -> Vec<MessageId> {
+        self.session_range(session).map(|(&(_, id), _)| id).collect()
+    }
+
+    fn session_range(
+        &self,
+        session: SessionHandle,
+    ) -> std::collections::btree_map::Range<'_, RpcKey, Rpc> {
+        self.rpcs.range((session, MessageId::default())..=(session, MessageId::MAX))
+    }
+
+    /// The session's lowest outstanding ID.
+    pub fn oldest(&self, session: SessionHandle) -> Option<MessageId> {
+        self.session_range(session).next().map(|(&(_, id), _)| id)
+    }
+
+    /// Removes every RPC of a session, in ID order.
+    pub fn remove_session(&mut self, session: SessionHandle) -> Vec<(MessageId, Rpc)> {
+        let ids = self.ids(session);
+        ids.into_iter().filter_map(|id| self.remove((session, id)).map(|rpc| (id, rpc))).collect()
+    }
+
+    /// Whether a new incoming message charged `charge` bytes fits the limits.
+    pub fn admits(&self, session: SessionHandle, charge: usize) -> bool {
+        let s = self.sessions.get(&session).copied().unwrap_or_default();
+        let l = &self.limits;
+        s.incoming_messages < l.messages_per_session
+            && s.incoming_bytes + charge <= l.bytes_per_session
+            && self.totals.incoming_bytes + self.totals.queued_bytes + charge <= l.bytes_total
+    }
+
+    /// The outgoing message with the fewest bytes left among those ready to send.
+    pub fn first_ready(&self) -> Option<RpcKey> {
+        self.ready.first().map(|&(_, h, id)| (h, id))
+    }
+
+    /// Whether any outgoing message has bytes to send now.
+    pub fn has_ready(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
+    /// The `n` incoming messages with the fewest bytes left that still need grants.
+    pub fn grant_order(&self, n: usize, out: &mut Vec<RpcKey>) {
+        out.clear();
+        out.extend(self.grantable.iter().take(n).map(|&(_, h, id)| (h, id)));
+    }
+
+    /// The earliest RPC timer.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// An RPC whose timer is due (disarmed: looking at it re-arms it if needed).
+    pub fn pop_due(&mut self, now: Instant) -> Option<RpcKey> {
+        self.timers.pop_due(now)
+    }
+
+    /// Re-arms an RPC's timer from its state (after it fired without a change).
+    pub fn rearm(&mut self, key: RpcKey) {
+        let Some(rpc) = self.rpcs.get(&key) else { return };
+        match rpc.deadline(self.resend_after, self.rpc_timeout) {
+            Some(at) => self.timers.arm(key, at),
+            None => self.timers.cancel(key),
+        }
+    }
+
+    /// Number of armed RPC timers.
+    pub fn armed_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    pub fn totals(&self) -> Totals {
+        self.totals
+    }
+
+    pub fn session_usage(&self, session: SessionHandle) -> SessionUsage {
+        self.sessions.get(&session).copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::incoming::IncomingMessage;
+    use crate::engine::keys::RxKeys;
+    use crate::engine::outgoing::OutgoingMessage;
+    use crate::record::{seal_message, CipherSuite, MessageLayout, RecordKey};
+    use crate::wire::DataRepr;
+
+    fn key() -> RecordKey {
+        RecordKey::new(CipherSuite::Aes128GcmSha256, &[1; 16], &[2; 12]).unwrap()
+    }
+
+    fn table() -> RpcTable {
+        let limits =
+            Limits { messages_per_session: 2, bytes_per_session: 1 << 20, bytes_total: 1 << 30 };
+        RpcTable::new(limits, Duration::from_millis(3), Duration::from_secs(2))
+    }
+
+    fn outgoing(len: usize) -> OutgoingMessage {
+        let layout = MessageLayout::for_payload(len, 16384).unwrap();
+        OutgoingMessage::new(layout, vec![0; layout.wire_len() as usize], 1000)
+    }
+
+    fn incoming(id: MessageId, len: usize) -> IncomingMessage {
+        let wire = seal_message(&key(), id, &vec![0; len], 16384).unwrap();
+        let layout = MessageLayout::for_payload(len, 16384).unwrap();
+        let data = DataRepr {
+            message_length: layout.wire_len(),
+            offset: 0,
+            unscheduled: 1000,
+            record_size: 16384,
+            priority: 0,
+            payload: &wire[..wire.len().min(100)],
+        };
+        let mut rx = RxKeys::new(key(), None);
+        IncomingMessage::new(&data, false, rx.candidates(false, Instant::now()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn indices_follow_every_change_and_empty_out_on_removal() {
+        let now = Instant::now();
+        let mut t = table();
+        let (h, a, b) = (SessionHandle(1), MessageId::new(1).unwrap(), MessageId::new(2).unwrap());
+        assert!(t.insert((h, a), Rpc::client(now, outgoing(50_000), 0)));
+        assert!(t.insert((h, b), Rpc::client(now, outgoing(100), 0)));
+        assert!(!t.insert((h, b), Rpc::client(now, outgoing(100), 0)), "key taken");
+        // SRPT: the shorter message is sent first.
+        assert_eq!(t.first_ready(), Some((h, b)));
+        // Sending all of b's unscheduled bytes takes it out of the ready set.
+        t.update((h, b), |rpc| while rpc.outgoing_mut().unwrap().next_packet(1400).is_some() {});
+        assert_eq!(t.first_ready(), Some((h, a)));
+        assert_eq!(t.totals().rpcs, 2);
+        assert!(t.totals().outgoing_bytes > 50_000);
+        t.remove((h, a));
+        t.remove((h, b));
+        assert_eq!(t.totals(), Totals::default());
+        assert_eq!(t.first_ready(), None);
+        assert_eq!(t.armed_timers(), 0);
+        assert_eq!(t.session_usage(h), SessionUsage::default());
+    }
+
+    #[test]
+    fn incoming_messages_are_charged_and_admission_follows_the_limits() {
+        let now = Instant::now();
+        let mut t = table();
+        let h = SessionHandle(7);
+        let ids: Vec<_> = (1..=3).map(|i| MessageId::new(i).unwrap()).collect();
+        let inc = incoming(ids[0], 200_000);
+        let charge = inc.charge();
+        assert!(t.admits(h, charge));
+        t.insert((h, ids[0]), Rpc::server(now, inc));
+        t.insert((h, ids[1]), Rpc::server(now, incoming(ids[1], 10)));
+        assert_eq!(t.session_usage(h).incoming_messages, 2);
+        assert!(!t.admits(h, 10), "two incomplete messages per session at most");
+        assert!(t.totals().incoming_bytes >= charge);
+        // Granting scheduled bytes shows up as granted-but-unreceived.
+        assert_eq!(t.grant_order_vec(4), vec![(h, ids[0])]);
+        t.update((h, ids[0]), |rpc| rpc.incoming_mut().unwrap().set_granted(5000));
+        assert_eq!(t.totals().granted_unreceived, 4000);
+        t.remove((h, ids[0]));
+        assert_eq!(t.totals().granted_unreceived, 0);
+        assert_eq!(t.session_usage(h).incoming_messages, 1);
+    }
+
+    impl RpcTable {
+        fn grant_order_vec(&self, n: usize) -> Vec<RpcKey> {
+            let mut v = Vec::new();
+            self.grant_order(n, &mut v);
+            v
+        }
+    }
+}
