@@ -15,7 +15,7 @@
 //! ([`engine::TlsSession`]) with rustls, so the engine runs real TLS 1.3 handshakes
 //! wherever it is driven (the `smt` crate, the simulator).
 #![forbid(unsafe_code)]
-#![warn(missing_debug_implementations)]
+#![warn(missing_debug_implementations, missing_docs, unreachable_pub)]
 
 pub mod engine;
 pub mod record;

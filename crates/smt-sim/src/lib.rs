@@ -3,6 +3,7 @@
 //! duplication and reordering, all drawn from one seed. The same seed gives the same
 //! trace, byte for byte.
 #![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod network;
 pub mod workload;

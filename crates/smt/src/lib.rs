@@ -56,6 +56,7 @@
 //! TLS secrets are written there in NSS key log format on both sides.
 // `unsafe` is denied everywhere except `socket::raw_ip` (sendmmsg for native IP mode).
 #![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod driver;
 mod endpoint;

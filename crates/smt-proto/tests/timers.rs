@@ -1,0 +1,94 @@
+//! Timer cost: an RPC that needs no timer (a request the application is still
+//! answering) costs nothing when timers run, so `handle_timeout` does the same work
+//! with 100 000 idle RPCs in flight as with none. The engine counts every timer it
+//! looks at (`Stats::timers_fired`), which makes the claim exact rather than timed;
+//! `cargo bench -p smt-proto --bench timers` measures the time as well.
+
+#[path = "support/pair.rs"]
+mod pair;
+
+use std::time::Duration;
+
+use smt_proto::engine::Config;
+use pair::Pair;
+
+/// Requests per session (below the replay window's limit on outstanding IDs).
+const PER_SESSION: usize = 50_000;
+
+/// A server holding `idle` requests in service and `active` responses sent and not
+/// acknowledged (the client went silent), and the time it was built.
+fn server_with(idle: usize, active: usize) -> Pair {
+    let mut pair = Pair::new(Config::default());
+    let total = idle + active;
+    let mut delivered = Vec::with_capacity(total);
+    while delivered.len() < total {
+        let (client, _) = pair.connect();
+        let n = PER_SESSION.min(total - delivered.len());
+        for i in 0..n {
+            pair.client.call(pair.now, client, &(i as u64).to_be_bytes()).expect("call");
+            if i % 1000 == 999 {
+                pair.deliver_all();
+            }
+        }
+        pair.deliver_all();
+        delivered.extend(pair.server_requests());
+    }
+    assert_eq!(delivered.len(), total);
+    for &(session, id) in &delivered[..active] {
+        pair.server.respond(pair.now, session, id, b"answer").expect("respond");
+    }
+    // The client never hears the responses, so it never acknowledges them.
+    pair.drop_server_output();
+    pair
+}
+
+/// Timers the server runs over `rounds` silences of 4 ms (past `resend_after`).
+fn timers_fired(pair: &mut Pair, rounds: usize) -> u64 {
+    let before = pair.server.stats().timers_fired;
+    for _ in 0..rounds {
+        pair.advance(Duration::from_millis(4));
+        pair.server.handle_timeout(pair.now);
+        pair.drop_server_output();
+    }
+    pair.server.stats().timers_fired - before
+}
+
+#[test]
+fn timer_work_is_independent_of_the_number_of_idle_rpcs() {
+    let active = 10;
+    let mut few = server_with(0, active);
+    let mut many = server_with(100_000, active);
+    assert_eq!(many.server.memory_usage().rpcs, 100_000 + active);
+    // Only the RPCs waiting for an acknowledgement have a timer.
+    assert_eq!(few.server.armed_timers(), active);
+    assert_eq!(many.server.armed_timers(), active);
+    let (f, m) = (timers_fired(&mut few, 5), timers_fired(&mut many, 5));
+    // Each active RPC fires once per silence (and sends NEED_ACK), idle ones never.
+    assert_eq!(f, 5 * active as u64);
+    assert_eq!(m, f, "100 000 idle RPCs changed the timer work");
+    assert_eq!(many.server.memory_usage().rpcs, 100_000 + active);
+}
+
+#[test]
+fn answering_an_idle_request_arms_its_timer_and_the_acknowledgement_disarms_it() {
+    let mut pair = Pair::new(Config::default());
+    let (client, _) = pair.connect();
+    pair.client.call(pair.now, client, b"ping").expect("call");
+    pair.deliver_all();
+    let requests = pair.server_requests();
+    assert_eq!(pair.server.armed_timers(), 0, "a request in service needs no timer");
+    let (session, id) = requests[0];
+    pair.server.respond(pair.now, session, id, b"pong").expect("respond");
+    pair.deliver_all();
+    // The response went out: the server waits for the ACK with a timer; the client
+    // holds its ACK for the next request or one tick.
+    assert_eq!(pair.server.armed_timers(), 1);
+    assert_eq!(pair.client.armed_timers(), 1);
+    pair.advance(Duration::from_millis(1));
+    pair.client.handle_timeout(pair.now);
+    pair.deliver_all();
+    assert_eq!(pair.client.armed_timers(), 0);
+    assert_eq!(pair.server.armed_timers(), 0);
+    assert_eq!(pair.server.memory_usage().rpcs, 0);
+    assert_eq!(pair.server.poll_timeout(), None);
+}

@@ -1,0 +1,186 @@
+//! Real TLS 1.3 handshakes (rustls, through `smt_proto::rustls`) over the simulated
+//! network: under loss, duplication and reordering they complete and the session
+//! carries RPCs; a refused certificate ends the session with the right typed alert.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use smt_proto::engine::{Alert, Config, Event, RpcError, SessionHandle, TlsError};
+use smt_proto::rustls::{client_config, server_config, RustlsAcceptor, RustlsSession};
+use smt_sim::{HostId, LinkConfig, Network};
+
+struct Identity {
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+/// A self-signed certificate for `name`, issued by a CA called `ca` (distinct names
+/// keep verifiers from mistaking one test CA for another).
+fn identity_by(name: &str, ca: &str) -> Identity {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, ca);
+    let key_pair = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key_pair).expect("self-signed");
+    Identity { cert: cert.der().clone(), key: PrivatePkcs8KeyDer::from(key_pair.serialize_der()) }
+}
+
+fn identity(name: &str) -> Identity {
+    identity_by(name, name)
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn roots(trusted: &Identity) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trusted.cert.clone()).expect("root");
+    roots
+}
+
+fn server_tls(id: &Identity, client_ca: Option<&Identity>) -> RustlsAcceptor {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3");
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca)),
+                provider(),
+            )
+            .build()
+            .expect("verifier"),
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(vec![id.cert.clone()], PrivateKeyDer::Pkcs8(id.key.clone_key()))
+        .expect("server cert");
+    RustlsAcceptor::new(server_config(&config))
+}
+
+fn client_tls(trusted: &Identity, me: Option<&Identity>) -> Arc<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots(trusted));
+    let config = match me {
+        Some(me) => builder
+            .with_client_auth_cert(vec![me.cert.clone()], PrivateKeyDer::Pkcs8(me.key.clone_key()))
+            .expect("client cert"),
+        None => builder.with_no_client_auth(),
+    };
+    client_config(&config)
+}
+
+fn connect(
+    net: &mut Network,
+    client: HostId,
+    server: HostId,
+    config: Arc<rustls::ClientConfig>,
+) -> SessionHandle {
+    let tls = RustlsSession::client(config, "server.test").expect("client session");
+    let (now, peer) = (net.now(), net.addr(server));
+    let handle = net.endpoint(client).connect(now, peer, 0x5157_0001, Box::new(tls));
+    net.pump_host(client);
+    handle
+}
+
+fn established(net: &Network, host: HostId, session: SessionHandle) -> bool {
+    net.events(host)
+        .iter()
+        .any(|(_, e)| matches!(e, Event::SessionEstablished { session: s } if *s == session))
+}
+
+fn closed(net: &Network, host: HostId, session: SessionHandle) -> Option<RpcError> {
+    net.events(host).iter().find_map(|(_, e)| match e {
+        Event::SessionClosed { session: s, reason } if *s == session => Some(reason.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn rustls_handshake_completes_under_loss_duplication_and_reordering_and_carries_rpcs() {
+    let link = LinkConfig { loss: 0.1, duplicate: 0.05, reorder: 0.2, ..LinkConfig::default() };
+    let (server_id, client_id) = (identity("server.test"), identity("client.test"));
+    for seed in [1u64, 2, 3] {
+        let mut net = Network::new(seed, link.clone());
+        let client = net.add_host(Config::default());
+        let server = net.add_host(Config::default());
+        net.set_echo(server);
+        net.endpoint(server).set_acceptor(Box::new(server_tls(&server_id, Some(&client_id))));
+        let cs = connect(&mut net, client, server, client_tls(&server_id, Some(&client_id)));
+        assert!(
+            net.run_until(Duration::from_secs(20), |n| established(n, client, cs)),
+            "seed {seed}: no session after {:?}",
+            net.elapsed()
+        );
+        assert_eq!(
+            net.endpoint_ref(client).peer_certificates(cs),
+            Some(&[server_id.cert.as_ref().to_vec()][..])
+        );
+        let mut ids = Vec::new();
+        for size in [0usize, 1, 1000, 20_000, 300_000] {
+            ids.push((net.call(client, cs, &vec![size as u8; size]), size));
+        }
+        assert!(net.run_until(Duration::from_secs(60), |n| {
+            common::responses(n, client).len() == ids.len()
+        }));
+        let responses = common::responses(&net, client);
+        for (id, size) in ids {
+            assert_eq!(responses[&id], vec![size as u8; size], "seed {seed}");
+        }
+        let stats = net.endpoint_ref(server).stats().clone();
+        assert_eq!(stats.sessions_accepted, 1);
+        assert_eq!(stats.handshakes_failed, 0);
+        assert_eq!(stats.requests_delivered, 5);
+    }
+}
+
+#[test]
+fn untrusted_server_certificate_fails_the_client_with_unknown_ca_and_tells_the_server() {
+    let server_id = identity("server.test");
+    let impostor_ca = identity_by("server.test", "impostor CA");
+    let mut net = Network::new(7, LinkConfig::default());
+    let client = net.add_host(Config::default());
+    let server = net.add_host(Config::default());
+    net.endpoint(server).set_acceptor(Box::new(server_tls(&server_id, None)));
+    let cs = connect(&mut net, client, server, client_tls(&impostor_ca, None));
+    assert!(net.run_until(Duration::from_secs(10), |n| closed(n, client, cs).is_some()));
+    let Some(RpcError::Handshake(error)) = closed(&net, client, cs) else {
+        panic!("{:?}", closed(&net, client, cs))
+    };
+    assert_eq!(error.alert(), Some(Alert::UnknownCa), "{error:?}");
+    assert!(matches!(error, TlsError::Refused { .. }));
+    assert!(!established(&net, client, cs));
+    net.run_idle(Duration::from_secs(10));
+    assert_eq!(net.endpoint_ref(server).stats().handshakes_failed, 1);
+    assert_eq!(net.endpoint_ref(server).session_count(), 0);
+}
+
+#[test]
+fn client_without_the_required_certificate_is_refused_with_certificate_required() {
+    let (server_id, client_ca) = (identity("server.test"), identity("client.test"));
+    let mut net = Network::new(8, LinkConfig::default());
+    let client = net.add_host(Config::default());
+    let server = net.add_host(Config::default());
+    net.set_echo(server);
+    net.endpoint(server).set_acceptor(Box::new(server_tls(&server_id, Some(&client_ca))));
+    let cs = connect(&mut net, client, server, client_tls(&server_id, None));
+    // TLS 1.3: the client completes first; the server's alert then ends the session.
+    assert!(net.run_until(Duration::from_secs(10), |n| closed(n, client, cs).is_some()));
+    assert_eq!(
+        closed(&net, client, cs),
+        Some(RpcError::Handshake(TlsError::AlertReceived(Alert::CertificateRequired)))
+    );
+    assert_eq!(net.endpoint_ref(server).stats().sessions_accepted, 0);
+    assert_eq!(
+        net.endpoint_ref(client).closed_reason(cs),
+        closed(&net, client, cs).as_ref(),
+        "the endpoint remembers why the session ended"
+    );
+}
