@@ -9,8 +9,8 @@ mod pair;
 
 use std::time::Duration;
 
-use smt_proto::engine::Config;
 use pair::Pair;
+use smt_proto::engine::Config;
 
 /// Requests per session (below the replay window's limit on outstanding IDs).
 const PER_SESSION: usize = 50_000;

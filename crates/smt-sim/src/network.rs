@@ -35,6 +35,8 @@ pub struct LinkConfig {
     pub duplicate: f64,
     /// Probability that a packet is delayed by up to `reorder_jitter` extra.
     pub reorder: f64,
+    /// Largest extra delay of a reordered packet; each one draws uniformly from
+    /// zero up to this.
     pub reorder_jitter: Duration,
 }
 
@@ -59,8 +61,11 @@ pub struct HostId(pub usize);
 /// What happened to one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Fate {
+    /// Scheduled for delivery to the destination host (the first copy).
     Delivered,
+    /// Dropped by random loss or by the drop filter; never arrives.
     Lost,
+    /// The extra copy of a packet the network delivers twice.
     Duplicated,
 }
 
@@ -69,17 +74,24 @@ pub enum Fate {
 pub struct TraceEvent {
     /// Virtual time since the network was created.
     pub at: Duration,
+    /// Address of the sending host.
     pub from: SocketAddr,
+    /// Destination address of the datagram.
     pub to: SocketAddr,
+    /// Datagram length in bytes.
     pub len: usize,
+    /// Whether it was delivered, lost or duplicated.
     pub fate: Fate,
 }
 
 /// A received datagram, kept when capture is on (for replay attacks).
 #[derive(Debug, Clone)]
 pub struct Captured {
+    /// The host that received it.
     pub to: HostId,
+    /// The source address the receiving endpoint saw.
     pub from: SocketAddr,
+    /// The whole datagram, as delivered.
     pub bytes: Vec<u8>,
 }
 
@@ -89,8 +101,11 @@ pub struct Captured {
 pub struct Sent {
     /// Virtual time at which the host sent it.
     pub at: Duration,
+    /// The sending host.
     pub from: HostId,
+    /// The destination address the host's endpoint chose.
     pub to: SocketAddr,
+    /// The whole datagram (one GSO segment counts as one datagram).
     pub bytes: Vec<u8>,
     /// False if no host has the destination address: the datagram went nowhere.
     pub routable: bool,
@@ -125,10 +140,15 @@ struct InFlight {
 /// Counters over the whole run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetStats {
+    /// Datagrams hosts handed to the network (injected ones are not counted).
     pub sent: u64,
+    /// Datagrams dropped by random loss or by the drop filter.
     pub lost: u64,
+    /// Datagrams the network delivered twice.
     pub duplicated: u64,
+    /// Datagrams handed to an endpoint, duplicates and injected ones included.
     pub delivered: u64,
+    /// Datagrams sent to an address no host has; they are not counted as lost.
     pub unroutable: u64,
 }
 
@@ -146,6 +166,7 @@ pub struct Network {
     trace: Option<Vec<TraceEvent>>,
     capture: Option<Vec<Captured>>,
     buf: Vec<u8>,
+    /// Packet counters since the network was created.
     pub stats: NetStats,
     sends: Option<Vec<Sent>>,
     drop_filter: Option<DropFilter>,

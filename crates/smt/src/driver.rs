@@ -57,7 +57,7 @@ pub(crate) struct Outbox(Vec<Batch>);
 impl Outbox {
     /// Sends every batch. What the socket refuses (its buffer is full) goes back to
     /// the state, and the driver sends it once the socket is writable again.
-    pub fn send(self, shared: &Shared) {
+    pub(crate) fn send(self, shared: &Shared) {
         let mut batches = self.0.into_iter();
         while let Some(batch) = batches.next() {
             let sent = send(shared, batch.destination, batch.segment_size, &batch.bytes);
@@ -88,7 +88,7 @@ pub(crate) struct State {
 }
 
 impl State {
-    pub fn new(engine: Engine, requests: mpsc::UnboundedSender<RawRequest>) -> State {
+    pub(crate) fn new(engine: Engine, requests: mpsc::UnboundedSender<RawRequest>) -> State {
         State {
             engine,
             calls: HashMap::new(),
@@ -102,7 +102,7 @@ impl State {
 
     /// Takes everything the engine queued for sending and delivers its events. Send
     /// the returned outbox after releasing the lock.
-    pub fn drive(&mut self) -> Outbox {
+    pub(crate) fn drive(&mut self) -> Outbox {
         let now = Instant::now();
         let mut batches = Vec::new();
         let mut buf = Vec::new();
@@ -158,7 +158,7 @@ impl State {
     }
 
     /// Tells the driver to re-arm its timer if the engine now needs it earlier.
-    pub fn nudge(&mut self, shared: &Shared) {
+    pub(crate) fn nudge(&mut self, shared: &Shared) {
         let wanted = self.engine.poll_timeout();
         let earlier = match (wanted, self.armed) {
             (Some(w), Some(a)) => w < a,
@@ -202,7 +202,7 @@ fn send(
 }
 
 impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug; the state is still consistent
         // enough to shut down, so recover the guard rather than propagate poison.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -18,7 +18,12 @@ pub enum Error {
     Timeout(Duration),
     /// A request or response exceeds the configured maximum message size.
     #[error("message of {len} bytes exceeds the maximum of {max} bytes")]
-    MessageTooLarge { len: usize, max: usize },
+    MessageTooLarge {
+        /// The message's payload length.
+        len: usize,
+        /// `TransportConfig::max_message_len` of the side that refused it.
+        max: usize,
+    },
     /// The session was closed by this side.
     #[error("session closed locally")]
     SessionClosed,

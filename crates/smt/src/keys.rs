@@ -11,8 +11,11 @@ use crate::error::{Error, Result};
 /// optionally the traffic secret they came from (needed for key updates).
 #[derive(Clone, PartialEq, Eq)]
 pub struct TrafficKey {
+    /// The negotiated TLS 1.3 cipher suite.
     pub suite: CipherSuite,
+    /// The traffic key (16 or 32 bytes, as the suite needs).
     pub key: Vec<u8>,
+    /// The 12-byte IV (RFC 8446 5.3).
     pub iv: Vec<u8>,
     /// The application traffic secret; with it (on both directions) the session can
     /// update its keys before their usage limit, without it the session must be

@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-/// Parameters of an [`Endpoint`](super::Endpoint). `Default` gives values tuned for
-/// loopback and 1500-byte-MTU datacenter links; see each field.
+/// Transport parameters of an SMT endpoint (in the `smt` crate: `TransportConfig`,
+/// given to `EndpointBuilder::transport_config`). `Default` gives values tuned for
+/// loopback and 1500-byte-MTU datacenter links; see each field. Fields are public;
+/// build one with `Config::default()` and change what you need.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -37,6 +39,7 @@ pub struct Config {
     /// than 128/64 KiB but a 40% higher 64 B p99 during a 1 MiB stream, so these
     /// defaults favour small-message latency.
     pub loopback_grant_window: u32,
+    /// `unscheduled_bytes` towards loopback peers (see `loopback_grant_window`).
     pub loopback_unscheduled_bytes: u32,
     /// Plaintext bytes per TLS record (at most 16 384). Large records amortise the
     /// per-record AEAD setup (measured: 2.6x cheaper per byte at 16 KiB than at 1400 B).
@@ -45,14 +48,15 @@ pub struct Config {
     pub max_message_len: usize,
     /// At most this many equal-size datagrams in one transmit batch (GSO segments).
     pub max_segments: usize,
-    /// Timer granularity: the engine checks RPCs for silence and progress at this
-    /// interval.
+    /// How long a client holds acknowledgements of received responses, hoping to send
+    /// them with its next request to the same server; also the period of the limit
+    /// on replies to unknown sessions. (RPC timers run at their exact deadlines.)
     pub tick: Duration,
     /// Silence on an incomplete message after which its receiver sends RESEND
     /// (Homa: 5 ticks of 1 ms; loopback and datacenter RTTs are tens of us).
     pub resend_after: Duration,
     /// Time without progress (new bytes, a larger grant, BUSY for a delivered request)
-    /// after which an RPC fails with [`RpcError::Timeout`](super::RpcError) and its
+    /// after which an RPC fails with a timeout error (`smt::Error::Timeout`) and its
     /// state is freed. Homa uses 100 ticks of 1 ms; we allow slower servers. Mere
     /// chatter without progress (wrong keys, a request that already ran) does not
     /// keep an RPC alive.
@@ -61,14 +65,17 @@ pub struct Config {
     pub max_sessions: usize,
     /// Most incomplete incoming messages per session (bounds forged-packet state).
     pub max_incoming_messages_per_session: usize,
-    /// Most bytes of incoming wire images buffered per session.
+    /// Most bytes of incoming wire images buffered per session, counting delivered
+    /// requests the application has not answered yet.
     pub max_incoming_bytes_per_session: usize,
-    /// Most bytes of incoming wire images buffered by the endpoint in total.
+    /// Most bytes of incoming wire images buffered by the endpoint in total, counting
+    /// delivered requests the application has not answered yet.
     pub max_incoming_bytes_total: usize,
-    /// Records one session may seal under its traffic key. `None`: the cipher suite's
-    /// confidentiality limit (RFC 8446 5.5; 2^24.5 records for AES-GCM). Key update is
-    /// not implemented, so a session that reaches the limit refuses further messages
-    /// (CallError::KeyExhausted) and must be re-established. Lower it only for tests.
+    /// Records one session may seal under one traffic key. `None`: the cipher suite's
+    /// confidentiality limit (RFC 8446 5.5; 2^24.5 records for AES-GCM). Sessions
+    /// update their key before it (see `key_update_after`); one that cannot (no
+    /// traffic secrets) refuses further messages at the limit
+    /// (`smt::Error::KeyExhausted`) and must be re-established. Lower it only for tests.
     pub key_usage_limit: Option<u64>,
     /// Records sealed under one traffic key before the sender updates it (TLS 1.3 key
     /// update, signalled by the KEY_PHASE bit). `None`: half the usage limit. Updates
@@ -118,7 +125,7 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Checks that the values are consistent; `Endpoint::new` calls this.
+    /// Checks that the values are consistent; creating an endpoint calls this.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |what: &'static str| Err(ConfigError(what));
         if !(crate::record::MIN_RECORD_SIZE..=crate::record::MAX_PLAINTEXT_LEN)

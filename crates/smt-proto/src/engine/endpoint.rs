@@ -131,7 +131,12 @@ pub(crate) struct Context<'a> {
 
 impl Core {
     /// Header for a packet this endpoint sends on `session`.
-    pub fn header(&self, session: &Session, packet_type: PacketType, id: MessageId) -> HeaderRepr {
+    pub(crate) fn header(
+        &self,
+        session: &Session,
+        packet_type: PacketType,
+        id: MessageId,
+    ) -> HeaderRepr {
         let mut flags = Flags::empty();
         flags.set(Flags::FROM_INITIATOR, session.role() == Role::Client);
         HeaderRepr {
@@ -145,21 +150,21 @@ impl Core {
     }
 
     /// Queues a small control packet.
-    pub fn send_control(&mut self, session: &Session, id: MessageId, body: Body<'_>) {
+    pub(crate) fn send_control(&mut self, session: &Session, id: MessageId, body: Body<'_>) {
         let header = self.header(session, body.packet_type(), id);
         let packet = PacketRepr { header, body };
         self.control.push_back((session.peer, packet.to_vec()));
     }
 
     /// A client session's acknowledgements leave now (with the next transmit).
-    pub fn acks_now(&mut self, session: SessionHandle) {
+    pub(crate) fn acks_now(&mut self, session: SessionHandle) {
         self.timers.cancel(Timer::Acks(session));
         self.acks_due.insert(session);
     }
 
     /// A client session's acknowledgements may wait for the next request, but not
     /// longer than one tick.
-    pub fn acks_soon(&mut self, session: SessionHandle, now: Instant) {
+    pub(crate) fn acks_soon(&mut self, session: SessionHandle, now: Instant) {
         if !self.acks_due.contains(&session) {
             self.timers.arm_no_later(Timer::Acks(session), now + self.config.tick);
         }

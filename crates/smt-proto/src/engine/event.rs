@@ -21,22 +21,51 @@ pub enum Role {
 pub enum Event {
     /// A server session received a complete, authenticated request. Answer it with
     /// [`Endpoint::respond`](super::Endpoint::respond). Delivered exactly once.
-    Request { session: SessionHandle, id: MessageId, payload: Vec<u8> },
+    Request {
+        /// The server session it arrived on.
+        session: SessionHandle,
+        /// The request's ID; the response reuses it.
+        id: MessageId,
+        /// The request's bytes.
+        payload: Vec<u8>,
+    },
     /// A client's RPC completed. Delivered exactly once.
-    Response { session: SessionHandle, id: MessageId, payload: Vec<u8> },
+    Response {
+        /// The client session of the RPC.
+        session: SessionHandle,
+        /// The ID `call` returned.
+        id: MessageId,
+        /// The response's bytes.
+        payload: Vec<u8>,
+    },
     /// A client's RPC failed; no response will be delivered for it.
-    RpcFailed { session: SessionHandle, id: MessageId, error: RpcError },
+    RpcFailed {
+        /// The client session of the RPC.
+        session: SessionHandle,
+        /// The ID `call` returned.
+        id: MessageId,
+        /// Why it failed.
+        error: RpcError,
+    },
     /// A session's handshake completed and its keys are installed.
-    SessionEstablished { session: SessionHandle },
+    SessionEstablished {
+        /// The handle `connect` returned (client), or a new one (server).
+        session: SessionHandle,
+    },
     /// A session ended; all its RPCs have failed with the same reason.
-    SessionClosed { session: SessionHandle, reason: RpcError },
+    SessionClosed {
+        /// The session that ended; its handle is never reused.
+        session: SessionHandle,
+        /// Why it ended (also kept by [`Endpoint::closed_reason`](super::Endpoint::closed_reason)).
+        reason: RpcError,
+    },
 }
 
 /// Why an RPC or a session ended without success.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RpcError {
-    /// The peer was silent for the configured RPC timeout.
+    /// The RPC made no progress for the configured RPC timeout.
     #[error("peer silent for {0:?}: timed out")]
     Timeout(std::time::Duration),
     /// The local side closed the session.
@@ -50,16 +79,23 @@ pub enum RpcError {
     PeerReset,
     /// The response is larger than this endpoint accepts.
     #[error("response of {len} bytes exceeds the limit of {max} bytes")]
-    ResponseTooLarge { len: usize, max: usize },
+    ResponseTooLarge {
+        /// The response's payload length, as its header announced.
+        len: usize,
+        /// `Config::max_message_len`.
+        max: usize,
+    },
     /// The TLS handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(super::TlsError),
 }
 
-/// Why [`Endpoint::call`](super::Endpoint::call) or `respond` refused.
+/// Why [`Endpoint::call`](super::Endpoint::call), `respond`, their `begin_*` halves
+/// or `finish` refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
+    /// No session has this handle (and none closed with it recently).
     #[error("no such session")]
     UnknownSession,
     /// The session ended (recently: the endpoint remembers the reason for a while).
@@ -72,20 +108,31 @@ pub enum CallError {
     /// The bytes given to `finish` are not a message sealed from its `PreparedMessage`.
     #[error("the sealed message does not match what was prepared")]
     SealMismatch,
-    #[error("session is not established yet")]
-    NotEstablished,
+    /// A client operation on a server session, or the other way round.
     #[error("this side of the session cannot {0}")]
     WrongRole(&'static str),
+    /// The payload is longer than `Config::max_message_len`.
     #[error("message of {len} bytes exceeds the limit of {max} bytes")]
-    MessageTooLarge { len: usize, max: usize },
+    MessageTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The largest accepted.
+        max: usize,
+    },
+    /// So many requests are outstanding that a new ID would fall outside the
+    /// server's replay window.
     #[error("{0} requests are outstanding: the replay window would refuse more")]
     TooManyOutstanding(usize),
+    /// All 2^48 message IDs of the session were used.
     #[error("message ID space of the session is exhausted")]
     IdsExhausted,
+    /// No delivered request with this ID awaits a response (already answered,
+    /// abandoned, or never delivered).
     #[error("no request {0} awaits a response")]
     UnknownRequest(MessageId),
     /// Sealing the message would exceed the AEAD usage limit of the session's key
-    /// (RFC 8446 5.5); without key update the session must be re-established.
+    /// (RFC 8446 5.5) and the key cannot be updated (no traffic secrets, or the peer
+    /// has not confirmed the previous update yet).
     #[error("the session's traffic key reached its usage limit of {0} records; reconnect")]
     KeyExhausted(u64),
 }
@@ -94,8 +141,10 @@ pub enum CallError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum InstallError {
+    /// A session with the same peer, ID and role exists.
     #[error("a session with this peer and ID already exists")]
     Duplicate,
+    /// `Config::max_sessions` sessions are installed.
     #[error("the endpoint already holds its maximum of {0} sessions")]
     TooManySessions(usize),
 }
@@ -104,14 +153,24 @@ pub enum InstallError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
+    /// Datagrams given to `handle_datagram`.
     pub datagrams_received: u64,
+    /// Datagrams handed out by `poll_transmit` (a GSO batch counts each segment).
     pub datagrams_sent: u64,
+    /// Datagrams that failed to parse, or described impossible messages.
     pub malformed: u64,
+    /// Datagrams whose header names another destination port.
     pub misdirected: u64,
+    /// Datagrams for no session of this endpoint.
     pub unknown_session: u64,
+    /// Packets about an RPC the session does not hold.
     pub unknown_rpc: u64,
+    /// DATA that carried no new bytes (retransmissions, duplicates, replays of a
+    /// request already delivered).
     pub duplicate_packets: u64,
+    /// Requests delivered to the application (each exactly once).
     pub requests_delivered: u64,
+    /// Responses delivered to the application (each exactly once).
     pub responses_delivered: u64,
     /// DATA for request IDs the replay window refused (already run, or too old).
     pub replays_rejected: u64,
@@ -119,15 +178,21 @@ pub struct Stats {
     pub auth_failures: u64,
     /// New incoming messages refused by memory limits.
     pub admission_refused: u64,
+    /// RESEND packets sent.
     pub resends_sent: u64,
+    /// GRANT packets sent.
     pub grants_sent: u64,
+    /// RPCs freed for lack of progress.
     pub rpc_timeouts: u64,
+    /// Server sessions established by the in-band handshake.
     pub sessions_accepted: u64,
+    /// Handshakes that failed (either side).
     pub handshakes_failed: u64,
     /// ClientHellos dropped because `max_pending_handshakes` were in progress.
     pub handshakes_refused: u64,
-    /// Key updates of our sending key, and of the peer's (seen on its messages).
+    /// Key updates of our sending key.
     pub key_updates_sent: u64,
+    /// Key updates of the peer's key, seen on its messages.
     pub key_updates_received: u64,
     /// RPC, acknowledgement and handshake timers that fired. Timers are kept in
     /// deadline order, so this counts all the timer work the endpoint did: idle RPCs
@@ -139,8 +204,11 @@ pub struct Stats {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoryUsage {
+    /// Live sessions.
     pub sessions: usize,
+    /// RPCs of all sessions.
     pub rpcs: usize,
+    /// Incomplete incoming messages.
     pub incoming_messages: usize,
     /// Bytes charged for incoming wire images of incomplete messages.
     pub incoming_bytes: usize,
@@ -151,6 +219,6 @@ pub struct MemoryUsage {
     pub outgoing_bytes: usize,
     /// Scheduled bytes granted but not yet received (bounded by `max_incoming`).
     pub granted_unreceived: u64,
-    /// Sessions' fixed costs (replay windows and bookkeeping).
+    /// Fixed costs of sessions and RPCs (replay windows and bookkeeping).
     pub session_overhead_bytes: usize,
 }

@@ -59,7 +59,11 @@ pub(crate) struct IncomingMessage {
 impl IncomingMessage {
     /// State for a message announced by `data`, or `None` if its fields describe no
     /// valid message.
-    pub fn new(data: &DataRepr<'_>, phase: bool, keys: Candidates) -> Option<IncomingMessage> {
+    pub(crate) fn new(
+        data: &DataRepr<'_>,
+        phase: bool,
+        keys: Candidates,
+    ) -> Option<IncomingMessage> {
         let layout = MessageLayout::from_wire(data.message_length, data.record_size)?;
         let unscheduled = data.unscheduled.min(layout.wire_len());
         Some(IncomingMessage {
@@ -80,77 +84,77 @@ impl IncomingMessage {
         })
     }
 
-    pub fn len(&self) -> u32 {
+    pub(crate) fn len(&self) -> u32 {
         self.layout.wire_len()
     }
 
-    pub fn layout(&self) -> &MessageLayout {
+    pub(crate) fn layout(&self) -> &MessageLayout {
         &self.layout
     }
 
     /// Wire bytes held (received and not dropped).
-    pub fn bytes_received(&self) -> u32 {
+    pub(crate) fn bytes_received(&self) -> u32 {
         self.bytes_received
     }
 
     /// Most wire bytes ever held: rises only with genuinely new bytes.
-    pub fn high_water(&self) -> u32 {
+    pub(crate) fn high_water(&self) -> u32 {
         self.high_water
     }
 
-    pub fn granted(&self) -> u32 {
+    pub(crate) fn granted(&self) -> u32 {
         self.granted
     }
 
     /// Raises the grant to `offset` (never lowers it, never past the message).
-    pub fn set_granted(&mut self, offset: u32) {
+    pub(crate) fn set_granted(&mut self, offset: u32) {
         self.granted = self.granted.max(offset.min(self.len()));
     }
 
     /// The grant offset last announced to the sender.
-    pub fn grant_sent(&self) -> u32 {
+    pub(crate) fn grant_sent(&self) -> u32 {
         self.grant_sent
     }
 
     /// The current grant was announced in a GRANT packet.
-    pub fn mark_grant_sent(&mut self) {
+    pub(crate) fn mark_grant_sent(&mut self) {
         self.grant_sent = self.granted;
     }
 
     /// Whether record 0 opened: the message is genuine.
-    pub fn authenticated(&self) -> bool {
+    pub(crate) fn authenticated(&self) -> bool {
         self.authenticated
     }
 
     /// The peer's next key, if a record opened with it (taken once).
-    pub fn take_opened_with_next(&mut self) -> Option<Arc<RecordKey>> {
+    pub(crate) fn take_opened_with_next(&mut self) -> Option<Arc<RecordKey>> {
         self.opened_with_next.take()
     }
 
     /// Bytes charged against memory limits.
-    pub fn charge(&self) -> usize {
+    pub(crate) fn charge(&self) -> usize {
         self.wire.len() + self.opened.len() + 64
     }
 
     /// `Some(remaining)` while bytes remain to be granted: the receiver's SRPT key.
-    pub fn grant_key(&self) -> Option<u32> {
+    pub(crate) fn grant_key(&self) -> Option<u32> {
         (self.granted < self.len()).then(|| self.len() - self.bytes_received)
     }
 
     /// Scheduled (granted beyond unscheduled) bytes not yet received.
-    pub fn outstanding(&self) -> u32 {
+    pub(crate) fn outstanding(&self) -> u32 {
         let scheduled = self.unscheduled..self.granted.max(self.unscheduled);
         let expected = scheduled.end - scheduled.start;
         expected - self.received.covered_within(scheduled)
     }
 
     /// Missing ranges below the grant, at most `max` of them.
-    pub fn gaps(&self, max: usize) -> Vec<Range<u32>> {
+    pub(crate) fn gaps(&self, max: usize) -> Vec<Range<u32>> {
         self.received.gaps(self.granted, max)
     }
 
     /// Stores the packet's new bytes and opens every record they complete.
-    pub fn absorb(&mut self, id: MessageId, data: &DataRepr<'_>, phase: bool) -> Absorbed {
+    pub(crate) fn absorb(&mut self, id: MessageId, data: &DataRepr<'_>, phase: bool) -> Absorbed {
         if data.message_length != self.len()
             || data.record_size != self.layout.record_size()
             || phase != self.phase
@@ -245,7 +249,7 @@ impl IncomingMessage {
     }
 
     /// The payload of a complete message.
-    pub fn into_payload(self) -> Vec<u8> {
+    pub(crate) fn into_payload(self) -> Vec<u8> {
         debug_assert_eq!(self.records_open, self.layout.record_count());
         compact_payload(&self.layout, self.wire)
     }

@@ -52,19 +52,19 @@ pub(crate) enum Charged {
 }
 
 impl TxKeys {
-    pub fn new(key: RecordKey, secret: Option<TrafficSecret>) -> TxKeys {
+    pub(crate) fn new(key: RecordKey, secret: Option<TrafficSecret>) -> TxKeys {
         TxKeys { key: Arc::new(key), secret, phase: false, generation: 0, records: 0, confirmed: 0 }
     }
 
     /// The key in use, for reading its suite.
-    pub fn current(&self) -> &RecordKey {
+    pub(crate) fn current(&self) -> &RecordKey {
         &self.key
     }
 
     /// Reserves `records` records of the current key for one message, updating the
     /// key first when `update_after` records were sealed with it and the peer has
     /// confirmed the previous update. Refuses if the message would pass `limit`.
-    pub fn charge(
+    pub(crate) fn charge(
         &mut self,
         records: u64,
         limit: u64,
@@ -93,7 +93,7 @@ impl TxKeys {
     }
 
     /// The peer received a message sealed with `generation`.
-    pub fn confirm(&mut self, generation: u64) {
+    pub(crate) fn confirm(&mut self, generation: u64) {
         self.confirmed = self.confirmed.max(generation);
     }
 }
@@ -119,16 +119,16 @@ impl Candidates {
 
     /// Whether exactly one key is possible and it is not the next key (the common
     /// case: records open in place without trial decryption).
-    pub fn only(&self) -> Option<&Arc<RecordKey>> {
+    pub(crate) fn only(&self) -> Option<&Arc<RecordKey>> {
         (self.second.is_none() && !self.first.is_next).then_some(&self.first.key)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Candidate> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Candidate> {
         core::iter::once(&self.first).chain(self.second.as_ref())
     }
 
     /// Narrows the candidates to the one that opened a record.
-    pub fn keep(&mut self, index: usize) {
+    pub(crate) fn keep(&mut self, index: usize) {
         if index == 1 {
             if let Some(second) = self.second.take() {
                 self.first = second;
@@ -138,7 +138,7 @@ impl Candidates {
     }
 
     #[cfg(test)]
-    pub fn first(&self) -> &Candidate {
+    pub(crate) fn first(&self) -> &Candidate {
         &self.first
     }
 }
@@ -158,19 +158,19 @@ pub(crate) struct RxKeys {
 }
 
 impl RxKeys {
-    pub fn new(key: RecordKey, secret: Option<TrafficSecret>) -> RxKeys {
+    pub(crate) fn new(key: RecordKey, secret: Option<TrafficSecret>) -> RxKeys {
         RxKeys { key: Arc::new(key), secret, phase: false, previous: None, next: None }
     }
 
     /// The peer's current key.
-    pub fn current(&self) -> &RecordKey {
+    pub(crate) fn current(&self) -> &RecordKey {
         &self.key
     }
 
     /// Keys to try for a peer message whose KEY_PHASE bit is `phase`: the current key
     /// for the current phase; otherwise the previous key (if still kept) and the next
     /// one (if the secret is known). `None` if no key can open it.
-    pub fn candidates(&mut self, phase: bool, now: Instant) -> Option<Candidates> {
+    pub(crate) fn candidates(&mut self, phase: bool, now: Instant) -> Option<Candidates> {
         if phase == self.phase {
             return Some(Candidates::one(self.key.clone()));
         }
@@ -197,7 +197,12 @@ impl RxKeys {
     /// A record of the peer opened with `key`, found among the next-key candidates:
     /// if it is still our next key, the peer updated, so follow it, keeping the
     /// current key for `grace`. True if the keys advanced.
-    pub fn advance_if_next(&mut self, key: &Arc<RecordKey>, now: Instant, grace: Duration) -> bool {
+    pub(crate) fn advance_if_next(
+        &mut self,
+        key: &Arc<RecordKey>,
+        now: Instant,
+        grace: Duration,
+    ) -> bool {
         if !self.next.as_ref().is_some_and(|next| Arc::ptr_eq(next, key)) {
             return false;
         }

@@ -29,7 +29,7 @@ pub(crate) struct OutgoingMessage {
 }
 
 impl OutgoingMessage {
-    pub fn new(layout: MessageLayout, wire: Vec<u8>, unscheduled_bytes: u32) -> Self {
+    pub(crate) fn new(layout: MessageLayout, wire: Vec<u8>, unscheduled_bytes: u32) -> Self {
         let len = layout.wire_len();
         let unscheduled = unscheduled_bytes.min(len);
         OutgoingMessage {
@@ -45,57 +45,57 @@ impl OutgoingMessage {
         }
     }
 
-    pub fn len(&self) -> u32 {
+    pub(crate) fn len(&self) -> u32 {
         self.layout.wire_len()
     }
 
     /// Bytes of the sealed image held for retransmission.
-    pub fn wire_len(&self) -> usize {
+    pub(crate) fn wire_len(&self) -> usize {
         self.wire.len()
     }
 
     /// The sealed bytes of `range` (a range returned by `next_packet`).
-    pub fn bytes(&self, range: Range<u32>) -> &[u8] {
+    pub(crate) fn bytes(&self, range: Range<u32>) -> &[u8] {
         &self.wire[range.start as usize..range.end as usize]
     }
 
-    pub fn layout(&self) -> &MessageLayout {
+    pub(crate) fn layout(&self) -> &MessageLayout {
         &self.layout
     }
 
-    pub fn unscheduled(&self) -> u32 {
+    pub(crate) fn unscheduled(&self) -> u32 {
         self.unscheduled
     }
 
-    pub fn granted(&self) -> u32 {
+    pub(crate) fn granted(&self) -> u32 {
         self.granted
     }
 
-    pub fn priority(&self) -> u8 {
+    pub(crate) fn priority(&self) -> u8 {
         self.priority
     }
 
     /// KEY_PHASE bit for the message's DATA packets.
-    pub fn phase(&self) -> bool {
+    pub(crate) fn phase(&self) -> bool {
         self.phase
     }
 
-    pub fn set_phase(&mut self, phase: bool) {
+    pub(crate) fn set_phase(&mut self, phase: bool) {
         self.phase = phase;
     }
 
     /// Bytes never sent: the sender's SRPT key.
-    pub fn remaining(&self) -> u32 {
+    pub(crate) fn remaining(&self) -> u32 {
         self.len() - self.next_offset
     }
 
     /// `Some(remaining)` while there is something to transmit now.
-    pub fn ready_key(&self) -> Option<u32> {
+    pub(crate) fn ready_key(&self) -> Option<u32> {
         (!self.resend.is_empty() || self.next_offset < self.granted).then(|| self.remaining())
     }
 
     /// Raises the grant (grants only grow).
-    pub fn grant(&mut self, offset: u32, priority: u8) {
+    pub(crate) fn grant(&mut self, offset: u32, priority: u8) {
         let offset = offset.min(self.len());
         if offset > self.granted {
             self.granted = offset;
@@ -104,7 +104,7 @@ impl OutgoingMessage {
     }
 
     /// Queues `range` for retransmission; bytes not yet sent need no queueing.
-    pub fn request_resend(&mut self, range: Range<u32>) {
+    pub(crate) fn request_resend(&mut self, range: Range<u32>) {
         let end = range.end.min(self.next_offset);
         if range.start < end {
             self.resend.insert(range.start..end);
@@ -112,7 +112,7 @@ impl OutgoingMessage {
     }
 
     /// Starts over from byte 0 (the receiver lost all state for the message).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.restarted_below = self.restarted_below.max(self.next_offset);
         self.next_offset = 0;
         self.granted = self.unscheduled;
@@ -120,7 +120,7 @@ impl OutgoingMessage {
     }
 
     /// The next range to put in a DATA packet, and whether it is a retransmission.
-    pub fn next_packet(&mut self, max_payload: usize) -> Option<(Range<u32>, bool)> {
+    pub(crate) fn next_packet(&mut self, max_payload: usize) -> Option<(Range<u32>, bool)> {
         let max = max_payload as u32;
         if let Some(range) = self.resend.pop_front(max) {
             return Some((range, true));
@@ -135,7 +135,7 @@ impl OutgoingMessage {
     }
 
     /// Bytes of the next packet without taking it (to group equal sizes for GSO).
-    pub fn peek_packet_len(&self, max_payload: usize) -> Option<usize> {
+    pub(crate) fn peek_packet_len(&self, max_payload: usize) -> Option<usize> {
         let max = max_payload as u32;
         if let Some(r) = self.resend.first() {
             return Some((r.end - r.start).min(max.max(1)) as usize);

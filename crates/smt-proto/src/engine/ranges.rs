@@ -4,13 +4,13 @@ use core::ops::Range;
 
 /// Sorted, disjoint, non-adjacent half-open ranges of `u32` offsets.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RangeSet {
+pub(super) struct RangeSet {
     ranges: Vec<Range<u32>>,
 }
 
 impl RangeSet {
     /// Adds `range`; returns how many of its bytes were new.
-    pub fn insert(&mut self, range: Range<u32>) -> u32 {
+    pub(super) fn insert(&mut self, range: Range<u32>) -> u32 {
         if range.is_empty() {
             return 0;
         }
@@ -32,7 +32,7 @@ impl RangeSet {
     }
 
     /// Removes `range` from the set.
-    pub fn remove(&mut self, range: Range<u32>) {
+    pub(super) fn remove(&mut self, range: Range<u32>) {
         let mut out = Vec::with_capacity(self.ranges.len() + 1);
         for r in self.ranges.drain(..) {
             if r.end <= range.start || r.start >= range.end {
@@ -50,7 +50,7 @@ impl RangeSet {
     }
 
     /// Whether every byte of `range` is present.
-    pub fn contains(&self, range: Range<u32>) -> bool {
+    pub(super) fn contains(&self, range: Range<u32>) -> bool {
         if range.is_empty() {
             return true;
         }
@@ -59,7 +59,7 @@ impl RangeSet {
     }
 
     /// The missing ranges within `0..limit`, at most `max` of them.
-    pub fn gaps(&self, limit: u32, max: usize) -> Vec<Range<u32>> {
+    pub(super) fn gaps(&self, limit: u32, max: usize) -> Vec<Range<u32>> {
         let mut gaps = Vec::new();
         let mut cursor = 0;
         for r in &self.ranges {
@@ -78,7 +78,7 @@ impl RangeSet {
     }
 
     /// Removes and returns up to `max` bytes from the front of the first range.
-    pub fn pop_front(&mut self, max: u32) -> Option<Range<u32>> {
+    pub(super) fn pop_front(&mut self, max: u32) -> Option<Range<u32>> {
         let first = self.ranges.first_mut()?;
         let end = first.end.min(first.start.saturating_add(max.max(1)));
         let taken = first.start..end;
@@ -91,7 +91,7 @@ impl RangeSet {
     }
 
     /// How many bytes of `range` are present.
-    pub fn covered_within(&self, range: Range<u32>) -> u32 {
+    pub(super) fn covered_within(&self, range: Range<u32>) -> u32 {
         let first = self.ranges.partition_point(|r| r.end <= range.start);
         self.ranges[first..]
             .iter()
@@ -102,7 +102,7 @@ impl RangeSet {
 
     /// Calls `f` for each part of `range` that is not present, in order, without
     /// allocating.
-    pub fn for_each_missing(&self, range: Range<u32>, mut f: impl FnMut(Range<u32>)) {
+    pub(super) fn for_each_missing(&self, range: Range<u32>, mut f: impl FnMut(Range<u32>)) {
         let mut cursor = range.start;
         let first = self.ranges.partition_point(|r| r.end <= range.start);
         for r in self.ranges[first..].iter().take_while(|r| r.start < range.end) {
@@ -118,7 +118,7 @@ impl RangeSet {
 
     /// The parts of `range` that are not present.
     #[cfg(test)]
-    pub fn missing_within(&self, range: Range<u32>) -> Vec<Range<u32>> {
+    pub(crate) fn missing_within(&self, range: Range<u32>) -> Vec<Range<u32>> {
         let mut missing = Vec::new();
         let mut cursor = range.start;
         let first = self.ranges.partition_point(|r| r.end <= range.start);
@@ -135,18 +135,18 @@ impl RangeSet {
     }
 
     /// The lowest range.
-    pub fn first(&self) -> Option<&Range<u32>> {
+    pub(super) fn first(&self) -> Option<&Range<u32>> {
         self.ranges.first()
     }
 
     /// Number of disjoint ranges.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ranges.len()
     }
 
     /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
 }

@@ -32,12 +32,12 @@ pub(crate) struct Liveness {
 }
 
 impl Liveness {
-    pub fn new(now: Instant) -> Liveness {
+    pub(crate) fn new(now: Instant) -> Liveness {
         Liveness { last_heard: now, last_progress: now, last_prod: now }
     }
 
     /// Everything happened just now (a message was queued or restarted).
-    pub fn reset(&mut self, now: Instant) {
+    pub(crate) fn reset(&mut self, now: Instant) {
         *self = Liveness::new(now);
     }
 }
@@ -118,7 +118,7 @@ pub(crate) enum Prod {
 
 impl Rpc {
     /// A client RPC whose request is ready to go.
-    pub fn client(now: Instant, request: OutgoingMessage, tx_generation: u64) -> Rpc {
+    pub(crate) fn client(now: Instant, request: OutgoingMessage, tx_generation: u64) -> Rpc {
         Rpc {
             live: Liveness::new(now),
             state: RpcState::Client(ClientRpc {
@@ -131,7 +131,7 @@ impl Rpc {
     }
 
     /// A server RPC whose request begins to arrive.
-    pub fn server(now: Instant, request: IncomingMessage) -> Rpc {
+    pub(crate) fn server(now: Instant, request: IncomingMessage) -> Rpc {
         Rpc {
             live: Liveness::new(now),
             state: RpcState::Server(ServerRpc {
@@ -141,7 +141,7 @@ impl Rpc {
         }
     }
 
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         match self.state {
             RpcState::Client(_) => Role::Client,
             RpcState::Server(_) => Role::Server,
@@ -149,7 +149,7 @@ impl Rpc {
     }
 
     /// The message being received, if any.
-    pub fn incoming(&self) -> Option<&IncomingMessage> {
+    pub(crate) fn incoming(&self) -> Option<&IncomingMessage> {
         match &self.state {
             RpcState::Client(ClientRpc {
                 phase: ClientPhase::Receiving { response, .. }, ..
@@ -161,7 +161,7 @@ impl Rpc {
         }
     }
 
-    pub fn incoming_mut(&mut self) -> Option<&mut IncomingMessage> {
+    pub(crate) fn incoming_mut(&mut self) -> Option<&mut IncomingMessage> {
         match &mut self.state {
             RpcState::Client(ClientRpc {
                 phase: ClientPhase::Receiving { response, .. }, ..
@@ -174,7 +174,7 @@ impl Rpc {
     }
 
     /// The message being sent (and kept for retransmission), if any.
-    pub fn outgoing(&self) -> Option<&OutgoingMessage> {
+    pub(crate) fn outgoing(&self) -> Option<&OutgoingMessage> {
         match &self.state {
             RpcState::Client(ClientRpc { phase, .. }) => match phase {
                 ClientPhase::Requesting { request } => Some(request),
@@ -187,7 +187,7 @@ impl Rpc {
         }
     }
 
-    pub fn outgoing_mut(&mut self) -> Option<&mut OutgoingMessage> {
+    pub(crate) fn outgoing_mut(&mut self) -> Option<&mut OutgoingMessage> {
         match &mut self.state {
             RpcState::Client(ClientRpc { phase, .. }) => match phase {
                 ClientPhase::Requesting { request } => Some(request),
@@ -201,7 +201,7 @@ impl Rpc {
     }
 
     /// Bytes of a delivered request held for the application (see `InService`).
-    pub fn queued_charge(&self) -> usize {
+    pub(crate) fn queued_charge(&self) -> usize {
         match self.state {
             RpcState::Server(ServerRpc { phase: ServerPhase::InService { charge }, .. }) => charge,
             _ => 0,
@@ -210,7 +210,7 @@ impl Rpc {
 
     /// Whether the application owes this RPC a response (it never times out then:
     /// its fate is the application's to decide).
-    pub fn in_service(&self) -> bool {
+    pub(crate) fn in_service(&self) -> bool {
         matches!(
             self.state,
             RpcState::Server(ServerRpc { phase: ServerPhase::InService { .. }, .. })
@@ -218,7 +218,7 @@ impl Rpc {
     }
 
     /// What the timer would prod the peer with, if anything.
-    pub fn prod(&self) -> Option<Prod> {
+    pub(crate) fn prod(&self) -> Option<Prod> {
         if self.incoming().is_some() {
             return Some(Prod::Incoming);
         }
@@ -234,7 +234,11 @@ impl Rpc {
 
     /// When the RPC's timer must next look at it: the progress timeout, or the end
     /// of the silence after which the peer is prodded. `None`: no timer needed.
-    pub fn deadline(&self, resend_after: Duration, rpc_timeout: Duration) -> Option<Instant> {
+    pub(crate) fn deadline(
+        &self,
+        resend_after: Duration,
+        rpc_timeout: Duration,
+    ) -> Option<Instant> {
         let expiry = (!self.in_service()).then(|| self.live.last_progress + rpc_timeout);
         let prod =
             self.prod().map(|_| self.live.last_heard.max(self.live.last_prod) + resend_after);

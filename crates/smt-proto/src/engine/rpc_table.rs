@@ -95,7 +95,7 @@ pub(crate) struct RpcTable {
 }
 
 impl RpcTable {
-    pub fn new(limits: Limits, resend_after: Duration, rpc_timeout: Duration) -> RpcTable {
+    pub(crate) fn new(limits: Limits, resend_after: Duration, rpc_timeout: Duration) -> RpcTable {
         RpcTable {
             rpcs: BTreeMap::new(),
             ready: BTreeSet::new(),
@@ -169,7 +169,7 @@ impl RpcTable {
     }
 
     /// Adds an RPC. Returns false (and drops it) if the key is taken.
-    pub fn insert(&mut self, key: RpcKey, rpc: Rpc) -> bool {
+    pub(crate) fn insert(&mut self, key: RpcKey, rpc: Rpc) -> bool {
         if self.rpcs.contains_key(&key) {
             return false;
         }
@@ -180,7 +180,7 @@ impl RpcTable {
     }
 
     /// Removes an RPC and everything it holds.
-    pub fn remove(&mut self, key: RpcKey) -> Option<Rpc> {
+    pub(crate) fn remove(&mut self, key: RpcKey) -> Option<Rpc> {
         let rpc = self.rpcs.remove(&key)?;
         let before = self.footprint(&rpc);
         self.reindex(key, Some(before), None);
@@ -188,7 +188,7 @@ impl RpcTable {
     }
 
     /// Changes an RPC through `f`, then re-keys every index it appears in.
-    pub fn update<R>(&mut self, key: RpcKey, f: impl FnOnce(&mut Rpc) -> R) -> Option<R> {
+    pub(crate) fn update<R>(&mut self, key: RpcKey, f: impl FnOnce(&mut Rpc) -> R) -> Option<R> {
         let (resend_after, rpc_timeout) = (self.resend_after, self.rpc_timeout);
         let rpc = self.rpcs.get_mut(&key)?;
         let before = footprint(rpc, resend_after, rpc_timeout);
@@ -200,16 +200,16 @@ impl RpcTable {
         Some(result)
     }
 
-    pub fn get(&self, key: RpcKey) -> Option<&Rpc> {
+    pub(crate) fn get(&self, key: RpcKey) -> Option<&Rpc> {
         self.rpcs.get(&key)
     }
 
-    pub fn contains(&self, key: RpcKey) -> bool {
+    pub(crate) fn contains(&self, key: RpcKey) -> bool {
         self.rpcs.contains_key(&key)
     }
 
     /// IDs of a session's RPCs, in order.
-    pub fn ids(&self, session: SessionHandle) -> Vec<MessageId> {
+    pub(crate) fn ids(&self, session: SessionHandle) -> Vec<MessageId> {
         self.session_range(session).map(|(&(_, id), _)| id).collect()
     }
 
@@ -221,18 +221,18 @@ impl RpcTable {
     }
 
     /// The session's lowest outstanding ID.
-    pub fn oldest(&self, session: SessionHandle) -> Option<MessageId> {
+    pub(crate) fn oldest(&self, session: SessionHandle) -> Option<MessageId> {
         self.session_range(session).next().map(|(&(_, id), _)| id)
     }
 
     /// Removes every RPC of a session, in ID order.
-    pub fn remove_session(&mut self, session: SessionHandle) -> Vec<(MessageId, Rpc)> {
+    pub(crate) fn remove_session(&mut self, session: SessionHandle) -> Vec<(MessageId, Rpc)> {
         let ids = self.ids(session);
         ids.into_iter().filter_map(|id| self.remove((session, id)).map(|rpc| (id, rpc))).collect()
     }
 
     /// Whether a new incoming message charged `charge` bytes fits the limits.
-    pub fn admits(&self, session: SessionHandle, charge: usize) -> bool {
+    pub(crate) fn admits(&self, session: SessionHandle, charge: usize) -> bool {
         let s = self.sessions.get(&session).copied().unwrap_or_default();
         let l = &self.limits;
         s.incoming_messages < l.messages_per_session
@@ -241,33 +241,33 @@ impl RpcTable {
     }
 
     /// The outgoing message with the fewest bytes left among those ready to send.
-    pub fn first_ready(&self) -> Option<RpcKey> {
+    pub(crate) fn first_ready(&self) -> Option<RpcKey> {
         self.ready.first().map(|&(_, h, id)| (h, id))
     }
 
     /// Whether any outgoing message has bytes to send now.
-    pub fn has_ready(&self) -> bool {
+    pub(crate) fn has_ready(&self) -> bool {
         !self.ready.is_empty()
     }
 
     /// The `n` incoming messages with the fewest bytes left that still need grants.
-    pub fn grant_order(&self, n: usize, out: &mut Vec<RpcKey>) {
+    pub(crate) fn grant_order(&self, n: usize, out: &mut Vec<RpcKey>) {
         out.clear();
         out.extend(self.grantable.iter().take(n).map(|&(_, h, id)| (h, id)));
     }
 
     /// The earliest RPC timer.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.next()
     }
 
     /// An RPC whose timer is due (disarmed: looking at it re-arms it if needed).
-    pub fn pop_due(&mut self, now: Instant) -> Option<RpcKey> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<RpcKey> {
         self.timers.pop_due(now)
     }
 
     /// Re-arms an RPC's timer from its state (after it fired without a change).
-    pub fn rearm(&mut self, key: RpcKey) {
+    pub(crate) fn rearm(&mut self, key: RpcKey) {
         let Some(rpc) = self.rpcs.get(&key) else { return };
         match rpc.deadline(self.resend_after, self.rpc_timeout) {
             Some(at) => self.timers.arm(key, at),
@@ -276,15 +276,15 @@ impl RpcTable {
     }
 
     /// Number of armed RPC timers.
-    pub fn armed_timers(&self) -> usize {
+    pub(crate) fn armed_timers(&self) -> usize {
         self.timers.len()
     }
 
-    pub fn totals(&self) -> Totals {
+    pub(crate) fn totals(&self) -> Totals {
         self.totals
     }
 
-    pub fn session_usage(&self, session: SessionHandle) -> SessionUsage {
+    pub(crate) fn session_usage(&self, session: SessionHandle) -> SessionUsage {
         self.sessions.get(&session).copied().unwrap_or_default()
     }
 }

@@ -72,7 +72,11 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub fn new(handle: SessionHandle, params: SessionParams, config: &super::Config) -> Session {
+    pub(crate) fn new(
+        handle: SessionHandle,
+        params: SessionParams,
+        config: &super::Config,
+    ) -> Session {
         let loopback = params.peer.ip().is_loopback();
         let path = if loopback {
             PathParams {
@@ -102,7 +106,7 @@ impl Session {
         }
     }
 
-    pub fn role(&self) -> Role {
+    pub(crate) fn role(&self) -> Role {
         match self.side {
             Side::Client(_) => Role::Client,
             Side::Server(_) => Role::Server,
@@ -110,7 +114,7 @@ impl Session {
     }
 
     /// Fixed memory cost of a session, excluding its RPCs.
-    pub fn overhead(&self) -> usize {
+    pub(crate) fn overhead(&self) -> usize {
         let window = match self.side {
             Side::Server(_) => ReplayWindow::MEMORY,
             Side::Client(_) => 0,

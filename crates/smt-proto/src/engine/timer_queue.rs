@@ -23,7 +23,7 @@ impl<K: Ord + Copy> Default for TimerQueue<K> {
 
 impl<K: Ord + Copy> TimerQueue<K> {
     /// Sets `key`'s deadline to `at` (replacing any other).
-    pub fn arm(&mut self, key: K, at: Instant) {
+    pub(crate) fn arm(&mut self, key: K, at: Instant) {
         if let Some(old) = self.armed.insert(key, at) {
             if old == at {
                 return;
@@ -34,7 +34,7 @@ impl<K: Ord + Copy> TimerQueue<K> {
     }
 
     /// Makes `key` fire no later than `at`: arms it if unarmed or armed later.
-    pub fn arm_no_later(&mut self, key: K, at: Instant) {
+    pub(crate) fn arm_no_later(&mut self, key: K, at: Instant) {
         match self.armed.get(&key) {
             Some(&armed) if armed <= at => {}
             _ => self.arm(key, at),
@@ -42,19 +42,19 @@ impl<K: Ord + Copy> TimerQueue<K> {
     }
 
     /// Disarms `key`.
-    pub fn cancel(&mut self, key: K) {
+    pub(crate) fn cancel(&mut self, key: K) {
         if let Some(at) = self.armed.remove(&key) {
             self.by_time.remove(&(at, key));
         }
     }
 
     /// The earliest deadline.
-    pub fn next(&self) -> Option<Instant> {
+    pub(crate) fn next(&self) -> Option<Instant> {
         self.by_time.first().map(|&(at, _)| at)
     }
 
     /// Disarms and returns a key whose deadline is at or before `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<K> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<K> {
         let &(at, key) = self.by_time.first()?;
         if at > now {
             return None;
@@ -65,7 +65,7 @@ impl<K: Ord + Copy> TimerQueue<K> {
     }
 
     /// Number of armed timers.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.armed.len()
     }
 }

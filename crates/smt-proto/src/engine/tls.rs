@@ -43,32 +43,59 @@ pub trait TlsAcceptor: Send {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Alert {
+    /// `close_notify` (0).
     CloseNotify,
+    /// `unexpected_message` (10).
     UnexpectedMessage,
+    /// `bad_record_mac` (20).
     BadRecordMac,
+    /// `record_overflow` (22).
     RecordOverflow,
+    /// `handshake_failure` (40).
     HandshakeFailure,
+    /// `bad_certificate` (42).
     BadCertificate,
+    /// `unsupported_certificate` (43).
     UnsupportedCertificate,
+    /// `certificate_revoked` (44).
     CertificateRevoked,
+    /// `certificate_expired` (45).
     CertificateExpired,
+    /// `certificate_unknown` (46).
     CertificateUnknown,
+    /// `illegal_parameter` (47).
     IllegalParameter,
+    /// `unknown_ca` (48).
     UnknownCa,
+    /// `access_denied` (49).
     AccessDenied,
+    /// `decode_error` (50).
     DecodeError,
+    /// `decrypt_error` (51).
     DecryptError,
+    /// `protocol_version` (70).
     ProtocolVersion,
+    /// `insufficient_security` (71).
     InsufficientSecurity,
+    /// `internal_error` (80).
     InternalError,
+    /// `inappropriate_fallback` (86).
     InappropriateFallback,
+    /// `user_canceled` (90).
     UserCanceled,
+    /// `missing_extension` (109).
     MissingExtension,
+    /// `unsupported_extension` (110).
     UnsupportedExtension,
+    /// `unrecognized_name` (112).
     UnrecognizedName,
+    /// `bad_certificate_status_response` (113).
     BadCertificateStatusResponse,
+    /// `unknown_psk_identity` (115).
     UnknownPskIdentity,
+    /// `certificate_required` (116).
     CertificateRequired,
+    /// `no_application_protocol` (120).
     NoApplicationProtocol,
     /// A description this list does not name.
     Other(u8),
@@ -134,6 +161,7 @@ impl fmt::Display for Alert {
 pub struct TlsLibraryError(Arc<dyn std::error::Error + Send + Sync>);
 
 impl TlsLibraryError {
+    /// Wraps the library's error.
     pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> TlsLibraryError {
         TlsLibraryError(Arc::new(error))
     }
@@ -194,7 +222,9 @@ pub enum TlsError {
     /// mismatched certificate, say); `alert` is what the peer was told.
     #[error("{source}")]
     Refused {
+        /// The alert sent to the peer, if known.
         alert: Option<Alert>,
+        /// The TLS library's error.
         #[source]
         source: TlsLibraryError,
     },

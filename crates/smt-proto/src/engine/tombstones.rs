@@ -14,12 +14,12 @@ pub(crate) struct Tombstones {
 }
 
 impl Tombstones {
-    pub fn new(capacity: usize) -> Tombstones {
+    pub(crate) fn new(capacity: usize) -> Tombstones {
         Tombstones { reasons: BTreeMap::new(), order: VecDeque::new(), capacity }
     }
 
     /// Remembers why `session` ended, forgetting the oldest entry when full.
-    pub fn bury(&mut self, session: SessionHandle, reason: RpcError) {
+    pub(crate) fn bury(&mut self, session: SessionHandle, reason: RpcError) {
         if self.capacity == 0 {
             return;
         }
@@ -34,12 +34,12 @@ impl Tombstones {
     }
 
     /// Why `session` ended, if it ended recently.
-    pub fn reason(&self, session: SessionHandle) -> Option<&RpcError> {
+    pub(crate) fn reason(&self, session: SessionHandle) -> Option<&RpcError> {
         self.reasons.get(&session)
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.reasons.len()
     }
 }

@@ -108,12 +108,29 @@ impl core::fmt::Display for CipherSuite {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
+    /// The traffic key's length does not match the suite's AEAD (16 or 32 bytes).
     #[error("{suite} needs a {expected}-byte key, got {actual} bytes")]
-    KeyLength { suite: CipherSuite, expected: usize, actual: usize },
+    KeyLength {
+        /// The suite the key was meant for.
+        suite: CipherSuite,
+        /// Key length the suite's AEAD requires, in bytes.
+        expected: usize,
+        /// Length of the key that was supplied, in bytes.
+        actual: usize,
+    },
+    /// The IV is not 12 bytes long; the value is the length supplied.
     #[error("TLS 1.3 IVs are 12 bytes, got {0} bytes")]
     IvLength(usize),
+    /// A traffic secret's length does not match the suite's hash (32 or 48 bytes).
     #[error("{suite} traffic secrets are {expected} bytes, got {actual} bytes")]
-    SecretLength { suite: CipherSuite, expected: usize, actual: usize },
+    SecretLength {
+        /// The suite the secret was meant for.
+        suite: CipherSuite,
+        /// Secret length the suite's hash output requires, in bytes.
+        expected: usize,
+        /// Length of the secret that was supplied, in bytes.
+        actual: usize,
+    },
 }
 
 /// A record opened in place.

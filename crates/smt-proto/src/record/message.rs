@@ -12,24 +12,56 @@ use crate::wire::MessageId;
 pub enum MessageError {
     /// The payload is too large for the record size (or the record size is invalid).
     #[error("message of {len} bytes cannot be framed with {record_size}-byte records")]
-    TooLarge { len: usize, record_size: usize },
+    TooLarge {
+        /// Payload length in bytes.
+        len: usize,
+        /// Requested content bytes per record.
+        record_size: usize,
+    },
     /// The plaintext header's length and record size describe no valid message.
     #[error("message length {wire_len} is impossible with record size {record_size}")]
-    InvalidLayout { wire_len: u32, record_size: u16 },
+    InvalidLayout {
+        /// Wire-image length in bytes (`u32::MAX` if the buffer did not fit in 32 bits).
+        wire_len: u32,
+        /// Content bytes per record, as the plaintext header claims.
+        record_size: u16,
+    },
     /// A record failed to open.
     #[error("record {index}: {error}")]
-    Record { index: usize, error: RecordError },
+    Record {
+        /// Index of the record within the message (0-based).
+        index: usize,
+        /// Why the record layer refused it.
+        error: RecordError,
+    },
     /// A record opened but carries a content type other than application data.
     #[error("record {index} has content type {content_type}, expected 23")]
-    UnexpectedContentType { index: usize, content_type: u8 },
+    UnexpectedContentType {
+        /// Index of the record within the message (0-based).
+        index: usize,
+        /// The inner content type the record carried.
+        content_type: u8,
+    },
     /// A record opened but its content length differs from what the layout requires
     /// (padding, or a layout forged in the plaintext header).
     #[error("record {index} has {actual} content bytes, the layout requires {expected}")]
-    ContentLength { index: usize, expected: usize, actual: usize },
+    ContentLength {
+        /// Index of the record within the message (0-based).
+        index: usize,
+        /// Content bytes the layout requires for this record.
+        expected: usize,
+        /// Content bytes the record carried, content type and padding removed.
+        actual: usize,
+    },
     /// The authenticated prologue contradicts the plaintext header: the message
     /// length or record size was forged.
     #[error("authenticated prologue says {payload_len} bytes in {record_size}-byte records, header disagrees")]
-    PrologueMismatch { payload_len: u32, record_size: u16 },
+    PrologueMismatch {
+        /// Payload length the authenticated prologue states, in bytes.
+        payload_len: u32,
+        /// Record size the authenticated prologue states.
+        record_size: u16,
+    },
 }
 
 /// Seals `payload` as message `message_id` into a new wire image.

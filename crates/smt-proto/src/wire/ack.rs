@@ -25,16 +25,16 @@ use core::fmt;
 
 use super::{read_u16, read_u64, MessageId, Result, WireError};
 
-pub const FIXED_BODY_LEN: usize = 4;
+pub(super) const FIXED_BODY_LEN: usize = 4;
 /// Most message IDs one ACK packet may carry.
 pub const MAX_ACKS_PER_PACKET: usize = 32;
 const ID_LEN: usize = 8;
 
 pub(crate) mod field {
     use core::ops::{Range, RangeFrom};
-    pub const COUNT: Range<usize> = 0..2;
-    pub const RESERVED: Range<usize> = 2..4;
-    pub const IDS: RangeFrom<usize> = 4..;
+    pub(crate) const COUNT: Range<usize> = 0..2;
+    pub(crate) const RESERVED: Range<usize> = 2..4;
+    pub(crate) const IDS: RangeFrom<usize> = 4..;
 }
 
 /// A view of an ACK body.
@@ -44,9 +44,12 @@ pub struct AckPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> AckPacket<T> {
+    /// Wraps a body buffer without checking its length (see the no-panic contract).
     pub const fn new_unchecked(buffer: T) -> Self {
         AckPacket { buffer }
     }
+    /// Wraps a body buffer after checking it holds the fixed part and the `count`
+    /// IDs it announces.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -64,9 +67,12 @@ impl<T: AsRef<[u8]>> AckPacket<T> {
         }
         Ok(())
     }
+    /// Count: how many 8-byte message IDs follow (body 0-1); valid packets have at
+    /// most [`MAX_ACKS_PER_PACKET`].
     pub fn count(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::COUNT])
     }
+    /// The reserved field (body 2-3); a valid packet has 0 here.
     pub fn reserved(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::RESERVED])
     }
@@ -78,12 +84,16 @@ impl<T: AsRef<[u8]>> AckPacket<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> AckPacket<T> {
+    /// Writes the Count field.
     pub fn set_count(&mut self, v: u16) {
         self.buffer.as_mut()[field::COUNT].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the reserved field (0 in every valid packet).
     pub fn set_reserved(&mut self, v: u16) {
         self.buffer.as_mut()[field::RESERVED].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the 8-byte ID field at `index` (upper 16 bits zero); panics if the
+    /// buffer has no room for it.
     pub fn set_id(&mut self, index: usize, id: MessageId) {
         let start = field::IDS.start + index * ID_LEN;
         self.buffer.as_mut()[start..start + ID_LEN].copy_from_slice(&id.get().to_be_bytes());
@@ -114,6 +124,8 @@ impl AckRepr {
         &self.ids[..usize::from(self.len)]
     }
 
+    /// Parses an ACK body, rejecting a non-zero reserved field, more than
+    /// [`MAX_ACKS_PER_PACKET`] IDs and IDs above 48 bits. Never panics.
     pub fn parse<T: AsRef<[u8]>>(packet: &AckPacket<T>) -> Result<AckRepr> {
         packet.check_len()?;
         if packet.reserved() != 0 {
@@ -132,10 +144,13 @@ impl AckRepr {
         Ok(repr)
     }
 
+    /// Bytes needed to emit the body: 4 plus 8 per ID.
     pub fn buffer_len(&self) -> usize {
         FIXED_BODY_LEN + usize::from(self.len) * ID_LEN
     }
 
+    /// Writes the count, a zero reserved field and the IDs; panics if the buffer is
+    /// shorter than [`buffer_len`](Self::buffer_len).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut AckPacket<T>) {
         packet.set_count(u16::from(self.len));
         packet.set_reserved(0);

@@ -34,17 +34,17 @@ use super::{read_u16, read_u32, Result, WireError};
 use crate::record::{MAX_PLAINTEXT_LEN, MIN_RECORD_SIZE};
 
 /// Length of the fixed DATA body in bytes.
-pub const BODY_LEN: usize = 16;
+pub(super) const BODY_LEN: usize = 16;
 
 pub(crate) mod field {
     use core::ops::{Range, RangeFrom};
-    pub const MESSAGE_LENGTH: Range<usize> = 0..4;
-    pub const OFFSET: Range<usize> = 4..8;
-    pub const UNSCHEDULED: Range<usize> = 8..12;
-    pub const RECORD_SIZE: Range<usize> = 12..14;
-    pub const PRIORITY: usize = 14;
-    pub const RESERVED: usize = 15;
-    pub const PAYLOAD: RangeFrom<usize> = 16..;
+    pub(crate) const MESSAGE_LENGTH: Range<usize> = 0..4;
+    pub(crate) const OFFSET: Range<usize> = 4..8;
+    pub(crate) const UNSCHEDULED: Range<usize> = 8..12;
+    pub(crate) const RECORD_SIZE: Range<usize> = 12..14;
+    pub(crate) const PRIORITY: usize = 14;
+    pub(crate) const RESERVED: usize = 15;
+    pub(crate) const PAYLOAD: RangeFrom<usize> = 16..;
 }
 
 /// A view of a DATA body (the bytes after the common header).
@@ -54,14 +54,17 @@ pub struct DataPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> DataPacket<T> {
+    /// Wraps a body buffer without checking its length (see the no-panic contract).
     pub const fn new_unchecked(buffer: T) -> Self {
         DataPacket { buffer }
     }
+    /// Wraps a body buffer after checking it holds the 16-byte fixed DATA body.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
         Ok(packet)
     }
+    /// Checks that the buffer holds the fixed body; the payload may be empty here.
     pub fn check_len(&self) -> Result<()> {
         let actual = self.buffer.as_ref().len();
         if actual < BODY_LEN {
@@ -69,21 +72,27 @@ impl<T: AsRef<[u8]>> DataPacket<T> {
         }
         Ok(())
     }
+    /// Message Length: bytes in the message's whole wire image (body 0-3).
     pub fn message_length(&self) -> u32 {
         read_u32(&self.buffer.as_ref()[field::MESSAGE_LENGTH])
     }
+    /// Offset: position of the payload's first byte in the wire image (body 4-7).
     pub fn offset(&self) -> u32 {
         read_u32(&self.buffer.as_ref()[field::OFFSET])
     }
+    /// Unscheduled: bytes from offset 0 the sender sends without a grant (body 8-11).
     pub fn unscheduled(&self) -> u32 {
         read_u32(&self.buffer.as_ref()[field::UNSCHEDULED])
     }
+    /// Record Size: content bytes per record except the last (body 12-13), as sent.
     pub fn record_size(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::RECORD_SIZE])
     }
+    /// Priority echoed from the latest GRANT or RESEND (body 14); informational.
     pub fn priority(&self) -> u8 {
         self.buffer.as_ref()[field::PRIORITY]
     }
+    /// The reserved byte (body 15); a valid packet has 0 here.
     pub fn reserved(&self) -> u8 {
         self.buffer.as_ref()[field::RESERVED]
     }
@@ -97,24 +106,31 @@ impl<'a, T: AsRef<[u8]> + ?Sized> DataPacket<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> DataPacket<T> {
+    /// Writes the Message Length field.
     pub fn set_message_length(&mut self, v: u32) {
         self.buffer.as_mut()[field::MESSAGE_LENGTH].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Offset field.
     pub fn set_offset(&mut self, v: u32) {
         self.buffer.as_mut()[field::OFFSET].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Unscheduled field.
     pub fn set_unscheduled(&mut self, v: u32) {
         self.buffer.as_mut()[field::UNSCHEDULED].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Record Size field.
     pub fn set_record_size(&mut self, v: u16) {
         self.buffer.as_mut()[field::RECORD_SIZE].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Priority byte.
     pub fn set_priority(&mut self, v: u8) {
         self.buffer.as_mut()[field::PRIORITY] = v;
     }
+    /// Writes the reserved byte (0 in every valid packet).
     pub fn set_reserved(&mut self, v: u8) {
         self.buffer.as_mut()[field::RESERVED] = v;
     }
+    /// Everything after the fixed body, writable: where the wire-image bytes go.
     pub fn payload_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::PAYLOAD]
     }
@@ -123,11 +139,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> DataPacket<T> {
 /// A parsed DATA body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataRepr<'a> {
+    /// Bytes in the message's whole wire image, records included (PROTOCOL.md 4.1).
     pub message_length: u32,
+    /// Position of `payload`'s first byte in the wire image.
     pub offset: u32,
+    /// Bytes from offset 0 sent without a grant; the receiver's initial grant.
+    /// At most `message_length` and the same in every packet of the message.
     pub unscheduled: u32,
+    /// Content bytes in every record but the last, `8..=16384`; with
+    /// `message_length` it fixes the message layout (PROTOCOL.md 6.3).
     pub record_size: u16,
+    /// Priority of the latest GRANT or RESEND the sender received (0 before any);
+    /// informational.
     pub priority: u8,
+    /// The wire-image bytes `[offset, offset + payload.len())`; never empty.
     pub payload: &'a [u8],
 }
 
@@ -170,10 +195,13 @@ impl<'a> DataRepr<'a> {
         })
     }
 
+    /// Bytes needed to emit the body: 16 plus the payload length.
     pub const fn buffer_len(&self) -> usize {
         BODY_LEN + self.payload.len()
     }
 
+    /// Writes the body (reserved byte 0) and payload; panics if `packet`'s buffer is
+    /// shorter than [`buffer_len`](Self::buffer_len).
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut DataPacket<T>) {
         packet.set_message_length(self.message_length);
         packet.set_offset(self.offset);

@@ -20,13 +20,13 @@ use core::fmt;
 
 use super::{read_u32, Result, WireError};
 
-pub const BODY_LEN: usize = 8;
+pub(super) const BODY_LEN: usize = 8;
 
 pub(crate) mod field {
     use core::ops::Range;
-    pub const OFFSET: Range<usize> = 0..4;
-    pub const PRIORITY: usize = 4;
-    pub const RESERVED: Range<usize> = 5..8;
+    pub(crate) const OFFSET: Range<usize> = 0..4;
+    pub(crate) const PRIORITY: usize = 4;
+    pub(crate) const RESERVED: Range<usize> = 5..8;
 }
 
 /// A view of a GRANT body.
@@ -36,14 +36,18 @@ pub struct GrantPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> GrantPacket<T> {
+    /// Wraps a body buffer without checking its length (see the no-panic contract).
     pub const fn new_unchecked(buffer: T) -> Self {
         GrantPacket { buffer }
     }
+    /// Wraps a body buffer after checking it holds the 8-byte GRANT body.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
         Ok(packet)
     }
+    /// Checks that the buffer holds at least the 8-byte body (trailing bytes are
+    /// rejected by [`PacketRepr::parse`](super::PacketRepr::parse)).
     pub fn check_len(&self) -> Result<()> {
         let actual = self.buffer.as_ref().len();
         if actual < BODY_LEN {
@@ -51,24 +55,30 @@ impl<T: AsRef<[u8]>> GrantPacket<T> {
         }
         Ok(())
     }
+    /// Offset: the sender may transmit wire-image bytes `[0, offset)` (body 0-3).
     pub fn offset(&self) -> u32 {
         read_u32(&self.buffer.as_ref()[field::OFFSET])
     }
+    /// Priority for the granted bytes, 0 lowest (body 4).
     pub fn priority(&self) -> u8 {
         self.buffer.as_ref()[field::PRIORITY]
     }
+    /// Whether reserved bytes 5-7 are all zero, as a valid packet requires.
     pub fn reserved_is_zero(&self) -> bool {
         self.buffer.as_ref()[field::RESERVED].iter().all(|&b| b == 0)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> GrantPacket<T> {
+    /// Writes the Offset field.
     pub fn set_offset(&mut self, v: u32) {
         self.buffer.as_mut()[field::OFFSET].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Priority byte.
     pub fn set_priority(&mut self, v: u8) {
         self.buffer.as_mut()[field::PRIORITY] = v;
     }
+    /// Zeroes reserved bytes 5-7.
     pub fn clear_reserved(&mut self) {
         self.buffer.as_mut()[field::RESERVED].fill(0);
     }
@@ -77,11 +87,16 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> GrantPacket<T> {
 /// A parsed GRANT body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GrantRepr {
+    /// The sender may transmit wire-image bytes `[0, offset)`. Any value is valid on
+    /// the wire: the sender clips it to the message length and ignores values at or
+    /// below what it may already send (PROTOCOL.md 4.2).
     pub offset: u32,
+    /// Priority for the granted bytes, 0 lowest; the sender echoes it in DATA.
     pub priority: u8,
 }
 
 impl GrantRepr {
+    /// Parses a GRANT body, rejecting non-zero reserved bytes. Never panics.
     pub fn parse<T: AsRef<[u8]>>(packet: &GrantPacket<T>) -> Result<GrantRepr> {
         packet.check_len()?;
         if !packet.reserved_is_zero() {
@@ -89,9 +104,12 @@ impl GrantRepr {
         }
         Ok(GrantRepr { offset: packet.offset(), priority: packet.priority() })
     }
+    /// Bytes needed to emit the body (always 8).
     pub const fn buffer_len(&self) -> usize {
         BODY_LEN
     }
+    /// Writes the body with zeroed reserved bytes; panics if the buffer is shorter
+    /// than 8 bytes.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut GrantPacket<T>) {
         packet.set_offset(self.offset);
         packet.set_priority(self.priority);

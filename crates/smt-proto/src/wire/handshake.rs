@@ -31,15 +31,15 @@ use core::fmt;
 
 use super::{read_u16, read_u32, Result, WireError};
 
-pub const FIXED_BODY_LEN: usize = 12;
+pub(super) const FIXED_BODY_LEN: usize = 12;
 
 pub(crate) mod field {
     use core::ops::{Range, RangeFrom};
-    pub const STREAM_OFFSET: Range<usize> = 0..4;
-    pub const ACKNOWLEDGED: Range<usize> = 4..8;
-    pub const LENGTH: Range<usize> = 8..10;
-    pub const RESERVED: Range<usize> = 10..12;
-    pub const DATA: RangeFrom<usize> = 12..;
+    pub(crate) const STREAM_OFFSET: Range<usize> = 0..4;
+    pub(crate) const ACKNOWLEDGED: Range<usize> = 4..8;
+    pub(crate) const LENGTH: Range<usize> = 8..10;
+    pub(crate) const RESERVED: Range<usize> = 10..12;
+    pub(crate) const DATA: RangeFrom<usize> = 12..;
 }
 
 /// A view of a HANDSHAKE body.
@@ -49,9 +49,12 @@ pub struct HandshakePacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> HandshakePacket<T> {
+    /// Wraps a body buffer without checking its length (see the no-panic contract).
     pub const fn new_unchecked(buffer: T) -> Self {
         HandshakePacket { buffer }
     }
+    /// Wraps a body buffer after checking it holds the fixed body and the `length`
+    /// TLS bytes it announces.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
@@ -69,15 +72,19 @@ impl<T: AsRef<[u8]>> HandshakePacket<T> {
         }
         Ok(())
     }
+    /// Stream Offset: position of the TLS bytes in the sender's stream (body 0-3).
     pub fn stream_offset(&self) -> u32 {
         read_u32(&self.buffer.as_ref()[field::STREAM_OFFSET])
     }
+    /// Acknowledged: bytes of the peer's stream received contiguously (body 4-7).
     pub fn acknowledged(&self) -> u32 {
         read_u32(&self.buffer.as_ref()[field::ACKNOWLEDGED])
     }
+    /// Length: TLS bytes that follow the fixed body, 0 for a pure ack (body 8-9).
     pub fn length(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::LENGTH])
     }
+    /// The reserved field (body 10-11); a valid packet has 0 here.
     pub fn reserved(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::RESERVED])
     }
@@ -96,18 +103,23 @@ impl<'a, T: AsRef<[u8]> + ?Sized> HandshakePacket<&'a T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> HandshakePacket<T> {
+    /// Writes the Stream Offset field.
     pub fn set_stream_offset(&mut self, v: u32) {
         self.buffer.as_mut()[field::STREAM_OFFSET].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Acknowledged field.
     pub fn set_acknowledged(&mut self, v: u32) {
         self.buffer.as_mut()[field::ACKNOWLEDGED].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Length field.
     pub fn set_length(&mut self, v: u16) {
         self.buffer.as_mut()[field::LENGTH].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the reserved field (0 in every valid packet).
     pub fn set_reserved(&mut self, v: u16) {
         self.buffer.as_mut()[field::RESERVED].copy_from_slice(&v.to_be_bytes());
     }
+    /// Everything after the fixed body, writable: the TLS bytes, then padding.
     pub fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[field::DATA]
     }
@@ -116,14 +128,21 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> HandshakePacket<T> {
 /// A parsed HANDSHAKE body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HandshakeRepr<'a> {
+    /// Position of `data` in the sender's handshake stream; `stream_offset +
+    /// data.len()` never exceeds `u32::MAX` (PROTOCOL.md 4.8).
     pub stream_offset: u32,
+    /// How many bytes of the peer's stream the sender has received contiguously
+    /// from offset 0; the peer need not retransmit those.
     pub acknowledged: u32,
+    /// The TLS bytes carried, without padding; empty for a pure acknowledgement.
     pub data: &'a [u8],
     /// Zero bytes appended after the data when emitting; the count seen when parsing.
     pub padding_len: usize,
 }
 
 impl<'a> HandshakeRepr<'a> {
+    /// Parses a HANDSHAKE body, rejecting a non-zero reserved field and a chunk that
+    /// ends beyond 2^32 - 1. Never panics.
     pub fn parse<T: AsRef<[u8]> + ?Sized>(
         packet: &HandshakePacket<&'a T>,
     ) -> Result<HandshakeRepr<'a>> {
@@ -143,6 +162,7 @@ impl<'a> HandshakeRepr<'a> {
         })
     }
 
+    /// Bytes needed to emit the body: 12 plus the data and padding lengths.
     pub const fn buffer_len(&self) -> usize {
         FIXED_BODY_LEN + self.data.len() + self.padding_len
     }

@@ -34,15 +34,15 @@ pub const HEADER_LEN: usize = 24;
 /// Byte ranges of the common header's fields.
 pub(crate) mod field {
     use core::ops::Range;
-    pub const SRC_PORT: Range<usize> = 0..2;
-    pub const DST_PORT: Range<usize> = 2..4;
-    pub const VERSION: usize = 4;
-    pub const TYPE: usize = 5;
-    pub const FLAGS: usize = 6;
-    pub const RESERVED: usize = 7;
-    pub const SESSION_ID: Range<usize> = 8..16;
+    pub(crate) const SRC_PORT: Range<usize> = 0..2;
+    pub(crate) const DST_PORT: Range<usize> = 2..4;
+    pub(crate) const VERSION: usize = 4;
+    pub(crate) const TYPE: usize = 5;
+    pub(crate) const FLAGS: usize = 6;
+    pub(crate) const RESERVED: usize = 7;
+    pub(crate) const SESSION_ID: Range<usize> = 8..16;
     /// The full 8 bytes; the upper two must be zero.
-    pub const MESSAGE_ID: Range<usize> = 16..24;
+    pub(crate) const MESSAGE_ID: Range<usize> = 16..24;
 }
 
 /// Header flag bits.
@@ -146,24 +146,31 @@ impl<T: AsRef<[u8]>> Header<T> {
         self.buffer
     }
 
+    /// The sender's port (bytes 0-1).
     pub fn src_port(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::SRC_PORT])
     }
+    /// The receiver's port (bytes 2-3); a receiver drops packets not addressed to its own.
     pub fn dst_port(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::DST_PORT])
     }
+    /// The protocol version byte (byte 4); only [`VERSION`] is accepted.
     pub fn version(&self) -> u8 {
         self.buffer.as_ref()[field::VERSION]
     }
+    /// The raw packet type byte (byte 5), not yet checked against [`PacketType`].
     pub fn packet_type_byte(&self) -> u8 {
         self.buffer.as_ref()[field::TYPE]
     }
+    /// The raw flags byte (byte 6), possibly with reserved bits set; see [`Flags`].
     pub fn flags_byte(&self) -> u8 {
         self.buffer.as_ref()[field::FLAGS]
     }
+    /// The reserved byte (byte 7); a valid packet has 0 here.
     pub fn reserved(&self) -> u8 {
         self.buffer.as_ref()[field::RESERVED]
     }
+    /// The 64-bit session ID chosen by the client (bytes 8-15).
     pub fn session_id(&self) -> u64 {
         read_u64(&self.buffer.as_ref()[field::SESSION_ID])
     }
@@ -178,27 +185,35 @@ impl<T: AsRef<[u8]>> Header<T> {
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
+    /// Writes the source port.
     pub fn set_src_port(&mut self, value: u16) {
         self.buffer.as_mut()[field::SRC_PORT].copy_from_slice(&value.to_be_bytes());
     }
+    /// Writes the destination port.
     pub fn set_dst_port(&mut self, value: u16) {
         self.buffer.as_mut()[field::DST_PORT].copy_from_slice(&value.to_be_bytes());
     }
+    /// Writes the version byte.
     pub fn set_version(&mut self, value: u8) {
         self.buffer.as_mut()[field::VERSION] = value;
     }
+    /// Writes the packet type byte.
     pub fn set_packet_type(&mut self, value: PacketType) {
         self.buffer.as_mut()[field::TYPE] = value as u8;
     }
+    /// Writes the flags byte.
     pub fn set_flags(&mut self, value: Flags) {
         self.buffer.as_mut()[field::FLAGS] = value.bits();
     }
+    /// Writes the reserved byte (0 in every valid packet).
     pub fn set_reserved(&mut self, value: u8) {
         self.buffer.as_mut()[field::RESERVED] = value;
     }
+    /// Writes the session ID.
     pub fn set_session_id(&mut self, value: u64) {
         self.buffer.as_mut()[field::SESSION_ID].copy_from_slice(&value.to_be_bytes());
     }
+    /// Writes the 8-byte message ID field (its upper 16 bits are always zero).
     pub fn set_message_id(&mut self, value: MessageId) {
         self.buffer.as_mut()[field::MESSAGE_ID].copy_from_slice(&value.get().to_be_bytes());
     }
@@ -211,10 +226,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
 /// The parsed common header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HeaderRepr {
+    /// The sender's port; over UDP it repeats the UDP source port.
     pub src_port: u16,
+    /// The receiver's port; a packet for another port is dropped.
     pub dst_port: u16,
+    /// Which body follows the header (PROTOCOL.md section 4).
     pub packet_type: PacketType,
+    /// RETRANSMIT, FROM_INITIATOR and KEY_PHASE bits (section 3).
     pub flags: Flags,
+    /// Names the session together with the peer's address and the local role.
     pub session_id: u64,
     /// Zero for packets that concern no message (HANDSHAKE, SESSION_UNKNOWN, CLOSE, ACK).
     pub message_id: MessageId,

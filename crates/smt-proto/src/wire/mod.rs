@@ -1,6 +1,6 @@
 //! Wire formats: typed zero-copy views over SMT packets.
 //!
-//! Every SMT packet starts with the 24-byte [common header](header), followed by a
+//! Every SMT packet starts with the 24-byte [common header](Header), followed by a
 //! body whose layout depends on the packet type (see the sibling modules). The
 //! layout is the same whether the packet travels inside a UDP datagram or directly
 //! inside an IP packet with SMT's own protocol number, which is why the header
@@ -55,7 +55,13 @@ pub const DEFAULT_IP_PROTOCOL: u8 = 253;
 pub enum WireError {
     /// The buffer ends before a field the packet type requires.
     #[error("packet truncated: needs {needed} bytes, has {actual}")]
-    Truncated { needed: usize, actual: usize },
+    Truncated {
+        /// Bytes the view needs, counted from the start of the buffer it was given
+        /// (the datagram for the header, the body for a body view).
+        needed: usize,
+        /// Bytes the buffer actually holds.
+        actual: usize,
+    },
     /// The version byte is not one this implementation speaks.
     #[error("unsupported protocol version {0}")]
     UnsupportedVersion(u8),
@@ -73,7 +79,12 @@ pub enum WireError {
     MessageIdTooLarge,
     /// A field's value is outside the range this version allows.
     #[error("invalid {field}: {value}")]
-    InvalidField { field: &'static str, value: u64 },
+    InvalidField {
+        /// Human-readable name of the offending field (or sum of fields).
+        field: &'static str,
+        /// The value found, widened to 64 bits.
+        value: u64,
+    },
 }
 
 /// Short result alias for parsers.

@@ -15,15 +15,25 @@ use super::{
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body<'a> {
+    /// DATA (0x10): a byte range of a message's wire image (PROTOCOL.md 4.1).
     Data(DataRepr<'a>),
+    /// GRANT (0x11): permission to send a message up to an offset (4.2).
     Grant(GrantRepr),
+    /// RESEND (0x12): a request to retransmit a byte range (4.3).
     Resend(ResendRepr),
+    /// RPC_UNKNOWN (0x13), no body: the sender holds no state for the RPC (4.4).
     RpcUnknown,
+    /// BUSY (0x14), no body: the server's answer to a probe for a request in service (4.5).
     Busy,
+    /// NEED_ACK (0x17), no body: the server asks whether the response arrived (4.6).
     NeedAck,
+    /// ACK (0x18): the responses the client has received, so the server can free them (4.7).
     Ack(AckRepr),
+    /// HANDSHAKE (0x20): a chunk of the in-band TLS 1.3 handshake stream (4.8).
     Handshake(HandshakeRepr<'a>),
+    /// SESSION_UNKNOWN (0x21), no body: the sender holds no state for the session (4.9).
     SessionUnknown,
+    /// CLOSE (0x22), no body: the sender has closed the session (4.10).
     Close,
 }
 
@@ -59,7 +69,9 @@ impl Body<'_> {
 /// A parsed packet. `header.packet_type` always equals `body.packet_type()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketRepr<'a> {
+    /// The common header (PROTOCOL.md section 3).
     pub header: HeaderRepr,
+    /// The type-specific body that follows the header (section 4).
     pub body: Body<'a>,
 }
 

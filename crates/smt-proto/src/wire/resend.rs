@@ -24,14 +24,14 @@ use core::fmt;
 
 use super::{read_u32, Result, WireError};
 
-pub const BODY_LEN: usize = 12;
+pub(super) const BODY_LEN: usize = 12;
 
 pub(crate) mod field {
     use core::ops::Range;
-    pub const OFFSET: Range<usize> = 0..4;
-    pub const LENGTH: Range<usize> = 4..8;
-    pub const PRIORITY: usize = 8;
-    pub const RESERVED: Range<usize> = 9..12;
+    pub(crate) const OFFSET: Range<usize> = 0..4;
+    pub(crate) const LENGTH: Range<usize> = 4..8;
+    pub(crate) const PRIORITY: usize = 8;
+    pub(crate) const RESERVED: Range<usize> = 9..12;
 }
 
 /// A view of a RESEND body.
@@ -41,14 +41,18 @@ pub struct ResendPacket<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> ResendPacket<T> {
+    /// Wraps a body buffer without checking its length (see the no-panic contract).
     pub const fn new_unchecked(buffer: T) -> Self {
         ResendPacket { buffer }
     }
+    /// Wraps a body buffer after checking it holds the 12-byte RESEND body.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let packet = Self::new_unchecked(buffer);
         packet.check_len()?;
         Ok(packet)
     }
+    /// Checks that the buffer holds at least the 12-byte body (trailing bytes are
+    /// rejected by [`PacketRepr::parse`](super::PacketRepr::parse)).
     pub fn check_len(&self) -> Result<()> {
         let actual = self.buffer.as_ref().len();
         if actual < BODY_LEN {
@@ -56,30 +60,38 @@ impl<T: AsRef<[u8]>> ResendPacket<T> {
         }
         Ok(())
     }
+    /// Offset: first wire-image byte asked for (body 0-3).
     pub fn offset(&self) -> u32 {
         read_u32(&self.buffer.as_ref()[field::OFFSET])
     }
+    /// Length: number of wire-image bytes asked for from Offset (body 4-7).
     pub fn length(&self) -> u32 {
         read_u32(&self.buffer.as_ref()[field::LENGTH])
     }
+    /// Priority for the retransmitted and implicitly granted bytes (body 8).
     pub fn priority(&self) -> u8 {
         self.buffer.as_ref()[field::PRIORITY]
     }
+    /// Whether reserved bytes 9-11 are all zero, as a valid packet requires.
     pub fn reserved_is_zero(&self) -> bool {
         self.buffer.as_ref()[field::RESERVED].iter().all(|&b| b == 0)
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ResendPacket<T> {
+    /// Writes the Offset field.
     pub fn set_offset(&mut self, v: u32) {
         self.buffer.as_mut()[field::OFFSET].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Length field.
     pub fn set_length(&mut self, v: u32) {
         self.buffer.as_mut()[field::LENGTH].copy_from_slice(&v.to_be_bytes());
     }
+    /// Writes the Priority byte.
     pub fn set_priority(&mut self, v: u8) {
         self.buffer.as_mut()[field::PRIORITY] = v;
     }
+    /// Zeroes reserved bytes 9-11.
     pub fn clear_reserved(&mut self) {
         self.buffer.as_mut()[field::RESERVED].fill(0);
     }
@@ -88,12 +100,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ResendPacket<T> {
 /// A parsed RESEND body. `offset + length` never exceeds `u32::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ResendRepr {
+    /// First wire-image byte asked for; a client probe uses 0 (PROTOCOL.md 4.3).
     pub offset: u32,
+    /// Bytes asked for, never 0. The sender treats `offset + length` as a grant and
+    /// retransmits the part of the range it has sent before.
     pub length: u32,
+    /// Priority for the requested bytes (and the implied grant), 0 lowest.
     pub priority: u8,
 }
 
 impl ResendRepr {
+    /// Parses a RESEND body, rejecting non-zero reserved bytes, a zero length and a
+    /// range that overflows 32 bits. Never panics.
     pub fn parse<T: AsRef<[u8]>>(packet: &ResendPacket<T>) -> Result<ResendRepr> {
         packet.check_len()?;
         if !packet.reserved_is_zero() {
@@ -105,9 +123,12 @@ impl ResendRepr {
         }
         Ok(ResendRepr { offset, length, priority: packet.priority() })
     }
+    /// Bytes needed to emit the body (always 12).
     pub const fn buffer_len(&self) -> usize {
         BODY_LEN
     }
+    /// Writes the body with zeroed reserved bytes; panics if the buffer is shorter
+    /// than 12 bytes.
     pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut ResendPacket<T>) {
         packet.set_offset(self.offset);
         packet.set_length(self.length);

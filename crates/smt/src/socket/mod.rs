@@ -23,7 +23,10 @@ pub enum Transport {
     Udp,
     /// SMT directly over IP with this protocol number (253 is the RFC 3692
     /// experimental default). Needs CAP_NET_RAW.
-    NativeIp { protocol: u8 },
+    NativeIp {
+        /// The IP protocol number both sides use.
+        protocol: u8,
+    },
 }
 
 impl Transport {
@@ -46,7 +49,7 @@ pub(crate) enum Socket {
 }
 
 impl Socket {
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         match self {
             Socket::Udp(s) => s.local_addr,
             Socket::Ip(s) => s.local_addr,
@@ -54,7 +57,7 @@ impl Socket {
     }
 
     /// Most datagrams one `send` may carry as equal-size segments.
-    pub fn max_segments(&self) -> usize {
+    pub(crate) fn max_segments(&self) -> usize {
         match self {
             Socket::Udp(s) => s.max_segments(),
             Socket::Ip(_) => raw_ip::MAX_BATCH,
@@ -64,7 +67,7 @@ impl Socket {
     /// Sends `contents` (several datagrams of `segment_size` bytes if set). Returns
     /// how many bytes went out: all, or for native IP possibly a prefix of whole
     /// segments. `WouldBlock` if nothing could be sent.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         destination: SocketAddr,
         segment_size: Option<usize>,
@@ -78,21 +81,21 @@ impl Socket {
 
     /// Receives what is available into `storage` (chunks of [`RECV_BUF`]),
     /// appending one entry per datagram to `out`. `WouldBlock` if nothing arrived.
-    pub fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
+    pub(crate) fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
         match self {
             Socket::Udp(s) => s.recv(storage, out),
             Socket::Ip(s) => s.recv(storage, out),
         }
     }
 
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         match self {
             Socket::Udp(s) => s.socket.readable().await,
             Socket::Ip(s) => s.readable().await,
         }
     }
 
-    pub async fn writable(&self) -> io::Result<()> {
+    pub(crate) async fn writable(&self) -> io::Result<()> {
         match self {
             Socket::Udp(s) => s.socket.writable().await,
             Socket::Ip(s) => s.writable().await,

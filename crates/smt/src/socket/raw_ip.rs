@@ -36,7 +36,7 @@ pub(crate) struct RawIpSocket {
 impl RawIpSocket {
     /// Opens a raw socket for `protocol` bound to `addr`'s IP. The port of `addr` is
     /// the SMT port (0 picks a random one). Needs CAP_NET_RAW.
-    pub fn bind(addr: SocketAddr, protocol: u8) -> io::Result<RawIpSocket> {
+    pub(crate) fn bind(addr: SocketAddr, protocol: u8) -> io::Result<RawIpSocket> {
         let domain = Domain::for_address(addr);
         let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(protocol))))?;
         socket.set_nonblocking(true)?;
@@ -53,16 +53,16 @@ impl RawIpSocket {
         Ok(RawIpSocket { fd, local_addr, ipv4: addr.is_ipv4() })
     }
 
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         self.fd.readable().await.map(|_| ())
     }
 
-    pub async fn writable(&self) -> io::Result<()> {
+    pub(crate) async fn writable(&self) -> io::Result<()> {
         self.fd.writable().await.map(|_| ())
     }
 
     /// Sends the segments of `contents` with `sendmmsg`; returns the bytes sent.
-    pub fn send(
+    pub(crate) fn send(
         &self,
         destination: SocketAddr,
         segment_size: Option<usize>,
@@ -96,7 +96,7 @@ impl RawIpSocket {
         Ok(sent)
     }
 
-    pub fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
+    pub(crate) fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
         for (i, chunk) in storage.chunks_mut(RECV_BUF).take(RECV_BATCH).enumerate() {
             let received = self.fd.try_io(Interest::READABLE, |socket| {
                 // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and

@@ -21,7 +21,7 @@ pub(crate) struct UdpIo {
 
 impl UdpIo {
     /// Binds a UDP socket (dual-stack when `addr` is IPv6). Needs a tokio runtime.
-    pub fn bind(addr: SocketAddr) -> io::Result<UdpIo> {
+    pub(crate) fn bind(addr: SocketAddr) -> io::Result<UdpIo> {
         let domain = socket2::Domain::for_address(addr);
         let socket =
             socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
@@ -40,11 +40,11 @@ impl UdpIo {
         Ok(UdpIo { socket, state, local_addr })
     }
 
-    pub fn max_segments(&self) -> usize {
+    pub(crate) fn max_segments(&self) -> usize {
         self.state.max_gso_segments()
     }
 
-    pub fn send(
+    pub(crate) fn send(
         &self,
         destination: SocketAddr,
         segment_size: Option<usize>,
@@ -56,7 +56,7 @@ impl UdpIo {
         self.socket.try_io(Interest::WRITABLE, || self.state.send((&self.socket).into(), &transmit))
     }
 
-    pub fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
+    pub(crate) fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
         let mut metas = [RecvMeta::default(); BATCH_SIZE];
         let n = {
             let mut slices: Vec<IoSliceMut<'_>> =
