@@ -20,7 +20,7 @@ pub(crate) struct OutgoingMessage {
     next_offset: u32,
     /// Ranges below `next_offset` the receiver asked for again.
     resend: RangeSet,
-    /// Priority from the latest GRANT, echoed in DATA headers.
+    /// Priority from the latest GRANT or RESEND, echoed in DATA headers.
     priority: u8,
     /// Whether the next packets repeat bytes sent before (restart after RPC_UNKNOWN).
     restarted_below: u32,

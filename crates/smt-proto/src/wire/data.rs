@@ -23,7 +23,7 @@
 //! * Record Size: plaintext bytes in every record of the message except the last
 //!   (8..=16384; record 0 must hold the 8-byte prologue); fixes where every record starts, so that any record can be opened as
 //!   soon as its bytes have arrived.
-//! * Priority: the priority the sender used (from the latest GRANT), for traces.
+//! * Priority: the priority the sender used (from the latest GRANT or RESEND), for traces.
 //!
 //! All of these are plaintext and attacker-controlled; `docs/PROTOCOL.md` section
 //! "Security" explains why forging them cannot deliver a wrong message.

@@ -17,8 +17,9 @@
 //! The sender answers with DATA packets (RETRANSMIT flag set) carrying byte-identical
 //! ciphertext for `[offset, offset + length)`, clipped to what it has transmitted or
 //! been granted, or with BUSY if it has nothing to send yet, or RPC_UNKNOWN if it has
-//! no such message. A server that receives RESEND for a response message ID it does not
-//! know yet (the request is still being served) answers BUSY.
+//! no such message. A server that receives RESEND for a request it has delivered and
+//! not answered yet (the application is working on it) answers BUSY; while the
+//! request is still arriving it stays silent (its own RESENDs drive recovery).
 
 use core::fmt;
 
