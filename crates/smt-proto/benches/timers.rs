@@ -38,6 +38,10 @@ fn server_with(idle: usize, active: usize) -> Pair {
         pair.server.respond(pair.now, session, id, b"answer").expect("respond");
     }
     pair.drop_server_output();
+    // The first silence looks at every RPC once; idle ones then keep no timer.
+    pair.advance(Duration::from_millis(4));
+    pair.server.handle_timeout(pair.now);
+    pair.drop_server_output();
     pair
 }
 

@@ -51,14 +51,30 @@ struct Batch {
 }
 
 /// Datagrams taken from the engine under the lock, to be sent after releasing it.
+/// The driver keeps one across rounds, so its batch buffers are reused rather than
+/// allocated (and page-faulted in) for every batch.
+#[derive(Default)]
 #[must_use = "an outbox holds datagrams that must be sent"]
-pub(crate) struct Outbox(Vec<Batch>);
+pub(crate) struct Outbox {
+    batches: Vec<Batch>,
+    spare: Vec<Vec<u8>>,
+}
+
+/// Bytes of datagrams taken from the engine per lock hold when flushing.
+const FLUSH_CHUNK: usize = 64 * 1024;
+/// Batch buffers an API-calling thread keeps for its next call.
+const SPARE_BUFFERS: usize = 4;
+
+thread_local! {
+    /// Batch buffers of API calls on this thread, reused from one call to the next.
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl Outbox {
     /// Sends every batch. What the socket refuses (its buffer is full) goes back to
     /// the state, and the driver sends it once the socket is writable again.
-    pub(crate) fn send(self, shared: &Shared) {
-        let mut batches = self.0.into_iter();
+    fn send_all(&mut self, shared: &Shared) {
+        let mut batches = self.batches.drain(..);
         while let Some(batch) = batches.next() {
             let sent = send(shared, batch.destination, batch.segment_size, &batch.bytes);
             if sent < batch.bytes.len() {
@@ -70,6 +86,9 @@ impl Outbox {
                 shared.wake.notify_one();
                 return;
             }
+            let mut bytes = batch.bytes;
+            bytes.clear();
+            self.spare.push(bytes);
         }
     }
 }
@@ -100,24 +119,31 @@ impl State {
         }
     }
 
-    /// Takes everything the engine queued for sending and delivers its events. Send
-    /// the returned outbox after releasing the lock.
-    pub(crate) fn drive(&mut self) -> Outbox {
+    /// Takes up to about `budget` bytes of datagrams the engine queued, and turns its
+    /// events into completions. True if the engine has more to send.
+    fn drive_into(&mut self, outbox: &mut Outbox, budget: usize) -> bool {
         let now = Instant::now();
-        let mut batches = Vec::new();
-        let mut buf = Vec::new();
-        while let Some(t) = self.engine.poll_transmit(now, &mut buf) {
+        let mut taken = 0;
+        while taken < budget {
+            let mut buf = outbox.spare.pop().unwrap_or_default();
+            let Some(t) = self.engine.poll_transmit(now, &mut buf) else {
+                outbox.spare.push(buf);
+                break;
+            };
             buf.truncate(t.size);
-            batches.push(Batch {
+            taken += t.size;
+            outbox.batches.push(Batch {
                 destination: t.destination,
                 segment_size: t.segment_size,
-                bytes: std::mem::take(&mut buf),
+                bytes: buf,
             });
         }
         self.dispatch();
-        Outbox(batches)
+        self.engine.has_transmit()
     }
 
+    /// Hands the engine's events to the futures and the request queue. (Done under
+    /// the lock: a woken task then runs on this thread once it releases the lock.)
     fn dispatch(&mut self) {
         while let Some(event) = self.engine.poll_event() {
             match event {
@@ -202,6 +228,31 @@ fn send(
 }
 
 impl Shared {
+    /// Sends what the engine queued and completes what its events finished, in
+    /// chunks: each chunk is taken under the lock and sent after releasing it, so no
+    /// system call runs under the lock and the first datagrams leave while the
+    /// engine prepares the next ones. Batch buffers are reused per thread.
+    pub(crate) fn flush<'a>(&'a self, state: MutexGuard<'a, State>) {
+        let mut outbox = Outbox::default();
+        SPARE.with(|spare| std::mem::swap(&mut outbox.spare, &mut spare.borrow_mut()));
+        self.flush_with(state, &mut outbox);
+        outbox.spare.truncate(SPARE_BUFFERS);
+        SPARE.with(|spare| std::mem::swap(&mut outbox.spare, &mut spare.borrow_mut()));
+    }
+
+    /// [`flush`](Self::flush) with the caller's outbox (the driver keeps one).
+    fn flush_with<'a>(&'a self, mut state: MutexGuard<'a, State>, outbox: &mut Outbox) {
+        loop {
+            let more = state.drive_into(outbox, FLUSH_CHUNK);
+            drop(state);
+            outbox.send_all(self);
+            if !more {
+                return;
+            }
+            state = self.lock();
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug; the state is still consistent
         // enough to shut down, so recover the guard rather than propagate poison.
@@ -213,6 +264,7 @@ impl Shared {
 pub(crate) async fn run(shared: Arc<Shared>) {
     let mut storage = vec![0u8; RECV_SLOTS * RECV_BUF];
     let mut received: Vec<Received> = Vec::with_capacity(RECV_SLOTS * 4);
+    let mut outbox = Outbox::default();
     loop {
         // Receive what is available, outside the lock.
         for _ in 0..MAX_BATCHES_PER_ROUND {
@@ -220,7 +272,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             match shared.socket.recv(&mut storage, &mut received) {
                 Ok(()) => {
                     let now = Instant::now();
-                    let outbox = {
+                    {
                         let mut state = shared.lock();
                         for datagram in &received {
                             state.engine.handle_datagram(
@@ -229,9 +281,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                                 &storage[datagram.range.clone()],
                             );
                         }
-                        state.drive()
-                    };
-                    outbox.send(&shared);
+                        shared.flush_with(state, &mut outbox);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // ICMP errors (e.g. a peer's port closed) surface here; they are
@@ -239,18 +290,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 Err(e) => trace!(error = %e, "recv error"),
             }
         }
-        let (outbox, deadline, pending, done) = {
+        {
             let mut state = shared.lock();
             state.flush_pending(&shared);
             state.engine.handle_timeout(Instant::now());
-            let outbox = state.drive();
+            shared.flush_with(state, &mut outbox);
+        }
+        let (deadline, pending, done) = {
+            let mut state = shared.lock();
             let deadline = state.engine.poll_timeout();
             state.armed = deadline;
             let pending = !state.pending.is_empty();
-            let idle = !state.engine.has_transmit() && !pending && outbox.0.is_empty();
-            (outbox, deadline, pending, state.shutdown && idle)
+            let idle = !state.engine.has_transmit() && !pending;
+            (deadline, pending, state.shutdown && idle)
         };
-        outbox.send(&shared);
         if done {
             debug!("driver finished");
             return;

@@ -49,9 +49,7 @@ impl Drop for Inner {
         state.engine.close_all(Instant::now());
         state.shutdown = true;
         state.requests = None;
-        let outbox = state.drive();
-        drop(state);
-        outbox.send(&self.shared);
+        self.shared.flush(state);
         self.shared.wake.notify_one();
     }
 }
@@ -196,18 +194,17 @@ impl Endpoint {
         let session_id: u64 = rand::thread_rng().gen();
         let (tx, rx) = oneshot::channel();
         let shared = &self.inner.shared;
-        let (handle, outbox) = {
+        let handle = {
             let mut state = shared.lock();
             if state.shutdown {
                 return Err(Error::EndpointClosed);
             }
             let handle = state.engine.connect(Instant::now(), addr, session_id, Box::new(tls));
             state.connects.insert(handle, tx);
-            let outbox = state.drive();
             state.nudge(shared);
-            (handle, outbox)
+            shared.flush(state);
+            handle
         };
-        outbox.send(shared);
         debug!(%addr, server_name, session_id, "connecting");
         rx.await.map_err(|_| Error::EndpointClosed)??;
         Ok(Session::new(self.clone(), handle, addr))
@@ -256,17 +253,17 @@ impl Endpoint {
             let mut state = shared.lock();
             state.engine.close_all(Instant::now());
             state.shutdown = true;
-            let outbox = state.drive();
+            // Dropping the sender ends every pending and future `accept`.
+            state.requests = None;
+            // Tells the peers, and fails the calls of the closed sessions.
+            shared.flush(state);
+            let mut state = shared.lock();
             for (_, tx) in state.calls.drain() {
                 let _ = tx.send(Err(Error::SessionClosed));
             }
             for (_, tx) in state.connects.drain() {
                 let _ = tx.send(Err(Error::EndpointClosed));
             }
-            // Dropping the sender ends every pending and future `accept`.
-            state.requests = None;
-            drop(state);
-            outbox.send(shared);
         }
         self.inner.shared.wake.notify_one();
         let driver = self.inner.driver.lock().ok().and_then(|mut d| d.take());

@@ -62,16 +62,15 @@ impl Session {
         let request = request.into();
         let shared = self.endpoint.shared();
         let (tx, rx) = oneshot::channel();
-        let outbox = if request.len() <= SEAL_INLINE_MAX {
+        if request.len() <= SEAL_INLINE_MAX {
             let mut state = shared.lock();
             let id = state
                 .engine
                 .call(Instant::now(), self.handle, &request)
                 .map_err(|e| call_error(&state, e))?;
             state.calls.insert((self.handle, id), tx);
-            let outbox = state.drive();
             state.nudge(shared);
-            outbox
+            shared.flush(state);
         } else {
             let prepared = {
                 let mut state = shared.lock();
@@ -88,11 +87,9 @@ impl Session {
                 .finish(Instant::now(), prepared, wire)
                 .map_err(|e| call_error(&state, e))?;
             state.calls.insert((self.handle, id), tx);
-            let outbox = state.drive();
             state.nudge(shared);
-            outbox
-        };
-        outbox.send(shared);
+            shared.flush(state);
+        }
         rx.await.map_err(|_| Error::EndpointClosed)?
     }
 
@@ -118,9 +115,7 @@ impl Session {
         let shared = self.endpoint.shared();
         let mut state = shared.lock();
         state.engine.close_session(Instant::now(), self.handle);
-        let outbox = state.drive();
-        drop(state);
-        outbox.send(shared);
+        shared.flush(state);
     }
 }
 
@@ -175,15 +170,14 @@ impl IncomingRequest {
     pub fn respond(mut self, response: impl Into<Bytes>) -> Result<()> {
         let response = response.into();
         let shared = self.endpoint.shared();
-        let outbox = if response.len() <= SEAL_INLINE_MAX {
+        if response.len() <= SEAL_INLINE_MAX {
             let mut state = shared.lock();
             state
                 .engine
                 .respond(Instant::now(), self.session, self.id, &response)
                 .map_err(|e| call_error(&state, e))?;
-            let outbox = state.drive();
             state.nudge(shared);
-            outbox
+            shared.flush(state);
         } else {
             let prepared = {
                 let mut state = shared.lock();
@@ -198,11 +192,9 @@ impl IncomingRequest {
                 .engine
                 .finish(Instant::now(), prepared, wire)
                 .map_err(|e| call_error(&state, e))?;
-            let outbox = state.drive();
             state.nudge(shared);
-            outbox
-        };
-        outbox.send(shared);
+            shared.flush(state);
+        }
         // Only now: if responding failed, dropping `self` abandons the request so the
         // client is not left waiting on a server that will never answer.
         self.answered = true;

@@ -71,9 +71,8 @@ fn on_response_data(
         cx.core.stats.unknown_rpc += 1;
         return;
     };
-    let receiving = rpc.incoming().is_some();
-    cx.rpcs.update(key, |rpc| rpc.live.last_heard = now);
-    if !receiving && !start_response(cx, session, key, now, data, phase) {
+    if rpc.incoming().is_none() && !start_response(cx, session, key, now, data, phase) {
+        cx.rpcs.update(key, |rpc| rpc.live.last_heard = now);
         return;
     }
     match absorb(cx, session, key, now, data, phase) {
@@ -88,18 +87,6 @@ fn on_response_data(
             drop_response(cx, key);
         }
     }
-    // Once the response authenticates, the server provably has the whole request:
-    // stop keeping it. (Not earlier: a forged response packet must not make the
-    // client unable to resend its request.)
-    cx.rpcs.update(key, |rpc| {
-        if let Some(ClientRpc { phase: ClientPhase::Receiving { request, response }, .. }) =
-            client_mut(rpc)
-        {
-            if response.authenticated() {
-                *request = None;
-            }
-        }
-    });
 }
 
 /// Begins receiving the response announced by `data`. False if refused.

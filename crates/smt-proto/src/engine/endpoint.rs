@@ -339,15 +339,17 @@ impl Endpoint {
         session: SessionHandle,
         len: usize,
     ) -> Result<PreparedMessage, CallError> {
-        let oldest = self.rpcs.oldest(session);
-        let outstanding = self.rpcs.session_usage(session).rpcs;
         let config = &self.core.config;
         let Some(s) = self.sessions.get_mut(&session) else { return Err(self.gone(session)) };
         let Side::Client(client) = &mut s.side else { return Err(CallError::WrongRole("call")) };
         check_len(config, len)?;
-        if let Some(oldest) = oldest {
-            if client.next_id - oldest.get() >= REPLAY_WINDOW - 1 {
-                return Err(CallError::TooManyOutstanding(outstanding));
+        // IDs start at 1: below the window size no ID can be a window behind.
+        if client.next_id >= REPLAY_WINDOW - 1 {
+            if let Some(oldest) = self.rpcs.oldest(session) {
+                if client.next_id - oldest.get() >= REPLAY_WINDOW - 1 {
+                    let outstanding = self.rpcs.session_usage(session).rpcs;
+                    return Err(CallError::TooManyOutstanding(outstanding));
+                }
             }
         }
         let id = MessageId::new(client.next_id).ok_or(CallError::IdsExhausted)?;

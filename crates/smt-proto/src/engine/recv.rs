@@ -135,7 +135,8 @@ pub(crate) enum Step {
 }
 
 /// Stores a DATA packet's bytes in the RPC's incoming message and opens the records
-/// they complete; follows the peer's key update if a record proves one.
+/// they complete; follows the peer's key update if a record proves one. (The peer
+/// was heard from, whatever the bytes.)
 pub(crate) fn absorb(
     cx: &mut Context<'_>,
     session: &mut Session,
@@ -145,6 +146,7 @@ pub(crate) fn absorb(
     phase: bool,
 ) -> Step {
     let absorbed = cx.rpcs.update(key, |rpc| {
+        rpc.live.last_heard = now;
         let inc = rpc.incoming_mut()?;
         let high_water = inc.high_water();
         let outcome = inc.absorb(key.1, data, phase);
@@ -153,6 +155,9 @@ pub(crate) fn absorb(
         let next_key = inc.take_opened_with_next();
         if progressed {
             rpc.live.last_progress = now;
+        }
+        if authenticated {
+            rpc.drop_answered_request();
         }
         Some((outcome, authenticated, next_key))
     });

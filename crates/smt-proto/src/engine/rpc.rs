@@ -200,6 +200,21 @@ impl Rpc {
         }
     }
 
+    /// A client whose response authenticated no longer needs its request: the
+    /// server provably had all of it. (Not earlier: a forged response packet must
+    /// not make the client unable to resend its request.)
+    pub(crate) fn drop_answered_request(&mut self) {
+        if let RpcState::Client(ClientRpc {
+            phase: ClientPhase::Receiving { request, response },
+            ..
+        }) = &mut self.state
+        {
+            if response.authenticated() {
+                *request = None;
+            }
+        }
+    }
+
     /// Bytes of a delivered request held for the application (see `InService`).
     pub(crate) fn queued_charge(&self) -> usize {
         match self.state {
@@ -233,19 +248,21 @@ impl Rpc {
     }
 
     /// When the RPC's timer must next look at it: the progress timeout, or the end
-    /// of the silence after which the peer is prodded. `None`: no timer needed.
+    /// of the current silence (after which, if there is anything to prod the peer
+    /// with, it is prodded). `None`: no timer needed (the application owes the
+    /// response). Looking at the end of every silence, even while there is nothing
+    /// to prod with yet, keeps the deadline stable across an RPC's life, so it is
+    /// armed about once instead of at every change of phase.
     pub(crate) fn deadline(
         &self,
         resend_after: Duration,
         rpc_timeout: Duration,
     ) -> Option<Instant> {
-        let expiry = (!self.in_service()).then(|| self.live.last_progress + rpc_timeout);
-        let prod =
-            self.prod().map(|_| self.live.last_heard.max(self.live.last_prod) + resend_after);
-        match (expiry, prod) {
-            (Some(e), Some(p)) => Some(e.min(p)),
-            (e, p) => e.or(p),
+        if self.in_service() {
+            return None;
         }
+        let silence = self.live.last_heard.max(self.live.last_prod) + resend_after;
+        Some(silence.min(self.live.last_progress + rpc_timeout))
     }
 }
 
@@ -260,15 +277,19 @@ mod tests {
     }
 
     #[test]
-    fn client_rpc_waits_for_its_timer_only_once_its_request_is_sent() {
+    fn client_rpc_prods_only_once_its_request_is_sent() {
         let now = Instant::now();
         let (resend, timeout) = (Duration::from_millis(3), Duration::from_secs(2));
         let mut rpc = Rpc::client(now, request(100), 0);
         assert_eq!(rpc.prod(), None, "still sending");
-        assert_eq!(rpc.deadline(resend, timeout), Some(now + timeout));
+        // The timer looks at the end of the silence either way.
+        assert_eq!(rpc.deadline(resend, timeout), Some(now + resend));
         while rpc.outgoing_mut().unwrap().next_packet(1400).is_some() {}
         assert_eq!(rpc.prod(), Some(Prod::AskForResponse));
         assert_eq!(rpc.deadline(resend, timeout), Some(now + resend));
+        // Hearing from the server pushes the deadline out.
+        rpc.live.last_heard = now + resend;
+        assert_eq!(rpc.deadline(resend, timeout), Some(now + 2 * resend));
     }
 
     #[test]

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use super::event::SessionHandle;
 use super::rpc::Rpc;
-use super::timer_queue::TimerQueue;
 use crate::wire::MessageId;
 
 /// Names an RPC: its session and message ID.
@@ -79,14 +78,90 @@ fn footprint(rpc: &Rpc, resend_after: Duration, rpc_timeout: Duration) -> Footpr
     }
 }
 
+/// An RPC with what the indices hold for it: its footprint as last indexed, and the
+/// deadline its timer is armed at (never later than the footprint's deadline).
+#[derive(Debug)]
+struct Entry {
+    rpc: Rpc,
+    indexed: Footprint,
+    armed: Option<Instant>,
+}
+
+/// Entries in a slab, found through an ordered index of small values: the index
+/// (ordered, for a session's RPCs in ID order) moves 24-byte items when it
+/// rebalances, not whole RPCs.
+#[derive(Debug, Default)]
+struct Store {
+    index: BTreeMap<RpcKey, usize>,
+    slots: Vec<Option<Entry>>,
+    free: Vec<usize>,
+}
+
+impl Store {
+    /// Adds an entry; `None` (dropping it) if the key is taken.
+    fn insert(&mut self, key: RpcKey, entry: Entry) -> Option<&mut Entry> {
+        let std::collections::btree_map::Entry::Vacant(vacant) = self.index.entry(key) else {
+            return None;
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(entry);
+                slot
+            }
+            None => {
+                self.slots.push(Some(entry));
+                self.slots.len() - 1
+            }
+        };
+        vacant.insert(slot);
+        self.slots[slot].as_mut()
+    }
+
+    fn remove(&mut self, key: &RpcKey) -> Option<Entry> {
+        let slot = self.index.remove(key)?;
+        let entry = self.slots.get_mut(slot)?.take();
+        if self.index.is_empty() {
+            // Nothing left: give the memory of a past burst back.
+            self.slots = Vec::new();
+            self.free = Vec::new();
+        } else {
+            self.free.push(slot);
+        }
+        entry
+    }
+
+    fn get(&self, key: &RpcKey) -> Option<&Entry> {
+        self.slots.get(*self.index.get(key)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, key: &RpcKey) -> Option<&mut Entry> {
+        let slot = *self.index.get(key)?;
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    fn contains_key(&self, key: &RpcKey) -> bool {
+        self.index.contains_key(key)
+    }
+
+    /// Keys of one session's RPCs, in ID order.
+    fn session_keys(&self, session: SessionHandle) -> impl Iterator<Item = RpcKey> + '_ {
+        self.index
+            .range((session, MessageId::default())..=(session, MessageId::MAX))
+            .map(|(k, _)| *k)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct RpcTable {
-    rpcs: BTreeMap<RpcKey, Rpc>,
+    rpcs: Store,
     /// Outgoing messages with bytes to send now (sender SRPT).
     ready: BTreeSet<QueueKey>,
     /// Incoming messages not fully granted (receiver SRPT).
     grantable: BTreeSet<QueueKey>,
-    timers: TimerQueue<RpcKey>,
+    /// Armed RPC timers by deadline.
+    timers: BTreeSet<(Instant, RpcKey)>,
+    /// Usage per session with RPCs (kept while the session lives, so a ping-pong
+    /// does not create and drop an entry per RPC).
     sessions: BTreeMap<SessionHandle, SessionUsage>,
     totals: Totals,
     limits: Limits,
@@ -97,10 +172,10 @@ pub(crate) struct RpcTable {
 impl RpcTable {
     pub(crate) fn new(limits: Limits, resend_after: Duration, rpc_timeout: Duration) -> RpcTable {
         RpcTable {
-            rpcs: BTreeMap::new(),
+            rpcs: Store::default(),
             ready: BTreeSet::new(),
             grantable: BTreeSet::new(),
-            timers: TimerQueue::default(),
+            timers: BTreeSet::new(),
             sessions: BTreeMap::new(),
             totals: Totals::default(),
             limits,
@@ -113,13 +188,10 @@ impl RpcTable {
         footprint(rpc, self.resend_after, self.rpc_timeout)
     }
 
-    /// Applies the change from `before` to `after` to every index.
-    fn reindex(&mut self, key: RpcKey, before: Option<Footprint>, after: Option<Footprint>) {
+    /// Applies the change from `old` to `new` to the SRPT sets and the counters.
+    fn reindex(&mut self, key: RpcKey, old: Option<&Footprint>, new: Option<&Footprint>) {
         let (h, id) = key;
-        let (old, new) = (before, after);
-        let field =
-            |f: &Option<Footprint>, g: fn(&Footprint) -> Option<u32>| f.as_ref().and_then(g);
-        let (old_ready, new_ready) = (field(&old, |f| f.ready), field(&new, |f| f.ready));
+        let (old_ready, new_ready) = (old.and_then(|f| f.ready), new.and_then(|f| f.ready));
         if old_ready != new_ready {
             if let Some(k) = old_ready {
                 self.ready.remove(&(k, h, id));
@@ -128,7 +200,7 @@ impl RpcTable {
                 self.ready.insert((k, h, id));
             }
         }
-        let (old_grant, new_grant) = (field(&old, |f| f.grant), field(&new, |f| f.grant));
+        let (old_grant, new_grant) = (old.and_then(|f| f.grant), new.and_then(|f| f.grant));
         if old_grant != new_grant {
             if let Some(k) = old_grant {
                 self.grantable.remove(&(k, h, id));
@@ -137,71 +209,96 @@ impl RpcTable {
                 self.grantable.insert((k, h, id));
             }
         }
-        let outstanding = |f: &Option<Footprint>| u64::from(f.map_or(0, |f| f.outstanding));
-        self.totals.granted_unreceived =
-            self.totals.granted_unreceived - outstanding(&old) + outstanding(&new);
-        let incoming = |f: &Option<Footprint>| f.and_then(|f| f.incoming);
-        let queued = |f: &Option<Footprint>| f.map_or(0, |f| f.queued);
-        let outgoing = |f: &Option<Footprint>| f.map_or(0, |f| f.outgoing);
+        let outstanding = |f: Option<&Footprint>| u64::from(f.map_or(0, |f| f.outstanding));
+        let incoming = |f: Option<&Footprint>| f.and_then(|f| f.incoming);
+        let queued = |f: Option<&Footprint>| f.map_or(0, |f| f.queued);
+        let outgoing = |f: Option<&Footprint>| f.map_or(0, |f| f.outgoing);
         let count = |x: Option<usize>| usize::from(x.is_some());
-        let (old_in, new_in) = (incoming(&old), incoming(&new));
+        let (old_in, new_in) = (incoming(old), incoming(new));
+        let (old_rpc, new_rpc) = (usize::from(old.is_some()), usize::from(new.is_some()));
         let t = &mut self.totals;
-        t.rpcs = t.rpcs - usize::from(old.is_some()) + usize::from(new.is_some());
+        t.granted_unreceived = t.granted_unreceived - outstanding(old) + outstanding(new);
+        t.rpcs = t.rpcs - old_rpc + new_rpc;
         t.incoming_messages = t.incoming_messages - count(old_in) + count(new_in);
         t.incoming_bytes = t.incoming_bytes - old_in.unwrap_or(0) + new_in.unwrap_or(0);
-        t.queued_bytes = t.queued_bytes - queued(&old) + queued(&new);
-        t.outgoing_bytes = t.outgoing_bytes - outgoing(&old) + outgoing(&new);
-        let s = self.sessions.entry(h).or_default();
-        s.rpcs = s.rpcs - usize::from(old.is_some()) + usize::from(new.is_some());
-        s.incoming_messages = s.incoming_messages - count(old_in) + count(new_in);
-        s.incoming_bytes = s.incoming_bytes - old_in.unwrap_or(0) - queued(&old)
-            + new_in.unwrap_or(0)
-            + queued(&new);
-        if s.rpcs == 0 {
-            self.sessions.remove(&h);
+        t.queued_bytes = t.queued_bytes - queued(old) + queued(new);
+        t.outgoing_bytes = t.outgoing_bytes - outgoing(old) + outgoing(new);
+        let per_session = old_rpc != new_rpc || old_in != new_in || queued(old) != queued(new);
+        if per_session {
+            let s = self.sessions.entry(h).or_default();
+            s.rpcs = s.rpcs - old_rpc + new_rpc;
+            s.incoming_messages = s.incoming_messages - count(old_in) + count(new_in);
+            s.incoming_bytes = s.incoming_bytes - old_in.unwrap_or(0) - queued(old)
+                + new_in.unwrap_or(0)
+                + queued(new);
         }
-        match new.and_then(|f| f.deadline) {
-            // A later deadline needs no re-arming: the earlier one fires, the owner
-            // looks, and the real deadline is armed then.
-            Some(at) => self.timers.arm_no_later(key, at),
-            None => self.timers.cancel(key),
+    }
+
+    /// Makes the timer of `key` fire no later than `deadline`. A later deadline, or
+    /// none, needs no re-arming: the armed timer fires, the owner looks, and the
+    /// real deadline (if any) is armed then; an RPC that needs no timer costs at
+    /// most that one look.
+    fn retime(
+        timers: &mut BTreeSet<(Instant, RpcKey)>,
+        key: RpcKey,
+        armed: &mut Option<Instant>,
+        deadline: Option<Instant>,
+    ) {
+        let Some(at) = deadline else { return };
+        match *armed {
+            Some(current) if current <= at => {}
+            current => {
+                if let Some(current) = current {
+                    timers.remove(&(current, key));
+                }
+                timers.insert((at, key));
+                *armed = Some(at);
+            }
+        }
+    }
+
+    /// Disarms the timer of a removed RPC.
+    fn disarm(timers: &mut BTreeSet<(Instant, RpcKey)>, key: RpcKey, armed: Option<Instant>) {
+        if let Some(current) = armed {
+            timers.remove(&(current, key));
         }
     }
 
     /// Adds an RPC. Returns false (and drops it) if the key is taken.
     pub(crate) fn insert(&mut self, key: RpcKey, rpc: Rpc) -> bool {
-        if self.rpcs.contains_key(&key) {
+        let indexed = self.footprint(&rpc);
+        let Some(entry) = self.rpcs.insert(key, Entry { rpc, indexed, armed: None }) else {
             return false;
-        }
-        let after = self.footprint(&rpc);
-        self.rpcs.insert(key, rpc);
-        self.reindex(key, None, Some(after));
+        };
+        Self::retime(&mut self.timers, key, &mut entry.armed, indexed.deadline);
+        self.reindex(key, None, Some(&indexed));
         true
     }
 
     /// Removes an RPC and everything it holds.
     pub(crate) fn remove(&mut self, key: RpcKey) -> Option<Rpc> {
-        let rpc = self.rpcs.remove(&key)?;
-        let before = self.footprint(&rpc);
-        self.reindex(key, Some(before), None);
-        Some(rpc)
+        let entry = self.rpcs.remove(&key)?;
+        Self::disarm(&mut self.timers, key, entry.armed);
+        self.reindex(key, Some(&entry.indexed), None);
+        Some(entry.rpc)
     }
 
     /// Changes an RPC through `f`, then re-keys every index it appears in.
     pub(crate) fn update<R>(&mut self, key: RpcKey, f: impl FnOnce(&mut Rpc) -> R) -> Option<R> {
         let (resend_after, rpc_timeout) = (self.resend_after, self.rpc_timeout);
-        let rpc = self.rpcs.get_mut(&key)?;
-        let before = footprint(rpc, resend_after, rpc_timeout);
-        let result = f(rpc);
-        let after = footprint(rpc, resend_after, rpc_timeout);
-        if before != after {
-            self.reindex(key, Some(before), Some(after));
+        let entry = self.rpcs.get_mut(&key)?;
+        let result = f(&mut entry.rpc);
+        let after = footprint(&entry.rpc, resend_after, rpc_timeout);
+        if after != entry.indexed {
+            let before = std::mem::replace(&mut entry.indexed, after);
+            Self::retime(&mut self.timers, key, &mut entry.armed, after.deadline);
+            self.reindex(key, Some(&before), Some(&after));
         }
         Some(result)
     }
 
     pub(crate) fn get(&self, key: RpcKey) -> Option<&Rpc> {
-        self.rpcs.get(&key)
+        self.rpcs.get(&key).map(|e| &e.rpc)
     }
 
     pub(crate) fn contains(&self, key: RpcKey) -> bool {
@@ -210,25 +307,23 @@ impl RpcTable {
 
     /// IDs of a session's RPCs, in order.
     pub(crate) fn ids(&self, session: SessionHandle) -> Vec<MessageId> {
-        self.session_range(session).map(|(&(_, id), _)| id).collect()
-    }
-
-    fn session_range(
-        &self,
-        session: SessionHandle,
-    ) -> std::collections::btree_map::Range<'_, RpcKey, Rpc> {
-        self.rpcs.range((session, MessageId::default())..=(session, MessageId::MAX))
+        self.rpcs.session_keys(session).map(|(_, id)| id).collect()
     }
 
     /// The session's lowest outstanding ID.
     pub(crate) fn oldest(&self, session: SessionHandle) -> Option<MessageId> {
-        self.session_range(session).next().map(|(&(_, id), _)| id)
+        self.rpcs.session_keys(session).next().map(|(_, id)| id)
     }
 
     /// Removes every RPC of a session, in ID order.
     pub(crate) fn remove_session(&mut self, session: SessionHandle) -> Vec<(MessageId, Rpc)> {
         let ids = self.ids(session);
-        ids.into_iter().filter_map(|id| self.remove((session, id)).map(|rpc| (id, rpc))).collect()
+        let rpcs = ids
+            .into_iter()
+            .filter_map(|id| self.remove((session, id)).map(|rpc| (id, rpc)))
+            .collect();
+        self.sessions.remove(&session);
+        rpcs
     }
 
     /// Whether a new incoming message charged `charge` bytes fits the limits.
@@ -258,21 +353,30 @@ impl RpcTable {
 
     /// The earliest RPC timer.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        self.timers.first().map(|&(at, _)| at)
     }
 
     /// An RPC whose timer is due (disarmed: looking at it re-arms it if needed).
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<RpcKey> {
-        self.timers.pop_due(now)
+        let &(at, key) = self.timers.first()?;
+        if at > now {
+            return None;
+        }
+        self.timers.pop_first();
+        if let Some(entry) = self.rpcs.get_mut(&key) {
+            entry.armed = None;
+        }
+        Some(key)
     }
 
-    /// Re-arms an RPC's timer from its state (after it fired without a change).
+    /// Re-arms an RPC's timer from its state (after it fired).
     pub(crate) fn rearm(&mut self, key: RpcKey) {
-        let Some(rpc) = self.rpcs.get(&key) else { return };
-        match rpc.deadline(self.resend_after, self.rpc_timeout) {
-            Some(at) => self.timers.arm(key, at),
-            None => self.timers.cancel(key),
-        }
+        let Some(entry) = self.rpcs.get_mut(&key) else { return };
+        let deadline = entry.rpc.deadline(self.resend_after, self.rpc_timeout);
+        entry.indexed.deadline = deadline;
+        // `pop_due` disarmed it.
+        entry.armed = None;
+        Self::retime(&mut self.timers, key, &mut entry.armed, deadline);
     }
 
     /// Number of armed RPC timers.
@@ -284,6 +388,7 @@ impl RpcTable {
         self.totals
     }
 
+    /// What a session's RPCs hold.
     pub(crate) fn session_usage(&self, session: SessionHandle) -> SessionUsage {
         self.sessions.get(&session).copied().unwrap_or_default()
     }

@@ -80,6 +80,8 @@ impl Endpoint {
             // A GSO batch is one UDP datagram of at most 64 KiB before segmentation.
             let max_segments =
                 max_segments.min(GSO_MAX_BYTES / (DATA_HEADER_LEN + max_payload)).max(1);
+            // One allocation for the whole batch, not a doubling per segment.
+            buf.reserve(max_segments * (DATA_HEADER_LEN + max_payload));
             let batch = self.rpcs.update(key, |rpc| {
                 let out = rpc.outgoing_mut()?;
                 let mut segment: Option<usize> = None;

@@ -79,9 +79,8 @@ fn on_request_data(
 ) {
     match cx.rpcs.get(key) {
         Some(rpc) => {
-            let receiving = rpc.incoming().is_some();
-            cx.rpcs.update(key, |rpc| rpc.live.last_heard = now);
-            if !receiving {
+            if rpc.incoming().is_none() {
+                cx.rpcs.update(key, |rpc| rpc.live.last_heard = now);
                 // Request bytes for a request already delivered: a retransmission or
                 // a replay; either way it never runs twice.
                 cx.core.stats.duplicate_packets += 1;

@@ -96,8 +96,12 @@ impl Endpoint {
             Some(Prod::NeedAck) if silent => prods.push(Body::NeedAck),
             _ => {}
         }
-        if !prods.is_empty() {
+        if silent {
+            // The silence was looked at (and the peer prodded, if there was anything
+            // to prod with): the next look is one silence later.
             self.rpcs.update(key, |rpc| rpc.live.last_prod = now);
+        }
+        if !prods.is_empty() {
             if let Some(session) = self.sessions.get(&key.0) {
                 for body in prods {
                     if matches!(body, Body::Resend(_)) {
