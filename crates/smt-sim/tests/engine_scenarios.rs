@@ -354,3 +354,56 @@ fn keys_update_many_times_under_loss_and_reordering_without_losing_a_message() {
     assert_eq!((c.auth_failures, s.auth_failures), (0, 0));
     assert_eq!(s.requests_delivered, 300);
 }
+
+#[test]
+fn requests_waiting_for_the_application_count_against_the_memory_limits() {
+    // The server's application is slow: it answers what it holds only every 20 ms.
+    // Delivered requests stay charged until answered, so with a 64 KiB per-session
+    // budget the server holds at most ~48 requests of 1000 B; the rest are refused
+    // (the client retries after RPC_UNKNOWN) instead of queueing without bound, and
+    // in the end every request is answered exactly once.
+    let mut net = Network::new(97, LinkConfig::default());
+    let client = net.add_host(Config::default());
+    let mut config = Config::default();
+    config.max_incoming_bytes_per_session = 64 * 1024;
+    let server = net.add_host(config.clone());
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    let mut expected = HashMap::new();
+    for i in 0..200u32 {
+        let request = [i.to_be_bytes().as_slice(), &[0u8; 996]].concat();
+        expected.insert(net.call(client, cs, &request), request);
+    }
+    let mut peak_queued = 0;
+    let mut answered = 0;
+    for _ in 0..500 {
+        let until = net.elapsed() + Duration::from_millis(20);
+        net.advance_to(until);
+        let usage = net.endpoint_ref(server).memory_usage();
+        peak_queued = peak_queued.max(usage.queued_request_bytes + usage.incoming_bytes);
+        let now = net.now();
+        for (_, event) in net.take_events(server) {
+            if let Event::Request { session, id, payload } = event {
+                net.endpoint(server).respond(now, session, id, &payload).expect("respond");
+                answered += 1;
+            }
+        }
+        net.pump_host(server);
+        if responses(&net, client).len() == expected.len() {
+            break;
+        }
+    }
+    let got = responses(&net, client);
+    assert!(failures(&net, client).is_empty(), "{:?}", failures(&net, client));
+    assert_eq!(got.len(), 200);
+    for (id, request) in &expected {
+        assert_eq!(&got[id], request);
+    }
+    assert_eq!(answered, 200, "each request ran exactly once");
+    let stats = net.endpoint_ref(server).stats();
+    assert!(stats.admission_refused > 0, "the budget never filled: the test tests nothing");
+    assert!(
+        peak_queued <= config.max_incoming_bytes_per_session,
+        "held {peak_queued} B of requests with a budget of {} B",
+        config.max_incoming_bytes_per_session
+    );
+}
