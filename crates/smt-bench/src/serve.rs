@@ -15,8 +15,6 @@ use crate::frame;
 use crate::tls;
 use crate::transport::Kind;
 
-/// Responses larger than this are sealed on their own task (as `smt serve` does).
-const SMT_RESPOND_INLINE_MAX: usize = 64 * 1024;
 /// Socket buffer size asked for on the raw UDP sockets.
 pub const UDP_BUFFER: usize = 4 << 20;
 /// A server never outlives this, even if its parent forgot it.
@@ -135,16 +133,9 @@ async fn serve_async(kind: Kind, listen: SocketAddr, cert_dir: &Path) -> Result<
                 .network(network)
                 .build()?;
             announce(endpoint.local_addr())?;
-            while let Some(request) = endpoint.accept().await {
-                let body = request.payload().clone();
-                if body.len() <= SMT_RESPOND_INLINE_MAX {
-                    let _ = request.respond(body);
-                } else {
-                    tokio::spawn(async move {
-                        let _ = request.respond(body);
-                    });
-                }
-            }
+            // Echo where the request arrives (the library seals large responses on a
+            // task of their own).
+            endpoint.serve(|request| async move { request.into_payload() }).await?;
             Ok(())
         }
         k => anyhow::bail!("no async server for {k}"),

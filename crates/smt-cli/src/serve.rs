@@ -11,10 +11,6 @@ use crate::pem_files::{self, Identity};
 use crate::transport::{self, Transport};
 use crate::{stats, tls_config};
 
-/// Responses larger than this are sealed on their own task, so one big response does
-/// not delay the small ones behind it.
-const RESPOND_INLINE_MAX: usize = 64 * 1024;
-
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on, HOST:PORT (port 0 picks a free port; the line
@@ -59,31 +55,19 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// Answers every request with its own payload until the endpoint closes.
+/// Answers every request with its own payload until the endpoint closes, on the
+/// endpoint's I/O task (`Endpoint::serve`: no thread hand-off; the library seals
+/// large responses on tasks of their own).
 pub async fn echo(endpoint: smt::Endpoint) {
-    while let Some(request) = endpoint.accept().await {
-        let body = request.payload().clone();
-        if body.len() <= RESPOND_INLINE_MAX {
-            respond(request, body);
-        } else {
-            tokio::spawn(async move { respond(request, body) });
-        }
+    if let Err(e) = endpoint.serve(|request| async move { request.into_payload() }).await {
+        debug!("echo stopped: {e}");
     }
 }
 
-/// Stops the echo loop. Must precede `Endpoint::close`: a task waiting in
-/// `Endpoint::accept` holds the request queue that `close` waits for, so closing
-/// first would hang (smt 0.1).
+/// Stops the echo loop (before `Endpoint::close`, which would also end it), bounded.
 pub async fn stop_echo(echo: tokio::task::JoinHandle<()>) {
     echo.abort();
     if tokio::time::timeout(Duration::from_secs(2), echo).await.is_err() {
         debug!("echo loop did not stop");
-    }
-}
-
-fn respond(request: smt::IncomingRequest, body: bytes::Bytes) {
-    let peer = request.peer_addr();
-    if let Err(e) = request.respond(body) {
-        debug!(%peer, "cannot respond: {e}");
     }
 }

@@ -13,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -23,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, trace};
 
 use crate::error::Result;
-use crate::socket::{Received, Socket, RECV_BUF};
+use crate::socket::{OutBatch, Received, Socket, RECV_BUF};
 
 /// Datagram buffers (of RECV_BUF bytes each) the driver receives into.
 const RECV_SLOTS: usize = 32;
@@ -41,6 +42,15 @@ pub(crate) struct Shared {
     pub wake: Notify,
     pub local_addr: SocketAddr,
     pub busy_poll: bool,
+    /// Futures completed by the driver's last round whose tasks may still call or
+    /// respond: all but the last of them leave their datagrams to be sent together.
+    pub burst: AtomicUsize,
+    /// Someone left datagrams for a later flush and woke the driver to do it.
+    pub flush_requested: AtomicBool,
+    /// Notified (all waiters) when the endpoint shuts down.
+    pub closed: Notify,
+    /// This value itself, for the tasks the inline handler hands requests to.
+    pub me: std::sync::Weak<Shared>,
 }
 
 /// One batch of datagrams for one destination (GSO segments if `segment_size`).
@@ -58,6 +68,10 @@ struct Batch {
 pub(crate) struct Outbox {
     batches: Vec<Batch>,
     spare: Vec<Vec<u8>>,
+    /// Requests for the inline handler (`Endpoint::serve`), to run after sending.
+    pub(crate) requests: Vec<RawRequest>,
+    /// Futures completed (and requests queued for `accept`) while filling this.
+    completed: usize,
 }
 
 /// Bytes of datagrams taken from the engine per lock hold when flushing.
@@ -74,6 +88,41 @@ impl Outbox {
     /// Sends every batch. What the socket refuses (its buffer is full) goes back to
     /// the state, and the driver sends it once the socket is writable again.
     fn send_all(&mut self, shared: &Shared) {
+        let mut done = 0;
+        while done < self.batches.len() {
+            let views: Vec<OutBatch<'_>> = self.batches[done..]
+                .iter()
+                .map(|b| OutBatch {
+                    destination: b.destination,
+                    segment_size: b.segment_size,
+                    contents: &b.bytes,
+                })
+                .collect();
+            let Some(result) = shared.socket.send_many(&views) else {
+                self.send_one_by_one(shared);
+                return;
+            };
+            match result {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let mut state = shared.lock();
+                    state.pending.extend(self.batches.drain(done..));
+                    drop(state);
+                    shared.wake.notify_one();
+                    break;
+                }
+                // Other errors lose the datagrams; the protocol recovers.
+                Err(e) => {
+                    trace!(error = %e, "send failed");
+                    done += 1;
+                }
+            }
+        }
+        self.recycle();
+    }
+
+    /// Sends batch by batch (native IP, where a batch may leave partly).
+    fn send_one_by_one(&mut self, shared: &Shared) {
         let mut batches = self.batches.drain(..);
         while let Some(batch) = batches.next() {
             let sent = send(shared, batch.destination, batch.segment_size, &batch.bytes);
@@ -91,6 +140,15 @@ impl Outbox {
             self.spare.push(bytes);
         }
     }
+
+    /// Keeps the buffers of sent batches for the next round.
+    fn recycle(&mut self) {
+        for batch in self.batches.drain(..) {
+            let mut bytes = batch.bytes;
+            bytes.clear();
+            self.spare.push(bytes);
+        }
+    }
 }
 
 pub(crate) struct State {
@@ -99,6 +157,8 @@ pub(crate) struct State {
     pub connects: HashMap<SessionHandle, oneshot::Sender<Result<()>>>,
     /// `None` after shutdown, which ends every `accept`.
     pub requests: Option<mpsc::UnboundedSender<RawRequest>>,
+    /// The inline request handler, while `Endpoint::serve` runs.
+    pub handler: Option<crate::serve::Handler>,
     /// The deadline the driver is sleeping until.
     pub armed: Option<Instant>,
     /// Batches the socket refused with WouldBlock, sent when it is writable again.
@@ -113,6 +173,7 @@ impl State {
             calls: HashMap::new(),
             connects: HashMap::new(),
             requests: Some(requests),
+            handler: None,
             armed: None,
             pending: VecDeque::new(),
             shutdown: false,
@@ -138,16 +199,20 @@ impl State {
                 bytes: buf,
             });
         }
-        self.dispatch();
+        self.dispatch(outbox);
         self.engine.has_transmit()
     }
 
     /// Hands the engine's events to the futures and the request queue. (Done under
     /// the lock: a woken task then runs on this thread once it releases the lock.)
-    fn dispatch(&mut self) {
+    fn dispatch(&mut self, outbox: &mut Outbox) {
         while let Some(event) = self.engine.poll_event() {
             match event {
+                Event::Request { session, id, payload } if self.handler.is_some() => {
+                    outbox.requests.push((session, id, Bytes::from(payload)));
+                }
                 Event::Request { session, id, payload } => {
+                    outbox.completed += 1;
                     let delivered = match &self.requests {
                         Some(tx) => tx.send((session, id, Bytes::from(payload))).is_ok(),
                         None => false,
@@ -159,11 +224,13 @@ impl State {
                 }
                 Event::Response { session, id, payload } => {
                     if let Some(tx) = self.calls.remove(&(session, id)) {
+                        outbox.completed += 1;
                         let _ = tx.send(Ok(Bytes::from(payload)));
                     }
                 }
                 Event::RpcFailed { session, id, error } => {
                     if let Some(tx) = self.calls.remove(&(session, id)) {
+                        outbox.completed += 1;
                         let _ = tx.send(Err(error.into()));
                     }
                 }
@@ -238,18 +305,45 @@ impl Shared {
         self.flush_with(state, &mut outbox);
         outbox.spare.truncate(SPARE_BUFFERS);
         SPARE.with(|spare| std::mem::swap(&mut outbox.spare, &mut spare.borrow_mut()));
+        if !outbox.requests.is_empty() {
+            crate::serve::run_inline(self, &mut outbox);
+        }
+    }
+
+    /// After an API call (`call`, `respond`) changed the engine: sends now, unless
+    /// the call came from one of several tasks that the driver's last round woke and
+    /// others of them are still to run: then the datagrams wait for the last of them
+    /// (or, should it never come, for the driver, woken once for this), and leave
+    /// together in one `sendmmsg`.
+    pub(crate) fn flush_soon<'a>(&'a self, state: MutexGuard<'a, State>) {
+        let waiting = self
+            .burst
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1))
+            .unwrap_or(0);
+        if waiting > 1 {
+            drop(state);
+            if !self.flush_requested.swap(true, Ordering::AcqRel) {
+                self.wake.notify_one();
+            }
+            return;
+        }
+        self.flush(state);
     }
 
     /// [`flush`](Self::flush) with the caller's outbox (the driver keeps one).
-    fn flush_with<'a>(&'a self, mut state: MutexGuard<'a, State>, outbox: &mut Outbox) {
+    pub(crate) fn flush_with<'a>(&'a self, mut state: MutexGuard<'a, State>, outbox: &mut Outbox) {
+        outbox.completed = 0;
         loop {
             let more = state.drive_into(outbox, FLUSH_CHUNK);
             drop(state);
             outbox.send_all(self);
             if !more {
-                return;
+                break;
             }
             state = self.lock();
+        }
+        if outbox.completed > 1 {
+            self.burst.store(outbox.completed, Ordering::Release);
         }
     }
 
@@ -266,22 +360,24 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut received: Vec<Received> = Vec::with_capacity(RECV_SLOTS * 4);
     let mut outbox = Outbox::default();
     loop {
-        // Receive what is available, outside the lock.
+        // Receive what is available, outside the lock; answer what the inline
+        // handler can answer at once, all of it in one send.
         for _ in 0..MAX_BATCHES_PER_ROUND {
             received.clear();
             match shared.socket.recv(&mut storage, &mut received) {
                 Ok(()) => {
                     let now = Instant::now();
-                    {
-                        let mut state = shared.lock();
-                        for datagram in &received {
-                            state.engine.handle_datagram(
-                                now,
-                                datagram.from,
-                                &storage[datagram.range.clone()],
-                            );
-                        }
-                        shared.flush_with(state, &mut outbox);
+                    let mut state = shared.lock();
+                    for datagram in &received {
+                        state.engine.handle_datagram(
+                            now,
+                            datagram.from,
+                            &storage[datagram.range.clone()],
+                        );
+                    }
+                    shared.flush_with(state, &mut outbox);
+                    while !outbox.requests.is_empty() {
+                        crate::serve::run_inline(&shared, &mut outbox);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -290,19 +386,18 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 Err(e) => trace!(error = %e, "recv error"),
             }
         }
-        {
+        // Timers, and whatever others left to send.
+        let (deadline, pending, done) = {
             let mut state = shared.lock();
             state.flush_pending(&shared);
             state.engine.handle_timeout(Instant::now());
-            shared.flush_with(state, &mut outbox);
-        }
-        let (deadline, pending, done) = {
-            let mut state = shared.lock();
             let deadline = state.engine.poll_timeout();
             state.armed = deadline;
             let pending = !state.pending.is_empty();
             let idle = !state.engine.has_transmit() && !pending;
-            (deadline, pending, state.shutdown && idle)
+            let done = state.shutdown && idle;
+            shared.flush_with(state, &mut outbox);
+            (deadline, pending, done)
         };
         if done {
             debug!("driver finished");
@@ -321,7 +416,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tokio::select! {
             r = shared.socket.readable() => { if r.is_err() { return; } }
             _ = sleep => {}
-            _ = shared.wake.notified() => {}
+            _ = shared.wake.notified() => {
+                if shared.flush_requested.swap(false, Ordering::AcqRel) {
+                    // Let the other tasks woken by the last round add their calls;
+                    // the next pass sends everything they left.
+                    tokio::task::yield_now().await;
+                    shared.burst.store(0, Ordering::Release);
+                }
+            }
             r = shared.socket.writable(), if pending => { if r.is_err() { return; } }
         }
     }

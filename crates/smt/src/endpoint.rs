@@ -49,8 +49,10 @@ impl Drop for Inner {
         state.engine.close_all(Instant::now());
         state.shutdown = true;
         state.requests = None;
+        state.handler = None;
         self.shared.flush(state);
         self.shared.wake.notify_one();
+        self.shared.closed.notify_waiters();
     }
 }
 
@@ -138,12 +140,16 @@ impl EndpointBuilder {
             engine.set_acceptor(Box::new(RustlsAcceptor::new(tls::server_config(server))));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me| Shared {
             state: std::sync::Mutex::new(State::new(engine, tx)),
             socket,
             wake: Notify::new(),
             local_addr,
             busy_poll: self.busy_poll,
+            burst: Default::default(),
+            flush_requested: Default::default(),
+            closed: Notify::new(),
+            me: me.clone(),
         });
         let span = info_span!("smt_endpoint", %local_addr);
         let driver = tokio::spawn(driver::run(shared.clone()).instrument(span));
@@ -255,6 +261,7 @@ impl Endpoint {
             state.shutdown = true;
             // Dropping the sender ends every pending and future `accept`.
             state.requests = None;
+            state.handler = None;
             // Tells the peers, and fails the calls of the closed sessions.
             shared.flush(state);
             let mut state = shared.lock();
@@ -266,6 +273,7 @@ impl Endpoint {
             }
         }
         self.inner.shared.wake.notify_one();
+        self.inner.shared.closed.notify_waiters();
         let driver = self.inner.driver.lock().ok().and_then(|mut d| d.take());
         if let Some(driver) = driver {
             let _ = driver.await;

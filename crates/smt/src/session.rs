@@ -8,14 +8,14 @@ use smt_proto::engine::{CallError, SessionHandle};
 use smt_proto::wire::MessageId;
 use tokio::sync::oneshot;
 
-use crate::driver::State;
+use crate::driver::{Shared, State};
 use crate::endpoint::Endpoint;
 use crate::error::{Error, Result};
 
 /// Messages up to this size are sealed while holding the engine lock; larger ones
 /// are sealed outside it, on the calling task's core, so that big messages neither
 /// block the driver nor each other (each message has its own sequence space).
-const SEAL_INLINE_MAX: usize = 64 * 1024;
+pub(crate) const SEAL_INLINE_MAX: usize = 64 * 1024;
 
 /// An established SMT session with one peer. Clone it freely; many calls may be in
 /// flight at once and complete in any order, without head-of-line blocking.
@@ -70,7 +70,7 @@ impl Session {
                 .map_err(|e| call_error(&state, e))?;
             state.calls.insert((self.handle, id), tx);
             state.nudge(shared);
-            shared.flush(state);
+            shared.flush_soon(state);
         } else {
             let prepared = {
                 let mut state = shared.lock();
@@ -88,7 +88,7 @@ impl Session {
                 .map_err(|e| call_error(&state, e))?;
             state.calls.insert((self.handle, id), tx);
             state.nudge(shared);
-            shared.flush(state);
+            shared.flush_soon(state);
         }
         rx.await.map_err(|_| Error::EndpointClosed)?
     }
@@ -168,38 +168,45 @@ impl IncomingRequest {
 
     /// Sends the response. Fails if the session ended meanwhile.
     pub fn respond(mut self, response: impl Into<Bytes>) -> Result<()> {
-        let response = response.into();
-        let shared = self.endpoint.shared();
-        if response.len() <= SEAL_INLINE_MAX {
-            let mut state = shared.lock();
-            state
-                .engine
-                .respond(Instant::now(), self.session, self.id, &response)
-                .map_err(|e| call_error(&state, e))?;
-            state.nudge(shared);
-            shared.flush(state);
-        } else {
-            let prepared = {
-                let mut state = shared.lock();
-                state
-                    .engine
-                    .begin_response(Instant::now(), self.session, self.id, response.len())
-                    .map_err(|e| call_error(&state, e))?
-            };
-            let wire = prepared.seal(&response)?;
-            let mut state = shared.lock();
-            state
-                .engine
-                .finish(Instant::now(), prepared, wire)
-                .map_err(|e| call_error(&state, e))?;
-            state.nudge(shared);
-            shared.flush(state);
-        }
+        respond_on(self.endpoint.shared(), self.session, self.id, response.into())?;
         // Only now: if responding failed, dropping `self` abandons the request so the
         // client is not left waiting on a server that will never answer.
         self.answered = true;
         Ok(())
     }
+}
+
+/// Answers request `id` of `session` with `response`: small responses are sealed
+/// under the lock, larger ones outside it (on the calling task's core).
+pub(crate) fn respond_on(
+    shared: &Shared,
+    session: SessionHandle,
+    id: MessageId,
+    response: Bytes,
+) -> Result<()> {
+    if response.len() <= SEAL_INLINE_MAX {
+        let mut state = shared.lock();
+        state
+            .engine
+            .respond(Instant::now(), session, id, &response)
+            .map_err(|e| call_error(&state, e))?;
+        state.nudge(shared);
+        shared.flush_soon(state);
+    } else {
+        let prepared = {
+            let mut state = shared.lock();
+            state
+                .engine
+                .begin_response(Instant::now(), session, id, response.len())
+                .map_err(|e| call_error(&state, e))?
+        };
+        let wire = prepared.seal(&response)?;
+        let mut state = shared.lock();
+        state.engine.finish(Instant::now(), prepared, wire).map_err(|e| call_error(&state, e))?;
+        state.nudge(shared);
+        shared.flush_soon(state);
+    }
+    Ok(())
 }
 
 impl Drop for IncomingRequest {

@@ -2,6 +2,7 @@
 //! native IP (raw sockets with SMT's own protocol number, needs CAP_NET_RAW).
 
 mod raw_ip;
+mod sys;
 mod udp;
 
 use std::io;
@@ -43,6 +44,14 @@ pub(crate) struct Received {
     pub range: Range<usize>,
 }
 
+/// One batch to send: datagrams of `segment_size` bytes (the last may be shorter)
+/// for one destination, or one datagram.
+pub(crate) struct OutBatch<'a> {
+    pub destination: SocketAddr,
+    pub segment_size: Option<usize>,
+    pub contents: &'a [u8],
+}
+
 pub(crate) enum Socket {
     Udp(UdpIo),
     Ip(RawIpSocket),
@@ -76,6 +85,16 @@ impl Socket {
         match self {
             Socket::Udp(s) => s.send(destination, segment_size, contents).map(|()| contents.len()),
             Socket::Ip(s) => s.send(destination, segment_size, contents),
+        }
+    }
+
+    /// Sends several batches with one system call per up to 64 of them (UDP only:
+    /// `None` for native IP, whose batches go one `send` each); returns how many left
+    /// whole (a prefix). `WouldBlock` if none could be sent.
+    pub(crate) fn send_many(&self, batches: &[OutBatch<'_>]) -> Option<io::Result<usize>> {
+        match self {
+            Socket::Udp(s) => Some(s.send_many(batches)),
+            Socket::Ip(_) => None,
         }
     }
 

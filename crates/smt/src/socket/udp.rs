@@ -8,7 +8,8 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use super::{Received, RECV_BUF};
+use super::sys::{self, Message};
+use super::{OutBatch, Received, RECV_BUF};
 
 /// Socket buffer size requested from the kernel (capped by `net.core.rmem_max`).
 const SOCKET_BUFFER: usize = 8 << 20;
@@ -54,6 +55,58 @@ impl UdpIo {
         // quinn-udp logs and swallows errors other than WouldBlock: datagrams may be
         // lost, and the protocol recovers.
         self.socket.try_io(Interest::WRITABLE, || self.state.send((&self.socket).into(), &transmit))
+    }
+
+    /// Sends several batches (to any destinations) with one `sendmmsg` per
+    /// [`sys::MAX_MESSAGES`]; returns how many batches left. `WouldBlock` if none
+    /// could be sent. A batch the kernel refuses for another reason is lost (and
+    /// counted as sent), as with `send`: the protocol recovers.
+    pub(crate) fn send_many(&self, batches: &[OutBatch<'_>]) -> io::Result<usize> {
+        if let [one] = batches {
+            return self.send(one.destination, one.segment_size, one.contents).map(|()| 1);
+        }
+        let dual_stack = self.local_addr.is_ipv6();
+        let addresses: Vec<socket2::SockAddr> = batches
+            .iter()
+            .map(|b| {
+                let to = match b.destination {
+                    // A dual-stack socket reaches IPv4 peers by their mapped address.
+                    SocketAddr::V4(v4) if dual_stack => {
+                        SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+                    }
+                    other => other,
+                };
+                socket2::SockAddr::from(to)
+            })
+            .collect();
+        let messages: Vec<Message<'_>> = batches
+            .iter()
+            .zip(&addresses)
+            .map(|(b, address)| Message {
+                address,
+                data: b.contents,
+                // A segment size only matters when the batch holds more than one.
+                segment: b
+                    .segment_size
+                    .filter(|&s| s < b.contents.len())
+                    .and_then(|s| u16::try_from(s).ok()),
+            })
+            .collect();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.socket);
+        let mut done = 0;
+        while done < messages.len() {
+            match self.socket.try_io(Interest::WRITABLE, || sys::sendmmsg(fd, &messages[done..])) {
+                Ok(n) => done += n.max(1),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return if done == 0 { Err(e) } else { Ok(done) };
+                }
+                Err(e) => {
+                    tracing::trace!(error = %e, destination = %batches[done].destination, "send failed");
+                    done += 1;
+                }
+            }
+        }
+        Ok(done)
     }
 
     pub(crate) fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {

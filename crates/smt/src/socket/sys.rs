@@ -1,0 +1,78 @@
+//! `sendmmsg`: several datagrams (each possibly a UDP GSO batch) to any destinations
+//! in one system call, which neither std, socket2 nor quinn-udp offers. One of the
+//! two places of the workspace that use `unsafe` (the other is `raw_ip.rs`); every
+//! block says why it is sound.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::RawFd;
+
+use socket2::SockAddr;
+
+/// Most messages one call carries (the kernel's limit is 1024; a receive batch on
+/// the other side takes 32-64 at a time anyway).
+pub(crate) const MAX_MESSAGES: usize = 64;
+
+/// One message: `data` to `address`, cut by the kernel into datagrams of `segment`
+/// bytes (UDP GSO) if set.
+pub(crate) struct Message<'a> {
+    pub address: &'a SockAddr,
+    pub data: &'a [u8],
+    pub segment: Option<u16>,
+}
+
+/// `SOL_UDP` / `UDP_SEGMENT` (linux/udp.h): the GSO segment size of one send.
+const SOL_UDP: libc::c_int = 17;
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// Room for one control message holding a `u16`, in `u64`s (keeps it aligned).
+const CMSG_WORDS: usize = 4;
+
+/// Sends the first [`MAX_MESSAGES`] of `messages` with one `sendmmsg`; returns how
+/// many the kernel took (all of them, a prefix, or an error if it took none).
+pub(crate) fn sendmmsg(fd: RawFd, messages: &[Message<'_>]) -> io::Result<usize> {
+    let n = messages.len().min(MAX_MESSAGES);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: iovec, mmsghdr and their fields are plain C data for which all-zero
+    // bytes are valid values (null pointers, zero lengths and flags).
+    let mut iovecs: [libc::iovec; MAX_MESSAGES] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut headers: [libc::mmsghdr; MAX_MESSAGES] = unsafe { std::mem::zeroed() };
+    let mut control = [[0u64; CMSG_WORDS]; MAX_MESSAGES];
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
+    debug_assert!(space <= CMSG_WORDS * 8);
+    for (i, m) in messages[..n].iter().enumerate() {
+        iovecs[i] =
+            libc::iovec { iov_base: m.data.as_ptr() as *mut libc::c_void, iov_len: m.data.len() };
+        let h = &mut headers[i].msg_hdr;
+        h.msg_name = m.address.as_ptr() as *mut libc::c_void;
+        h.msg_namelen = m.address.len();
+        h.msg_iov = &mut iovecs[i] as *mut libc::iovec;
+        h.msg_iovlen = 1;
+        if let Some(segment) = m.segment {
+            h.msg_control = control[i].as_mut_ptr() as *mut libc::c_void;
+            h.msg_controllen = space as _;
+            // SAFETY: `h` has a control buffer of `space` bytes, enough for one
+            // header and a u16, so CMSG_FIRSTHDR returns a valid pointer into it, and
+            // CMSG_DATA points inside it after the header; the write is unaligned-safe.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(h);
+                (*cmsg).cmsg_level = SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, segment);
+            }
+        }
+    }
+    // SAFETY: the first `n` headers are initialised and every pointer in them (the
+    // addresses, the iovecs, the data and the control buffers) refers to memory that
+    // lives until this function returns; the kernel reads them and writes msg_len.
+    let sent = unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), n as libc::c_uint, 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
