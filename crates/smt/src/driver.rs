@@ -367,17 +367,26 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             match shared.socket.recv(&mut storage, &mut received) {
                 Ok(()) => {
                     let now = Instant::now();
-                    let mut state = shared.lock();
-                    for datagram in &received {
-                        state.engine.handle_datagram(
-                            now,
-                            datagram.from,
-                            &storage[datagram.range.clone()],
-                        );
+                    {
+                        let mut state = shared.lock();
+                        for datagram in &received {
+                            state.engine.handle_datagram(
+                                now,
+                                datagram.from,
+                                &storage[datagram.range.clone()],
+                            );
+                        }
+                        shared.flush_with(state, &mut outbox);
                     }
-                    shared.flush_with(state, &mut outbox);
+                    let completed = outbox.completed;
                     while !outbox.requests.is_empty() {
                         crate::serve::run_inline(&shared, &mut outbox);
+                    }
+                    // Futures were completed and the socket is probably drained: let
+                    // their tasks run (and send their next calls) before this task
+                    // looks at the socket and the timers again.
+                    if completed > 0 && received.len() < RECV_SLOTS {
+                        tokio::task::yield_now().await;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

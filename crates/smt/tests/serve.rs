@@ -103,13 +103,13 @@ async fn serving_twice_on_one_endpoint_is_refused_and_serving_a_closed_one_fails
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
-    let second = within(STEP, "second serve", server.serve(|r| async move { r.into_payload() }))
-        .await;
+    let second =
+        within(STEP, "second serve", server.serve(|r| async move { r.into_payload() })).await;
     assert!(matches!(second, Err(Error::Config(_))), "{second:?}");
     within(STEP, "close", server.close()).await;
     assert!(within(STEP, "first serve ends", first).await.expect("task").is_ok());
-    let after = within(STEP, "serve after close", server.serve(|r| async move { r.into_payload() }))
-        .await;
+    let after =
+        within(STEP, "serve after close", server.serve(|r| async move { r.into_payload() })).await;
     assert!(matches!(after, Err(Error::EndpointClosed)), "{after:?}");
 }
 

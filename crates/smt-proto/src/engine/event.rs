@@ -157,6 +157,8 @@ pub struct Stats {
     pub datagrams_received: u64,
     /// Datagrams handed out by `poll_transmit` (a GSO batch counts each segment).
     pub datagrams_sent: u64,
+    /// Packets that shared a datagram with others (bundles) instead of taking one.
+    pub packets_bundled: u64,
     /// Datagrams that failed to parse, or described impossible messages.
     pub malformed: u64,
     /// Datagrams whose header names another destination port.

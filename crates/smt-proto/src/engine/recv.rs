@@ -13,7 +13,9 @@ use super::incoming::{Absorbed, IncomingMessage};
 use super::rpc_table::RpcKey;
 use super::session::Session;
 use super::{client, server};
-use crate::wire::{Body, DataRepr, Flags, GrantRepr, HeaderRepr, MessageId, PacketRepr};
+use crate::wire::{
+    split_bundle, Body, DataRepr, Flags, GrantRepr, HeaderRepr, MessageId, PacketRepr,
+};
 
 /// Replies to packets for unknown sessions are limited to this many per tick, so the
 /// endpoint cannot be used to flood a spoofed address (replies are never larger than
@@ -22,9 +24,34 @@ const UNKNOWN_SESSION_REPLIES_PER_TICK: u32 = 64;
 
 impl Endpoint {
     /// Processes one received datagram from `from` (for native IP mode, the peer's IP
-    /// with the SMT source port). Never panics, whatever the bytes.
+    /// with the SMT source port): one packet, or several bundled. Never panics,
+    /// whatever the bytes.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.core.stats.datagrams_received += 1;
+        let mut rest = datagram;
+        let mut first = true;
+        loop {
+            let (packet, next) = match split_bundle(rest) {
+                Ok(split) => split,
+                Err(error) => {
+                    self.core.stats.malformed += 1;
+                    trace!(%from, %error, "dropping the rest of a malformed bundle");
+                    break;
+                }
+            };
+            let alone = first && next.is_empty();
+            self.handle_packet(now, from, packet, alone);
+            if next.is_empty() {
+                break;
+            }
+            rest = next;
+            first = false;
+        }
+        self.schedule_grants();
+    }
+
+    /// One packet of a datagram; `alone` if the datagram holds nothing else.
+    fn handle_packet(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], alone: bool) {
         let packet = match PacketRepr::parse(datagram) {
             Ok(p) => p,
             Err(error) => {
@@ -42,6 +69,12 @@ impl Endpoint {
         let role =
             if header.flags.contains(Flags::FROM_INITIATOR) { Role::Server } else { Role::Client };
         if let Body::Handshake(hs) = packet.body {
+            if !alone {
+                // HANDSHAKE packets always travel alone (the anti-amplification
+                // accounting counts whole datagrams).
+                self.core.stats.malformed += 1;
+                return;
+            }
             self.handle_handshake_packet(now, from, &header, role, &hs);
             return;
         }
@@ -67,7 +100,6 @@ impl Endpoint {
                 }
             }
         }
-        self.schedule_grants();
     }
 
     fn reply_session_unknown(&mut self, now: Instant, to: SocketAddr, header: &HeaderRepr) {

@@ -1,12 +1,18 @@
 //! The transmit path: control packets, then DATA of the message with the fewest
-//! bytes left (sender SRPT) in GSO batches, then acknowledgements.
+//! bytes left (sender SRPT) in GSO batches, then acknowledgements. A datagram that
+//! is not a GSO batch takes further packets for the same peer while they fit (a
+//! bundle, PROTOCOL.md 3.1): small messages, their GRANTs and ACKs then share
+//! datagrams instead of costing one each.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::endpoint::{Endpoint, Transmit};
-use super::session::Side;
+use super::rpc_table::RpcKey;
+use super::session::{PathParams, Side};
 use crate::wire::{
-    AckRepr, Body, DataRepr, Flags, MessageId, PacketRepr, PacketType, MAX_ACKS_PER_PACKET,
+    mark_bundled, AckRepr, Body, DataRepr, Flags, MessageId, PacketRepr, PacketType,
+    MAX_ACKS_PER_PACKET,
 };
 
 /// Bytes of a DATA packet before its payload (common header + DATA body).
@@ -15,12 +21,26 @@ pub const DATA_HEADER_LEN: usize = crate::wire::HEADER_LEN + 16;
 /// Most bytes in one transmit batch (the payload limit of a UDP GSO send).
 const GSO_MAX_BYTES: usize = 65_000;
 
+/// Byte 5 of a packet: its type.
+const TYPE_BYTE: usize = 5;
+
 impl Endpoint {
     /// Writes the next batch of datagrams into `buf` (cleared first). Control packets
     /// go first, then DATA of the message with the fewest remaining bytes, then
-    /// acknowledgements.
+    /// acknowledgements; a single datagram is filled up with more packets for the
+    /// same destination, in the same order.
     pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
+        let first = self.transmit_one(buf)?;
+        let handshake = buf.get(TYPE_BYTE) == Some(&(PacketType::Handshake as u8));
+        if first.segment_size.is_none() && !handshake {
+            self.fill_bundle(first.destination, buf);
+        }
+        Some(Transmit { size: buf.len(), ..first })
+    }
+
+    /// The next batch as the queues give it (one packet, or a GSO batch of DATA).
+    fn transmit_one(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
         if let Some((destination, bytes)) = self.core.control.pop_front() {
             buf.extend_from_slice(&bytes);
             self.core.stats.datagrams_sent += 1;
@@ -31,58 +51,171 @@ impl Endpoint {
         if let Some(transmit) = self.transmit_data(buf) {
             return Some(transmit);
         }
-        self.transmit_ack(buf)
+        let destination = self.emit_ack(buf, None)?;
+        self.core.stats.datagrams_sent += 1;
+        Some(Transmit { destination, size: buf.len(), segment_size: None })
     }
 
-    fn transmit_ack(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
-        while let Some(h) = self.core.acks_due.pop_first() {
+    /// Appends packets for `destination` to the datagram in `buf` while they fit.
+    fn fill_bundle(&mut self, destination: SocketAddr, buf: &mut Vec<u8>) {
+        let limit =
+            DATA_HEADER_LEN + PathParams::towards(destination, &self.core.config).max_payload;
+        let mut last = 0;
+        loop {
+            let start = buf.len();
+            let room = limit.saturating_sub(start);
+            let appended = self.bundle_control(destination, room, buf)
+                || self.bundle_data(destination, room, buf)
+                || self.emit_ack_within(destination, room, buf);
+            if !appended {
+                return;
+            }
+            mark_bundled(&mut buf[last..start]);
+            self.core.stats.packets_bundled += 1;
+            last = start;
+        }
+    }
+
+    /// The front control packet, if it is for `destination`, fits, and may share a
+    /// datagram (HANDSHAKE packets never do).
+    fn bundle_control(&mut self, destination: SocketAddr, room: usize, buf: &mut Vec<u8>) -> bool {
+        let fits = self.core.control.front().is_some_and(|(to, bytes)| {
+            *to == destination
+                && bytes.len() <= room
+                && bytes.get(TYPE_BYTE) != Some(&(PacketType::Handshake as u8))
+        });
+        if !fits {
+            return false;
+        }
+        let Some((_, bytes)) = self.core.control.pop_front() else { return false };
+        buf.extend_from_slice(&bytes);
+        true
+    }
+
+    /// One DATA packet of the message next in line, if it is for `destination` and
+    /// its whole next packet fits (a message's packets are not cut smaller to fill
+    /// a bundle).
+    fn bundle_data(&mut self, destination: SocketAddr, room: usize, buf: &mut Vec<u8>) -> bool {
+        let Some(key) = self.rpcs.first_ready() else { return false };
+        let Some(session) = self.sessions.get(&key.0) else { return false };
+        if session.peer != destination {
+            return false;
+        }
+        let max_payload = session.path.max_payload;
+        let fits = self
+            .rpcs
+            .get(key)
+            .and_then(|rpc| rpc.outgoing())
+            .and_then(|out| out.peek_packet_len(max_payload))
+            .is_some_and(|len| DATA_HEADER_LEN + len <= room);
+        fits && self.emit_data(key, buf, 1).is_some_and(|(count, _)| count == 1)
+    }
+
+    /// An ACK for `destination`, if one is due and fits.
+    fn emit_ack_within(&mut self, destination: SocketAddr, room: usize, buf: &mut Vec<u8>) -> bool {
+        // An ACK of n IDs is a header, a count and 8 bytes per ID.
+        if room < crate::wire::HEADER_LEN + 4 + 8 {
+            return false;
+        }
+        self.emit_ack(buf, Some((destination, room))).is_some()
+    }
+
+    /// Appends an ACK for a session whose acknowledgements are due: any such session,
+    /// or (when bundling) one whose peer is the given destination, with as many IDs
+    /// as fit the given room. Returns the ACK's destination.
+    fn emit_ack(
+        &mut self,
+        buf: &mut Vec<u8>,
+        within: Option<(SocketAddr, usize)>,
+    ) -> Option<SocketAddr> {
+        loop {
+            let h = match within {
+                None => *self.core.acks_due.first()?,
+                Some((to, _)) => *self
+                    .core
+                    .acks_due
+                    .iter()
+                    .find(|h| self.sessions.get(h).is_some_and(|s| s.peer == to))?,
+            };
+            self.core.acks_due.remove(&h);
+            // Sessions that ended, or that have nothing left to acknowledge, are
+            // dropped from the due set on the way.
             let Some(session) = self.sessions.get_mut(&h) else { continue };
             let Side::Client(client) = &mut session.side else { continue };
             if client.pending_acks.is_empty() {
                 continue;
             }
-            let n = client.pending_acks.len().min(MAX_ACKS_PER_PACKET);
-            let ids: Vec<MessageId> = client.pending_acks.drain(..n).collect();
-            if !client.pending_acks.is_empty() {
+            let fit = within.map_or(MAX_ACKS_PER_PACKET, |(_, room)| {
+                room.saturating_sub(crate::wire::HEADER_LEN + 4) / 8
+            });
+            let n = client.pending_acks.len().min(MAX_ACKS_PER_PACKET).min(fit);
+            if n < client.pending_acks.len() || n == 0 {
                 self.core.acks_due.insert(h);
             }
+            if n == 0 {
+                return None;
+            }
+            let ids: Vec<MessageId> = client.pending_acks.drain(..n).collect();
             // n <= MAX_ACKS_PER_PACKET, so AckRepr::new succeeds.
-            let Some(ack) = AckRepr::new(&ids) else { continue };
+            let ack = AckRepr::new(&ids)?;
             let packet = PacketRepr {
                 header: self.core.header(session, PacketType::Ack, MessageId::default()),
                 body: Body::Ack(ack),
             };
-            buf.resize(packet.buffer_len(), 0);
-            packet.emit(buf);
-            self.core.stats.datagrams_sent += 1;
-            return Some(Transmit {
-                destination: session.peer,
-                size: buf.len(),
-                segment_size: None,
-            });
+            let start = buf.len();
+            buf.resize(start + packet.buffer_len(), 0);
+            packet.emit(&mut buf[start..]);
+            return Some(session.peer);
         }
-        None
     }
 
     fn transmit_data(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
         let max_segments = self.core.config.max_segments;
         loop {
-            let key @ (h, id) = self.rpcs.first_ready()?;
-            let Some(session) = self.sessions.get(&h) else {
+            let key = self.rpcs.first_ready()?;
+            let Some(session) = self.sessions.get(&key.0) else {
                 // Ending a session removes its RPCs, so this cannot happen; should it,
                 // dropping the orphan keeps the loop finite.
                 self.rpcs.remove(key);
                 continue;
             };
-            let mut header = self.core.header(session, PacketType::Data, id);
             let peer = session.peer;
-            let max_payload = session.path.max_payload;
-            // A GSO batch is one UDP datagram of at most 64 KiB before segmentation.
-            let max_segments =
-                max_segments.min(GSO_MAX_BYTES / (DATA_HEADER_LEN + max_payload)).max(1);
-            // One allocation for the whole batch, not a doubling per segment.
-            buf.reserve(max_segments * (DATA_HEADER_LEN + max_payload));
-            let batch = self.rpcs.update(key, |rpc| {
+            let Some((count, segment)) = self.emit_data(key, buf, max_segments) else {
+                // In the ready set without an outgoing message: the footprint says
+                // otherwise, so this cannot happen; dropping the RPC ends the loop.
+                self.rpcs.remove(key);
+                continue;
+            };
+            if count == 0 {
+                continue;
+            }
+            self.core.stats.datagrams_sent += count as u64;
+            return Some(Transmit {
+                destination: peer,
+                size: buf.len(),
+                segment_size: if count > 1 { segment } else { None },
+            });
+        }
+    }
+
+    /// Appends up to `max_segments` equal-size DATA packets of `key`'s outgoing
+    /// message (the last may be shorter): `(count, segment size)`, or `None` if the
+    /// RPC has no outgoing message.
+    fn emit_data(
+        &mut self,
+        key: RpcKey,
+        buf: &mut Vec<u8>,
+        max_segments: usize,
+    ) -> Option<(usize, Option<usize>)> {
+        let session = self.sessions.get(&key.0)?;
+        let mut header = self.core.header(session, PacketType::Data, key.1);
+        let max_payload = session.path.max_payload;
+        // A GSO batch is one UDP datagram of at most 64 KiB before segmentation.
+        let max_segments = max_segments.min(GSO_MAX_BYTES / (DATA_HEADER_LEN + max_payload)).max(1);
+        // One allocation for the whole batch, not a doubling per segment.
+        buf.reserve(max_segments * (DATA_HEADER_LEN + max_payload));
+        self.rpcs
+            .update(key, |rpc| {
                 let out = rpc.outgoing_mut()?;
                 let mut segment: Option<usize> = None;
                 let mut count = 0;
@@ -116,22 +249,7 @@ impl Endpoint {
                     }
                 }
                 Some((count, segment))
-            });
-            let Some(Some((count, segment))) = batch else {
-                // In the ready set without an outgoing message: the footprint says
-                // otherwise, so this cannot happen; dropping the RPC ends the loop.
-                self.rpcs.remove(key);
-                continue;
-            };
-            if count == 0 {
-                continue;
-            }
-            self.core.stats.datagrams_sent += count as u64;
-            return Some(Transmit {
-                destination: peer,
-                size: buf.len(),
-                segment_size: if count > 1 { segment } else { None },
-            });
-        }
+            })
+            .flatten()
     }
 }

@@ -38,6 +38,26 @@ pub(crate) struct PathParams {
     pub unscheduled: u32,
 }
 
+impl PathParams {
+    /// The sizes towards `peer`: larger datagrams and windows on loopback (whose MTU
+    /// is 64 KiB and whose round trip is a thread wake-up).
+    pub(crate) fn towards(peer: SocketAddr, config: &super::Config) -> PathParams {
+        if peer.ip().is_loopback() {
+            PathParams {
+                max_payload: config.loopback_packet_payload.max(config.max_packet_payload),
+                grant_window: config.loopback_grant_window,
+                unscheduled: config.loopback_unscheduled_bytes,
+            }
+        } else {
+            PathParams {
+                max_payload: config.max_packet_payload,
+                grant_window: config.grant_window,
+                unscheduled: config.unscheduled_bytes,
+            }
+        }
+    }
+}
+
 /// What only a client session keeps.
 #[derive(Debug)]
 pub(crate) struct ClientSide {
@@ -77,20 +97,7 @@ impl Session {
         params: SessionParams,
         config: &super::Config,
     ) -> Session {
-        let loopback = params.peer.ip().is_loopback();
-        let path = if loopback {
-            PathParams {
-                max_payload: config.loopback_packet_payload.max(config.max_packet_payload),
-                grant_window: config.loopback_grant_window,
-                unscheduled: config.loopback_unscheduled_bytes,
-            }
-        } else {
-            PathParams {
-                max_payload: config.max_packet_payload,
-                grant_window: config.grant_window,
-                unscheduled: config.unscheduled_bytes,
-            }
-        };
+        let path = PathParams::towards(params.peer, config);
         let side = match params.role {
             Role::Client => Side::Client(ClientSide { next_id: 1, pending_acks: Vec::new() }),
             Role::Server => Side::Server(ServerSide { replay: ReplayWindow::default() }),

@@ -12,11 +12,17 @@
 //! +                       Session ID (64)                         +
 //! |                                                               |
 //! +-------------------------------+-------------------------------+
-//! |        Reserved (0)           |                               |
+//! |   Bundle Length (16) or 0     |                               |
 //! +-------------------------------+                               +
 //! |                       Message ID (48)                         |
 //! +---------------------------------------------------------------+
 //! ```
+//!
+//! A datagram may carry several packets back to back (a *bundle*): every packet but
+//! the last sets the BUNDLED flag and gives its own length (header included) in
+//! Bundle Length; the last packet, like a packet alone, clears the flag, has zero
+//! there, and runs to the end of the datagram. [`split_bundle`](super::split_bundle)
+//! cuts a datagram into its packets; parsing a packet strips the flag.
 //!
 //! All integers are big-endian. Ports make the header usable directly over IP (native
 //! mode); over UDP they repeat the UDP ports. The session ID is chosen at random by the
@@ -41,8 +47,10 @@ pub(crate) mod field {
     pub(crate) const FLAGS: usize = 6;
     pub(crate) const RESERVED: usize = 7;
     pub(crate) const SESSION_ID: Range<usize> = 8..16;
-    /// The full 8 bytes; the upper two must be zero.
+    /// The full 8 bytes; the upper two must be zero unless BUNDLED is set.
     pub(crate) const MESSAGE_ID: Range<usize> = 16..24;
+    /// With BUNDLED set: this packet's length in bytes, header included.
+    pub(crate) const BUNDLE_LEN: Range<usize> = 16..18;
 }
 
 /// Header flag bits.
@@ -56,8 +64,11 @@ impl Flags {
     pub const FROM_INITIATOR: Flags = Flags(0x02);
     /// Which of the two current traffic keys protects the records (key update).
     pub const KEY_PHASE: Flags = Flags(0x04);
+    /// Another packet follows this one in the same datagram; Bundle Length gives
+    /// this packet's length. Only on the wire: parsing strips it from the `Repr`.
+    pub const BUNDLED: Flags = Flags(0x08);
     /// All bits this version defines.
-    pub const ALL: Flags = Flags(0x07);
+    pub const ALL: Flags = Flags(0x0f);
 
     /// No flags.
     pub const fn empty() -> Flags {
@@ -95,9 +106,12 @@ impl Flags {
 impl fmt::Display for Flags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut first = true;
-        for (flag, name) in
-            [(Flags::RETRANSMIT, "RTX"), (Flags::FROM_INITIATOR, "INIT"), (Flags::KEY_PHASE, "KP")]
-        {
+        for (flag, name) in [
+            (Flags::RETRANSMIT, "RTX"),
+            (Flags::FROM_INITIATOR, "INIT"),
+            (Flags::KEY_PHASE, "KP"),
+            (Flags::BUNDLED, "BND"),
+        ] {
             if self.contains(flag) {
                 if !first {
                     f.write_str("|")?;
@@ -174,9 +188,14 @@ impl<T: AsRef<[u8]>> Header<T> {
     pub fn session_id(&self) -> u64 {
         read_u64(&self.buffer.as_ref()[field::SESSION_ID])
     }
-    /// The raw 64-bit message ID field (valid values are below 2^48).
+    /// The raw 64-bit message ID field (valid values are below 2^48; with BUNDLED
+    /// set, its upper 16 bits are the Bundle Length instead).
     pub fn message_id_field(&self) -> u64 {
         read_u64(&self.buffer.as_ref()[field::MESSAGE_ID])
+    }
+    /// The Bundle Length (bytes 16-17): this packet's length if BUNDLED is set.
+    pub fn bundle_len(&self) -> u16 {
+        read_u16(&self.buffer.as_ref()[field::BUNDLE_LEN])
     }
     /// The bytes after the common header.
     pub fn payload(&self) -> &[u8] {
@@ -213,9 +232,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     pub fn set_session_id(&mut self, value: u64) {
         self.buffer.as_mut()[field::SESSION_ID].copy_from_slice(&value.to_be_bytes());
     }
-    /// Writes the 8-byte message ID field (its upper 16 bits are always zero).
+    /// Writes the 8-byte message ID field (its upper 16 bits, the Bundle Length,
+    /// become zero).
     pub fn set_message_id(&mut self, value: MessageId) {
         self.buffer.as_mut()[field::MESSAGE_ID].copy_from_slice(&value.get().to_be_bytes());
+    }
+    /// Writes the Bundle Length (only meaningful with BUNDLED set).
+    pub fn set_bundle_len(&mut self, value: u16) {
+        self.buffer.as_mut()[field::BUNDLE_LEN].copy_from_slice(&value.to_be_bytes());
     }
     /// The bytes after the common header, writable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
@@ -232,7 +256,8 @@ pub struct HeaderRepr {
     pub dst_port: u16,
     /// Which body follows the header (PROTOCOL.md section 4).
     pub packet_type: PacketType,
-    /// RETRANSMIT, FROM_INITIATOR and KEY_PHASE bits (section 3).
+    /// RETRANSMIT, FROM_INITIATOR and KEY_PHASE bits (section 3); never BUNDLED,
+    /// which belongs to the datagram's framing, not to the packet.
     pub flags: Flags,
     /// Names the session together with the peer's address and the local role.
     pub session_id: u64,
@@ -248,12 +273,17 @@ impl HeaderRepr {
             return Err(WireError::UnsupportedVersion(header.version()));
         }
         let packet_type = PacketType::from_u8(header.packet_type_byte())?;
-        let flags = Flags::from_bits(header.flags_byte())?;
+        let mut flags = Flags::from_bits(header.flags_byte())?;
         if header.reserved() != 0 {
             return Err(WireError::ReservedNotZero);
         }
-        let message_id =
-            MessageId::new(header.message_id_field()).ok_or(WireError::MessageIdTooLarge)?;
+        let mut id_field = header.message_id_field();
+        if flags.contains(Flags::BUNDLED) {
+            // The upper 16 bits are the Bundle Length, checked by `split_bundle`.
+            id_field &= MessageId::MAX.get();
+            flags.set(Flags::BUNDLED, false);
+        }
+        let message_id = MessageId::new(id_field).ok_or(WireError::MessageIdTooLarge)?;
         Ok(HeaderRepr {
             src_port: header.src_port(),
             dst_port: header.dst_port(),
@@ -275,7 +305,10 @@ impl HeaderRepr {
         header.set_dst_port(self.dst_port);
         header.set_version(VERSION);
         header.set_packet_type(self.packet_type);
-        header.set_flags(self.flags);
+        let mut flags = self.flags;
+        // Bundling is marked afterwards, on the bytes (`mark_bundled`).
+        flags.set(Flags::BUNDLED, false);
+        header.set_flags(flags);
         header.set_reserved(0);
         header.set_session_id(self.session_id);
         header.set_message_id(self.message_id);
@@ -355,9 +388,28 @@ mod tests {
         check(field::VERSION, 2, WireError::UnsupportedVersion(2));
         check(field::TYPE, 0x15, WireError::UnknownType(0x15));
         check(field::FLAGS, 0x86, WireError::ReservedFlags(0x80));
+        check(field::FLAGS, 0x16, WireError::ReservedFlags(0x10));
         check(field::RESERVED, 1, WireError::ReservedNotZero);
         check(field::MESSAGE_ID.start, 1, WireError::MessageIdTooLarge);
         check(field::MESSAGE_ID.start + 1, 1, WireError::MessageIdTooLarge);
+    }
+
+    #[test]
+    fn bundled_header_carries_its_length_above_the_message_id() {
+        let mut bytes = FIXTURE;
+        bytes[field::FLAGS] = 0x0e; // FROM_INITIATOR | KEY_PHASE | BUNDLED
+        bytes[16] = 0x01;
+        bytes[17] = 0x2c; // bundle length 300
+        let header = Header::new_checked(&bytes[..]).unwrap();
+        assert_eq!(header.bundle_len(), 300);
+        // The flag is framing: the Repr is the same as the lone packet's.
+        assert_eq!(HeaderRepr::parse(&header).unwrap(), fixture_repr());
+        // Emitting never writes BUNDLED, whatever the Repr says.
+        let mut repr = fixture_repr();
+        repr.flags.set(Flags::BUNDLED, true);
+        let mut out = [0u8; HEADER_LEN];
+        repr.emit(&mut Header::new_unchecked(&mut out[..]));
+        assert_eq!(out, FIXTURE);
     }
 
     #[test]

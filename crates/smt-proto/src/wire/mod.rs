@@ -38,7 +38,7 @@ pub use data::{DataPacket, DataRepr};
 pub use grant::{GrantPacket, GrantRepr};
 pub use handshake::{HandshakePacket, HandshakeRepr};
 pub use header::{Flags, Header, HeaderRepr, HEADER_LEN};
-pub use packet::{Body, PacketRepr};
+pub use packet::{mark_bundled, split_bundle, Body, PacketRepr};
 pub use resend::{ResendPacket, ResendRepr};
 
 use core::fmt;

@@ -4,7 +4,7 @@
 use core::fmt;
 
 use super::{
-    AckPacket, AckRepr, DataPacket, DataRepr, GrantPacket, GrantRepr, HandshakePacket,
+    AckPacket, AckRepr, DataPacket, DataRepr, Flags, GrantPacket, GrantRepr, HandshakePacket,
     HandshakeRepr, Header, HeaderRepr, PacketType, ResendPacket, ResendRepr, Result, WireError,
     HEADER_LEN,
 };
@@ -66,6 +66,35 @@ impl Body<'_> {
     }
 }
 
+/// Cuts the first packet off a datagram: `(packet, rest)`, where `rest` is empty if
+/// the packet was the last (or only) one. A packet with the BUNDLED flag must give a
+/// Bundle Length of at least a header and less than what remains of the datagram.
+/// Never panics.
+pub fn split_bundle(datagram: &[u8]) -> Result<(&[u8], &[u8])> {
+    let header = Header::new_checked(datagram)?;
+    if header.flags_byte() & Flags::BUNDLED.bits() == 0 {
+        return Ok((datagram, &[]));
+    }
+    let len = usize::from(header.bundle_len());
+    if len < HEADER_LEN || len >= datagram.len() {
+        return Err(WireError::InvalidField { field: "bundle length", value: len as u64 });
+    }
+    Ok(datagram.split_at(len))
+}
+
+/// Marks `packet` (the bytes of one emitted packet) as followed by another in the
+/// same datagram: sets BUNDLED and writes its length into Bundle Length.
+///
+/// Panics if `packet` is shorter than a header or longer than 65 535 bytes (a
+/// caller bug: datagrams are never that long).
+pub fn mark_bundled(packet: &mut [u8]) {
+    let len = u16::try_from(packet.len()).expect("packets are shorter than 64 KiB");
+    let mut header = Header::new_unchecked(packet);
+    let flags = Flags::from_bits(header.flags_byte()).unwrap_or_default().with(Flags::BUNDLED);
+    header.set_flags(flags);
+    header.set_bundle_len(len);
+}
+
 /// A parsed packet. `header.packet_type` always equals `body.packet_type()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketRepr<'a> {
@@ -76,7 +105,8 @@ pub struct PacketRepr<'a> {
 }
 
 impl<'a> PacketRepr<'a> {
-    /// Parses a whole datagram. Never panics; see the module's no-panic contract.
+    /// Parses one packet: a whole datagram, or one packet of a bundle as
+    /// [`split_bundle`] cut it. Never panics; see the module's no-panic contract.
     pub fn parse(datagram: &'a [u8]) -> Result<PacketRepr<'a>> {
         let header = HeaderRepr::parse(&Header::new_checked(datagram)?)?;
         let rest = &datagram[HEADER_LEN..];
@@ -178,6 +208,71 @@ mod tests {
         }
     }
 
+    /// A bundle of a GRANT and a BUSY: the GRANT says BUNDLED and its length (32).
+    #[test]
+    fn bundle_fixture_splits_into_its_two_packets() {
+        let bytes: [u8; 56] = [
+            0x11, 0x51, 0x9c, 0x40, 0x01, 0x11, 0x08, 0x00, // GRANT, flags BUNDLED
+            0xfe, 0xed, 0xfa, 0xce, 0xca, 0xfe, 0xbe, 0xef, // session
+            0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07, // bundle length 32, message 7
+            0x00, 0x00, 0x10, 0x00, 0x05, 0x00, 0x00, 0x00, // offset 4096, priority 5
+            0x11, 0x51, 0x9c, 0x40, 0x01, 0x14, 0x00, 0x00, // BUSY, no flags
+            0xfe, 0xed, 0xfa, 0xce, 0xca, 0xfe, 0xbe, 0xef, // session
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, // message 9
+        ];
+        let server = |packet_type, id| HeaderRepr {
+            src_port: 4433,
+            dst_port: 40000,
+            packet_type,
+            flags: Flags::empty(),
+            session_id: 0xfeed_face_cafe_beef,
+            message_id: MessageId::new(id).unwrap(),
+        };
+        let (first, rest) = split_bundle(&bytes).unwrap();
+        assert_eq!(first.len(), 32);
+        assert_eq!(
+            PacketRepr::parse(first).unwrap(),
+            PacketRepr {
+                header: server(PacketType::Grant, 7),
+                body: Body::Grant(GrantRepr { offset: 4096, priority: 5 })
+            }
+        );
+        let (second, end) = split_bundle(rest).unwrap();
+        assert!(end.is_empty());
+        assert_eq!(
+            PacketRepr::parse(second).unwrap(),
+            PacketRepr { header: server(PacketType::Busy, 9), body: Body::Busy }
+        );
+        // Emitting the two and marking the first gives the same bytes.
+        let mut out = PacketRepr::parse(first).unwrap().to_vec();
+        mark_bundled(&mut out);
+        out.extend_from_slice(&PacketRepr::parse(second).unwrap().to_vec());
+        assert_eq!(out, bytes);
+    }
+
+    #[test]
+    fn bundle_lengths_that_point_outside_the_datagram_are_rejected() {
+        let mut grant = PacketRepr {
+            header: header(PacketType::Grant, 1),
+            body: Body::Grant(GrantRepr { offset: 1, priority: 0 }),
+        }
+        .to_vec();
+        mark_bundled(&mut grant);
+        // Marked as followed by another packet, but nothing follows.
+        assert!(split_bundle(&grant).is_err());
+        for bad in [0u16, 23, 40, 1000] {
+            let mut bytes = grant.clone();
+            bytes.extend_from_slice(&[0; 8]);
+            bytes[16..18].copy_from_slice(&bad.to_be_bytes());
+            assert_eq!(
+                split_bundle(&bytes),
+                Err(WireError::InvalidField { field: "bundle length", value: u64::from(bad) }),
+                "length {bad} in a {}-byte datagram",
+                bytes.len()
+            );
+        }
+    }
+
     /// A complete DATA datagram: header, body and 3 payload bytes.
     #[test]
     fn whole_data_packet_fixture() {
@@ -253,7 +348,9 @@ mod tests {
     }
 
     fn arb_header() -> impl Strategy<Value = (u16, u16, u8, u64, MessageId)> {
-        (any::<u16>(), any::<u16>(), 0u8..=Flags::ALL.bits(), any::<u64>(), arb_message_id())
+        // BUNDLED is framing, never part of a Repr.
+        let flags = (0u8..=Flags::ALL.bits()).prop_map(|f| f & !Flags::BUNDLED.bits());
+        (any::<u16>(), any::<u16>(), flags, any::<u64>(), arb_message_id())
     }
 
     /// A body plus the payload bytes it borrows (owned here for the strategy).
@@ -352,6 +449,52 @@ mod tests {
         #[test]
         fn parse_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = PacketRepr::parse(&bytes);
+            // Nor does cutting arbitrary bytes into a bundle's packets.
+            let mut rest = &bytes[..];
+            while let Ok((packet, next)) = split_bundle(rest) {
+                let _ = PacketRepr::parse(packet);
+                if next.is_empty() {
+                    break;
+                }
+                rest = next;
+            }
+        }
+
+        #[test]
+        fn a_bundle_splits_back_into_the_packets_it_was_made_of(
+            packets in prop::collection::vec((arb_header(), arb_body()), 1..6),
+        ) {
+            let owned: Vec<_> = packets;
+            let reprs: Vec<PacketRepr<'_>> = owned
+                .iter()
+                .map(|((sp, dp, flags, session, msg), body)| {
+                    let body = borrow(body);
+                    PacketRepr {
+                        header: HeaderRepr {
+                            src_port: *sp, dst_port: *dp, packet_type: body.packet_type(),
+                            flags: Flags::from_bits(*flags).unwrap(), session_id: *session,
+                            message_id: *msg,
+                        },
+                        body,
+                    }
+                })
+                .collect();
+            let mut datagram = Vec::new();
+            let mut last = 0;
+            for (i, repr) in reprs.iter().enumerate() {
+                if i > 0 {
+                    mark_bundled(&mut datagram[last..]);
+                }
+                last = datagram.len();
+                datagram.extend_from_slice(&repr.to_vec());
+            }
+            let mut rest = &datagram[..];
+            for repr in &reprs {
+                let (packet, next) = split_bundle(rest).unwrap();
+                prop_assert_eq!(PacketRepr::parse(packet), Ok(*repr));
+                rest = next;
+            }
+            prop_assert!(rest.is_empty());
         }
 
         #[test]
