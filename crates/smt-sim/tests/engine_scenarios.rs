@@ -407,3 +407,84 @@ fn requests_waiting_for_the_application_count_against_the_memory_limits() {
         config.max_incoming_bytes_per_session
     );
 }
+
+#[test]
+fn small_messages_share_datagrams_and_an_ack_rides_with_the_next_request() {
+    let mut net = Network::new(98, LinkConfig::default());
+    let client = net.add_host(Config::default());
+    let server = net.add_host(Config::default());
+    net.set_echo(server);
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    // 32 requests of 100 B issued together: a few datagrams, not 32.
+    let now = net.now();
+    let ids: Vec<_> =
+        (0..32u8).map(|i| net.endpoint(client).call(now, cs, &[i; 100]).expect("call")).collect();
+    net.pump_host(client);
+    assert!(net.run_until(Duration::from_secs(5), |n| responses(n, client).len() == 32));
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(responses(&net, client)[id], vec![i as u8; 100]);
+    }
+    let sent = net.endpoint_ref(client).stats().datagrams_sent;
+    assert!(sent <= 6, "32 small requests took {sent} datagrams");
+    assert!(net.endpoint_ref(server).stats().datagrams_sent <= 6);
+    assert!(net.endpoint_ref(client).stats().packets_bundled >= 26);
+    // A ping-pong: each request carries the ACK of the previous response, so the
+    // client sends one datagram per RPC.
+    net.run_idle(net.elapsed() + Duration::from_millis(50));
+    let before = net.endpoint_ref(client).stats().datagrams_sent;
+    for i in 0..20u8 {
+        let id = net.call(client, cs, &[i; 64]);
+        assert!(net.run_until(Duration::from_secs(5), |n| responses(n, client).contains_key(&id)));
+    }
+    let per_rpc = net.endpoint_ref(client).stats().datagrams_sent - before;
+    assert_eq!(per_rpc, 20, "the client sent {per_rpc} datagrams for 20 ping-pong RPCs");
+}
+
+#[test]
+fn a_bundle_with_a_handshake_or_a_bad_length_is_dropped_from_there_on() {
+    use smt_proto::wire::{mark_bundled, HandshakeRepr};
+    let mut net = Network::new(99, LinkConfig::default());
+    let client = net.add_host(Config::default());
+    let server = net.add_host(Config::default());
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    let id = net.call(client, cs, b"hello");
+    assert!(net.run_until(Duration::from_secs(1), |n| n
+        .endpoint_ref(server)
+        .stats()
+        .requests_delivered
+        == 1));
+    let header = |packet_type| HeaderRepr {
+        src_port: 4433,
+        dst_port: 4433,
+        packet_type,
+        flags: Flags::FROM_INITIATOR,
+        session_id: 1,
+        message_id: MessageId::default(),
+    };
+    // A bundle of a CLOSE for an unknown session and a HANDSHAKE: the handshake
+    // is dropped as malformed, whatever it says.
+    let mut bytes = PacketRepr { header: header(PacketType::Close), body: Body::Close }.to_vec();
+    mark_bundled(&mut bytes);
+    let hs = HandshakeRepr { stream_offset: 0, acknowledged: 0, data: &[1; 1300], padding_len: 0 };
+    bytes.extend(
+        PacketRepr { header: header(PacketType::Handshake), body: Body::Handshake(hs) }.to_vec(),
+    );
+    let malformed = net.endpoint_ref(server).stats().malformed;
+    net.inject(server, net.addr(client), bytes);
+    net.run_idle(net.elapsed() + Duration::from_millis(10));
+    assert_eq!(net.endpoint_ref(server).stats().malformed, malformed + 1);
+    assert_eq!(net.endpoint_ref(server).pending_handshakes(), 0, "no handshake from a bundle");
+    // A bundle whose first packet claims more bytes than the datagram has.
+    let mut bytes = PacketRepr { header: header(PacketType::Close), body: Body::Close }.to_vec();
+    mark_bundled(&mut bytes);
+    bytes[16..18].copy_from_slice(&500u16.to_be_bytes());
+    bytes.extend_from_slice(&[0; 30]);
+    net.inject(server, net.addr(client), bytes);
+    net.run_idle(net.elapsed() + Duration::from_millis(10));
+    assert_eq!(net.endpoint_ref(server).stats().malformed, malformed + 2);
+    // The real session is untouched: its response arrives.
+    net.set_echo(server);
+    let _ = id;
+    let id2 = net.call(client, cs, b"again");
+    assert!(net.run_until(Duration::from_secs(5), |n| responses(n, client).contains_key(&id2)));
+}
