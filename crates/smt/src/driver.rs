@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -42,11 +42,9 @@ pub(crate) struct Shared {
     pub wake: Notify,
     pub local_addr: SocketAddr,
     pub busy_poll: bool,
-    /// Futures completed by the driver's last round whose tasks may still call or
-    /// respond: all but the last of them leave their datagrams to be sent together.
-    pub burst: AtomicUsize,
     /// Someone left datagrams for a later flush and woke the driver to do it.
     pub flush_requested: AtomicBool,
+
     /// Notified (all waiters) when the endpoint shuts down.
     pub closed: Notify,
     /// This value itself, for the tasks the inline handler hands requests to.
@@ -79,7 +77,21 @@ const FLUSH_CHUNK: usize = 64 * 1024;
 /// Batch buffers an API-calling thread keeps for its next call.
 const SPARE_BUFFERS: usize = 4;
 
+/// Completions in one round below this are sent one call at a time (deferring pays
+/// only when there is something to share datagrams with).
+const MIN_BURST: usize = 16;
+
+/// The futures the driver's last round completed on this thread, whose tasks are
+/// still to call.
+#[derive(Debug, Clone, Copy, Default)]
+struct Burst {
+    left: usize,
+    size: usize,
+    deferred: usize,
+}
+
 thread_local! {
+    static BURST: std::cell::Cell<Burst> = const { std::cell::Cell::new(Burst { left: 0, size: 0, deferred: 0 }) };
     /// Batch buffers of API calls on this thread, reused from one call to the next.
     static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -199,6 +211,12 @@ impl State {
                 bytes: buf,
             });
         }
+        // The tasks these events wake run on this thread (tokio schedules woken tasks
+        // on the waking worker), after the driver yields.
+        let events = self.engine.pending_events();
+        if events >= MIN_BURST {
+            BURST.with(|b| b.set(Burst { left: events, size: events, deferred: 0 }));
+        }
         self.dispatch(outbox);
         self.engine.has_transmit()
     }
@@ -311,16 +329,28 @@ impl Shared {
     }
 
     /// After an API call (`call`, `respond`) changed the engine: sends now, unless
-    /// the call came from one of several tasks that the driver's last round woke and
-    /// others of them are still to run: then the datagrams wait for the last of them
-    /// (or, should it never come, for the driver, woken once for this), and leave
-    /// together in one `sendmmsg`.
+    /// the call comes from one of several tasks that the driver's last round woke on
+    /// this thread and more of them are still to run here: then the datagrams wait,
+    /// and leave together with those of half the burst (fewer datagrams and system
+    /// calls, yet the first half is on its way, and being answered, while the second
+    /// is still being prepared). Should the rest of the burst never come, the driver
+    /// (woken once for this) sends them.
     pub(crate) fn flush_soon<'a>(&'a self, state: MutexGuard<'a, State>) {
-        let waiting = self
-            .burst
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_sub(1))
-            .unwrap_or(0);
-        if waiting > 1 {
+        let defer = BURST.with(|b| {
+            let mut burst = b.get();
+            if burst.left == 0 {
+                return false;
+            }
+            burst.left -= 1;
+            burst.deferred += 1;
+            let defer = burst.left > 0 && burst.deferred < burst.size / 2;
+            if !defer {
+                burst.deferred = 0;
+            }
+            b.set(burst);
+            defer
+        });
+        if defer {
             drop(state);
             if !self.flush_requested.swap(true, Ordering::AcqRel) {
                 self.wake.notify_one();
@@ -341,9 +371,6 @@ impl Shared {
                 break;
             }
             state = self.lock();
-        }
-        if outbox.completed > 1 {
-            self.burst.store(outbox.completed, Ordering::Release);
         }
     }
 
@@ -430,7 +457,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     // Let the other tasks woken by the last round add their calls;
                     // the next pass sends everything they left.
                     tokio::task::yield_now().await;
-                    shared.burst.store(0, Ordering::Release);
+                    BURST.with(|b| b.set(Burst::default()));
                 }
             }
             r = shared.socket.writable(), if pending => { if r.is_err() { return; } }

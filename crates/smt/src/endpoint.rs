@@ -146,7 +146,6 @@ impl EndpointBuilder {
             wake: Notify::new(),
             local_addr,
             busy_poll: self.busy_poll,
-            burst: Default::default(),
             flush_requested: Default::default(),
             closed: Notify::new(),
             me: me.clone(),

@@ -514,6 +514,11 @@ impl Endpoint {
         self.core.events.pop_front()
     }
 
+    /// How many events wait for [`poll_event`](Self::poll_event).
+    pub fn pending_events(&self) -> usize {
+        self.core.events.len()
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) should next be called: the
     /// earliest timer of any RPC, acknowledgement or handshake.
     pub fn poll_timeout(&self) -> Option<Instant> {
