@@ -161,7 +161,9 @@ fn main() -> Result<()> {
             client::pin_client_thread();
             let cert_dir = std::env::temp_dir().join(format!("smt-bench-{}", std::process::id()));
             tls::generate(&cert_dir)?;
-            let result = runtime()?.block_on(bench::probe(
+            // The same runtime as the full runs use for this transport (busy-polling
+            // clients get a single-threaded one).
+            let result = runtime_for(transport)?.block_on(bench::probe(
                 transport,
                 size,
                 in_flight,

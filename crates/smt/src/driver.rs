@@ -38,6 +38,9 @@ pub(crate) type RawRequest = (SessionHandle, MessageId, Bytes);
 
 pub(crate) struct Shared {
     pub state: Mutex<State>,
+    /// The receive buffers: the driver's, and in busy-poll mode also a waiting
+    /// caller's, whoever gets them first (taken before `state`, never while holding it).
+    pub receiver: Mutex<Receiver>,
     pub socket: Socket,
     pub wake: Notify,
     pub local_addr: SocketAddr,
@@ -194,8 +197,7 @@ impl State {
 
     /// Takes up to about `budget` bytes of datagrams the engine queued, and turns its
     /// events into completions. True if the engine has more to send.
-    fn drive_into(&mut self, outbox: &mut Outbox, budget: usize) -> bool {
-        let now = Instant::now();
+    fn drive_into(&mut self, outbox: &mut Outbox, budget: usize, now: Instant) -> bool {
         let mut taken = 0;
         while taken < budget {
             let mut buf = outbox.spare.pop().unwrap_or_default();
@@ -320,7 +322,7 @@ impl Shared {
     pub(crate) fn flush<'a>(&'a self, state: MutexGuard<'a, State>) {
         let mut outbox = Outbox::default();
         SPARE.with(|spare| std::mem::swap(&mut outbox.spare, &mut spare.borrow_mut()));
-        self.flush_with(state, &mut outbox);
+        self.flush_with(state, &mut outbox, Instant::now());
         outbox.spare.truncate(SPARE_BUFFERS);
         SPARE.with(|spare| std::mem::swap(&mut outbox.spare, &mut spare.borrow_mut()));
         if !outbox.requests.is_empty() {
@@ -336,6 +338,11 @@ impl Shared {
     /// is still being prepared). Should the rest of the burst never come, the driver
     /// (woken once for this) sends them.
     pub(crate) fn flush_soon<'a>(&'a self, state: MutexGuard<'a, State>) {
+        if self.busy_poll {
+            // Busy-polling: latency first, nothing waits.
+            self.flush(state);
+            return;
+        }
         let defer = BURST.with(|b| {
             let mut burst = b.get();
             if burst.left == 0 {
@@ -361,10 +368,15 @@ impl Shared {
     }
 
     /// [`flush`](Self::flush) with the caller's outbox (the driver keeps one).
-    pub(crate) fn flush_with<'a>(&'a self, mut state: MutexGuard<'a, State>, outbox: &mut Outbox) {
+    pub(crate) fn flush_with<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        outbox: &mut Outbox,
+        now: Instant,
+    ) {
         outbox.completed = 0;
         loop {
-            let more = state.drive_into(outbox, FLUSH_CHUNK);
+            let more = state.drive_into(outbox, FLUSH_CHUNK, now);
             drop(state);
             outbox.send_all(self);
             if !more {
@@ -374,6 +386,11 @@ impl Shared {
         }
     }
 
+    /// The receive buffers (see [`Shared::receiver`]).
+    pub(crate) fn lock_receiver(&self) -> MutexGuard<'_, Receiver> {
+        self.receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock is a bug; the state is still consistent
         // enough to shut down, so recover the guard rather than propagate poison.
@@ -381,67 +398,105 @@ impl Shared {
     }
 }
 
+/// Buffers for receiving and for what a receive round sends.
+pub(crate) struct Receiver {
+    storage: Vec<u8>,
+    received: Vec<Received>,
+    outbox: Outbox,
+}
+
+impl Receiver {
+    pub(crate) fn new() -> Receiver {
+        Receiver {
+            storage: vec![0u8; RECV_SLOTS * RECV_BUF],
+            received: Vec::with_capacity(RECV_SLOTS * 4),
+            outbox: Outbox::default(),
+        }
+    }
+}
+
+/// What one receive call brought.
+pub(crate) struct Round {
+    /// Futures completed (tasks woken) by it.
+    pub completed: usize,
+    /// Whether the receive batch was full (more may be waiting).
+    pub full: bool,
+}
+
+impl Shared {
+    /// Receives one batch, handles it, answers what the inline handler answers at
+    /// once, and sends what that produced. `None` if nothing was waiting.
+    pub(crate) fn receive_once(&self, rx: &mut Receiver, now: Instant) -> Option<Round> {
+        rx.received.clear();
+        match self.socket.recv(&mut rx.storage, &mut rx.received, self.busy_poll) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            // ICMP errors (e.g. a peer's port closed) surface here; they are not
+            // fatal to the endpoint.
+            Err(e) => {
+                trace!(error = %e, "recv error");
+                return Some(Round { completed: 0, full: true });
+            }
+        }
+        let mut state = self.lock();
+        for datagram in &rx.received {
+            state.engine.handle_datagram(now, datagram.from, &rx.storage[datagram.range.clone()]);
+        }
+        self.flush_with(state, &mut rx.outbox, now);
+        let completed = rx.outbox.completed;
+        while !rx.outbox.requests.is_empty() {
+            crate::serve::run_inline(self, &mut rx.outbox);
+        }
+        Some(Round { completed, full: rx.received.len() >= RECV_SLOTS })
+    }
+
+    /// Runs due timers, sends what others left; `(deadline, pending, done)`.
+    fn timers(&self, rx: &mut Receiver, now: Instant) -> (Option<Instant>, bool, bool) {
+        let mut state = self.lock();
+        state.flush_pending(self);
+        state.engine.handle_timeout(now);
+        let deadline = state.engine.poll_timeout();
+        state.armed = deadline;
+        let pending = !state.pending.is_empty();
+        let idle = !state.engine.has_transmit() && !pending;
+        let done = state.shutdown && idle;
+        self.flush_with(state, &mut rx.outbox, now);
+        (deadline, pending, done)
+    }
+}
+
+/// Idle spins of a busy-polling driver between yields to the runtime.
+const BUSY_SPINS_PER_YIELD: u32 = 256;
+
 /// The driver task. Ends after shutdown once nothing remains to send.
 pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut storage = vec![0u8; RECV_SLOTS * RECV_BUF];
-    let mut received: Vec<Received> = Vec::with_capacity(RECV_SLOTS * 4);
-    let mut outbox = Outbox::default();
+    if shared.busy_poll {
+        return run_busy(shared).await;
+    }
     loop {
-        // Receive what is available, outside the lock; answer what the inline
-        // handler can answer at once, all of it in one send.
+        // Receive what is available; answer what the inline handler can answer at
+        // once, all of it in one send.
         for _ in 0..MAX_BATCHES_PER_ROUND {
-            received.clear();
-            match shared.socket.recv(&mut storage, &mut received) {
-                Ok(()) => {
-                    let now = Instant::now();
-                    {
-                        let mut state = shared.lock();
-                        for datagram in &received {
-                            state.engine.handle_datagram(
-                                now,
-                                datagram.from,
-                                &storage[datagram.range.clone()],
-                            );
-                        }
-                        shared.flush_with(state, &mut outbox);
-                    }
-                    let completed = outbox.completed;
-                    while !outbox.requests.is_empty() {
-                        crate::serve::run_inline(&shared, &mut outbox);
-                    }
-                    // Futures were completed and the socket is probably drained: let
-                    // their tasks run (and send their next calls) before this task
-                    // looks at the socket and the timers again.
-                    if completed > 0 && received.len() < RECV_SLOTS {
-                        tokio::task::yield_now().await;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // ICMP errors (e.g. a peer's port closed) surface here; they are
-                // not fatal to the endpoint.
-                Err(e) => trace!(error = %e, "recv error"),
+            let round = {
+                let mut rx = shared.lock_receiver();
+                shared.receive_once(&mut rx, Instant::now())
+            };
+            let Some(round) = round else { break };
+            // Futures were completed and the socket is probably drained: let their
+            // tasks run (and send their next calls) before this task looks at the
+            // socket and the timers again.
+            if round.completed > 0 && !round.full {
+                tokio::task::yield_now().await;
             }
         }
         // Timers, and whatever others left to send.
         let (deadline, pending, done) = {
-            let mut state = shared.lock();
-            state.flush_pending(&shared);
-            state.engine.handle_timeout(Instant::now());
-            let deadline = state.engine.poll_timeout();
-            state.armed = deadline;
-            let pending = !state.pending.is_empty();
-            let idle = !state.engine.has_transmit() && !pending;
-            let done = state.shutdown && idle;
-            shared.flush_with(state, &mut outbox);
-            (deadline, pending, done)
+            let mut rx = shared.lock_receiver();
+            shared.timers(&mut rx, Instant::now())
         };
         if done {
             debug!("driver finished");
             return;
-        }
-        if shared.busy_poll {
-            tokio::task::yield_now().await;
-            continue;
         }
         let sleep = async {
             match deadline {
@@ -461,6 +516,48 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 }
             }
             r = shared.socket.writable(), if pending => { if r.is_err() { return; } }
+        }
+    }
+}
+
+/// The busy-polling driver: spins on the socket without sleeping, reading the clock
+/// once per turn, and yields to the runtime only when it woke other tasks or after
+/// [`BUSY_SPINS_PER_YIELD`] turns without traffic (so that other tasks and the
+/// runtime's own timers still run).
+async fn run_busy(shared: Arc<Shared>) {
+    let mut idle: u32 = 0;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let round = {
+            let mut rx = shared.lock_receiver();
+            let round = shared.receive_once(&mut rx, now);
+            // Timers only when due, or now and then (a call may have armed an
+            // earlier one without telling anyone).
+            if deadline.is_none_or(|d| now >= d) || idle % BUSY_SPINS_PER_YIELD == 0 {
+                let (next, _, done) = shared.timers(&mut rx, now);
+                if done {
+                    debug!("driver finished");
+                    return;
+                }
+                deadline = next;
+            }
+            round
+        };
+        match round {
+            Some(round) if round.completed > 0 => {
+                idle = 0;
+                tokio::task::yield_now().await;
+            }
+            Some(_) => idle = 0,
+            None => {
+                idle = idle.wrapping_add(1);
+                if idle % BUSY_SPINS_PER_YIELD == 0 {
+                    tokio::task::yield_now().await;
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
         }
     }
 }

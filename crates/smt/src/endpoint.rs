@@ -142,6 +142,7 @@ impl EndpointBuilder {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new_cyclic(|me| Shared {
             state: std::sync::Mutex::new(State::new(engine, tx)),
+            receiver: std::sync::Mutex::new(driver::Receiver::new()),
             socket,
             wake: Notify::new(),
             local_addr,

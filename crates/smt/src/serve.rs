@@ -184,7 +184,7 @@ pub(crate) fn run_inline(shared: &Shared, outbox: &mut Outbox) {
             state.engine.abandon_request(session, id);
         }
     }
-    shared.flush_with(state, outbox);
+    shared.flush_with(state, outbox, now);
 }
 
 /// Answers from a task: the response, or, if that fails, gives the request up.

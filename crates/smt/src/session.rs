@@ -90,6 +90,9 @@ impl Session {
             state.nudge(shared);
             shared.flush_soon(state);
         }
+        if shared.busy_poll {
+            return BusyWait { shared, rx }.await;
+        }
         rx.await.map_err(|_| Error::EndpointClosed)?
     }
 
@@ -215,5 +218,46 @@ impl Drop for IncomingRequest {
             let mut state = self.endpoint.shared().lock();
             state.engine.abandon_request(self.session, self.id);
         }
+    }
+}
+
+/// How many times a busy-polling call looks at the socket before letting other
+/// tasks run.
+const BUSY_SPINS: u32 = 512;
+
+/// Waits for a call's response in busy-poll mode by polling the socket itself:
+/// whoever holds the receive buffers (this call, another one, or the driver)
+/// handles what arrives, so the response completes the call on this thread with no
+/// hand-off, no system call but the receive, and no runtime in between.
+struct BusyWait<'a> {
+    shared: &'a Shared,
+    rx: oneshot::Receiver<Result<Bytes>>,
+}
+
+impl std::future::Future for BusyWait<'_> {
+    type Output = Result<Bytes>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Bytes>> {
+        use std::task::Poll;
+        use tokio::sync::oneshot::error::TryRecvError;
+        for _ in 0..BUSY_SPINS {
+            match self.rx.try_recv() {
+                Ok(result) => return Poll::Ready(result),
+                Err(TryRecvError::Closed) => return Poll::Ready(Err(Error::EndpointClosed)),
+                Err(TryRecvError::Empty) => {}
+            }
+            let shared = self.shared;
+            if let Ok(mut receiver) = shared.receiver.try_lock() {
+                shared.receive_once(&mut receiver, Instant::now());
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        // Let other tasks (and the driver's timers) run, then spin again.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }

@@ -100,10 +100,18 @@ impl Socket {
 
     /// Receives what is available into `storage` (chunks of [`RECV_BUF`]),
     /// appending one entry per datagram to `out`. `WouldBlock` if nothing arrived.
-    pub(crate) fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
+    ///
+    /// `direct`: ask the kernel even if the runtime has not seen the socket become
+    /// readable (busy polling, which never lets the runtime's epoll look).
+    pub(crate) fn recv(
+        &self,
+        storage: &mut [u8],
+        out: &mut Vec<Received>,
+        direct: bool,
+    ) -> io::Result<()> {
         match self {
-            Socket::Udp(s) => s.recv(storage, out),
-            Socket::Ip(s) => s.recv(storage, out),
+            Socket::Udp(s) => s.recv(storage, out, direct),
+            Socket::Ip(s) => s.recv(storage, out, direct),
         }
     }
 

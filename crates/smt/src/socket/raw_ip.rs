@@ -96,15 +96,25 @@ impl RawIpSocket {
         Ok(sent)
     }
 
-    pub(crate) fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
+    pub(crate) fn recv(
+        &self,
+        storage: &mut [u8],
+        out: &mut Vec<Received>,
+        direct: bool,
+    ) -> io::Result<()> {
         for (i, chunk) in storage.chunks_mut(RECV_BUF).take(RECV_BATCH).enumerate() {
-            let received = self.fd.try_io(Interest::READABLE, |socket| {
+            let mut recv = |socket: &Socket| {
                 // SAFETY: `u8` and `MaybeUninit<u8>` have the same layout, and
                 // `recv_from` only writes initialised bytes into the buffer, so the
                 // slice stays fully initialised as `&mut [u8]` requires.
                 let buf = unsafe { &mut *(chunk as *mut [u8] as *mut [MaybeUninit<u8>]) };
                 socket.recv_from(buf)
-            });
+            };
+            let received = if direct {
+                recv(self.fd.get_ref())
+            } else {
+                self.fd.try_io(Interest::READABLE, |socket| recv(socket))
+            };
             let (len, from) = match received {
                 Ok(r) => r,
                 // `i` datagrams were received before this one.

@@ -109,14 +109,28 @@ impl UdpIo {
         Ok(done)
     }
 
-    pub(crate) fn recv(&self, storage: &mut [u8], out: &mut Vec<Received>) -> io::Result<()> {
+    pub(crate) fn recv(
+        &self,
+        storage: &mut [u8],
+        out: &mut Vec<Received>,
+        direct: bool,
+    ) -> io::Result<()> {
         let mut metas = [RecvMeta::default(); BATCH_SIZE];
+        let slots = (storage.len() / RECV_BUF).min(BATCH_SIZE);
         let n = {
-            let mut slices: Vec<IoSliceMut<'_>> =
-                storage.chunks_mut(RECV_BUF).take(BATCH_SIZE).map(IoSliceMut::new).collect();
-            self.socket.try_io(Interest::READABLE, || {
-                self.state.recv((&self.socket).into(), &mut slices, &mut metas)
-            })?
+            // On the stack: no allocation per receive.
+            let mut chunks = storage.chunks_mut(RECV_BUF);
+            let mut slices: [IoSliceMut<'_>; BATCH_SIZE] =
+                std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or(&mut [])));
+            let slices = &mut slices[..slots];
+            let mut recv = || self.state.recv((&self.socket).into(), slices, &mut metas);
+            if direct {
+                // Busy polling asks the kernel, not the runtime's readiness, which
+                // only the runtime's own epoll updates.
+                recv()?
+            } else {
+                self.socket.try_io(Interest::READABLE, recv)?
+            }
         };
         for (i, meta) in metas[..n].iter().enumerate() {
             let base = i * RECV_BUF;
@@ -131,3 +145,4 @@ impl UdpIo {
         Ok(())
     }
 }
+
