@@ -14,7 +14,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use smt_sim::workload::{SizeSampler, Workload};
 
-use crate::client::{self, Client, Holder, RawUdp, ServerProc};
+use crate::client::{self, Client, Floor, Holder, ServerProc};
 use crate::open_loop;
 use crate::plan::{self, Plan, MIB};
 use crate::record::{exp, Record};
@@ -119,7 +119,7 @@ pub async fn closed_loop(
 
 /// The raw UDP ping-pong loop (blocking, on its own thread).
 pub fn closed_loop_blocking(
-    udp: &mut RawUdp,
+    udp: &mut Floor,
     request: &[u8],
     warmup: Duration,
     window: Duration,
@@ -200,8 +200,8 @@ pub async fn probe(
     let ip = IpAddr::from([127, 0, 0, 1]);
     let server = ServerProc::start(k, ip, None, cert_dir).await?;
     let run = async {
-        if k.is_raw_udp() {
-            let mut udp = RawUdp::connect(server.addr, ip, k.busy_poll())?;
+        if k.is_floor() {
+            let mut udp = Floor::connect(k, server.addr, ip)?;
             let request = payload(size, 1);
             let run = tokio::task::spawn_blocking(move || {
                 closed_loop_blocking(&mut udp, &request, Duration::from_millis(100), window)
@@ -404,8 +404,8 @@ async fn cell_inner(
     acc: &mut Acc,
     server: &ServerProc,
 ) -> Result<()> {
-    if k.is_raw_udp() {
-        let mut udp = RawUdp::connect(server.addr, link.client_ip, k.busy_poll())?;
+    if k.is_floor() {
+        let mut udp = Floor::connect(k, server.addr, link.client_ip)?;
         for &size in plan.rtt_sizes.iter().filter(|&&s| s as usize <= k.max_message()) {
             let request = payload(size, size);
             let (warmup, window) = (plan.warmup, plan.rtt_window_for(size));

@@ -159,6 +159,125 @@ impl RawUdp {
     }
 }
 
+/// A spinning TCP ping-pong client: length-prefixed frames on a non-blocking std
+/// socket, Nagle off.
+pub struct RawTcp {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawTcp {
+    pub fn connect(server: SocketAddr, local: IpAddr) -> Result<RawTcp> {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(server),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        socket.bind(&SocketAddr::new(local, 0).into())?;
+        socket.connect(&server.into())?;
+        let stream: std::net::TcpStream = socket.into();
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        Ok(RawTcp { stream, buf: Vec::new() })
+    }
+
+    /// Sends `request` and spins until the echo is back; returns its length.
+    pub fn call(&mut self, request: &[u8]) -> Result<usize> {
+        let started = std::time::Instant::now();
+        let mut frame = crate::frame::encode(request.len(), 0).to_vec();
+        frame.extend_from_slice(request);
+        spin_io(
+            started,
+            |s: &mut Self| {
+                use std::io::Write;
+                let n = (&s.stream).write(&frame)?;
+                frame.drain(..n);
+                Ok(frame.is_empty())
+            },
+            self,
+        )?;
+        let mut header = [0u8; crate::frame::HEADER];
+        let mut got = 0;
+        spin_io(
+            started,
+            |s: &mut Self| {
+                use std::io::Read;
+                let n = (&s.stream).read(&mut header[got..])?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+                }
+                got += n;
+                Ok(got == header.len())
+            },
+            self,
+        )?;
+        let (len, _) = crate::frame::decode(&header)?;
+        self.buf.resize(len, 0);
+        let mut got = 0;
+        spin_io(
+            started,
+            |s: &mut Self| {
+                use std::io::Read;
+                if got == len {
+                    return Ok(true);
+                }
+                let n = (&s.stream).read(&mut s.buf[got..len])?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+                }
+                got += n;
+                Ok(got == len)
+            },
+            self,
+        )?;
+        Ok(len)
+    }
+}
+
+/// Repeats `step` (which returns whether it is done) while it would block, for at
+/// most a second since `started`.
+fn spin_io<T>(
+    started: std::time::Instant,
+    mut step: impl FnMut(&mut T) -> io::Result<bool>,
+    on: &mut T,
+) -> Result<()> {
+    loop {
+        match step(on) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if started.elapsed() > Duration::from_secs(1) {
+                    bail!("busy TCP echo stalled");
+                }
+                std::hint::spin_loop();
+            }
+            Err(e) => return Err(anyhow!("busy TCP echo failed: {e}")),
+        }
+    }
+}
+
+/// A floor client: one RPC at a time from a thread of its own.
+pub enum Floor {
+    Udp(RawUdp),
+    Tcp(RawTcp),
+}
+
+impl Floor {
+    pub fn connect(kind: Kind, server: SocketAddr, local: IpAddr) -> Result<Floor> {
+        Ok(match kind {
+            Kind::TcpBusy => Floor::Tcp(RawTcp::connect(server, local)?),
+            k => Floor::Udp(RawUdp::connect(server, local, k.busy_poll())?),
+        })
+    }
+
+    pub fn call(&mut self, request: &[u8]) -> Result<usize> {
+        match self {
+            Floor::Udp(u) => u.call(request),
+            Floor::Tcp(t) => t.call(request),
+        }
+    }
+}
+
 /// Many RPCs in flight over one length-prefixed stream (TCP or TLS): a writer task
 /// batches queued requests into few writes, a reader task hands each response to
 /// its caller by id.
@@ -340,7 +459,9 @@ pub async fn connect(
             let session = endpoint.connect(server, tls::SERVER_NAME).await?;
             Ok((Client::Smt(session), Holder::Smt(endpoint)))
         }
-        Kind::RawUdp | Kind::RawUdpBusy => bail!("raw UDP has no asynchronous client"),
+        Kind::RawUdp | Kind::RawUdpBusy | Kind::TcpBusy => {
+            bail!("{kind} has no asynchronous client")
+        }
     }
 }
 

@@ -71,7 +71,7 @@ impl Plan {
             name: "quick",
             reps: 2,
             warmup: Duration::from_millis(20),
-            rtt_sizes: vec![64, 16 * KIB, MIB],
+            rtt_sizes: vec![64, KIB, 4 * KIB, 16 * KIB, MIB],
             rtt_window: Duration::from_millis(100),
             tput_in_flight: vec![16],
             tput_window: Duration::from_millis(200),
@@ -98,17 +98,17 @@ impl Plan {
 
 /// Which experiments a transport takes part in (all take part in the RTT one).
 pub fn in_throughput(k: Kind) -> bool {
-    !k.is_raw_udp() && !k.busy_poll()
+    !k.is_floor() && !k.busy_poll()
 }
 
 pub fn in_rate(k: Kind) -> bool {
-    !k.is_raw_udp()
+    !k.is_floor()
 }
 
 pub fn in_hol(k: Kind) -> bool {
-    !k.is_raw_udp() && !k.busy_poll()
+    !k.is_floor() && !k.busy_poll()
 }
 
 pub fn in_workloads(k: Kind) -> bool {
-    !k.is_raw_udp() && !k.busy_poll()
+    !k.is_floor() && !k.busy_poll()
 }

@@ -24,6 +24,7 @@ pub fn run(kind: Kind, listen: SocketAddr, cert_dir: &Path) -> Result<()> {
     watch_parent();
     match kind.server_kind() {
         Kind::RawUdp | Kind::RawUdpBusy => raw_udp(listen, kind.busy_poll()),
+        Kind::TcpBusy => tcp_busy(listen),
         k => {
             let runtime = crate::runtime_for(kind)?;
             runtime.block_on(serve_async(k, listen, cert_dir))
@@ -71,6 +72,56 @@ fn raw_udp(listen: SocketAddr, busy: bool) -> Result<()> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
             Err(_) => {}
+        }
+    }
+}
+
+/// The busy TCP floor's server: one connection at a time, spinning on a
+/// non-blocking socket, echoing length-prefixed frames.
+fn tcp_busy(listen: SocketAddr) -> Result<()> {
+    let listener = std::net::TcpListener::bind(listen).with_context(|| format!("bind {listen}"))?;
+    announce(listener.local_addr()?)?;
+    loop {
+        let (stream, _) = listener.accept()?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        let _ = echo_spinning(stream);
+    }
+}
+
+fn echo_spinning(mut stream: std::net::TcpStream) -> io::Result<()> {
+    use std::io::{Read, Write};
+    let mut inbuf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => inbuf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::hint::spin_loop();
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        // Echo every complete frame (header and payload unchanged).
+        loop {
+            if inbuf.len() < frame::HEADER {
+                break;
+            }
+            let header: [u8; frame::HEADER] = inbuf[..frame::HEADER].try_into().expect("header");
+            let (len, _) = frame::decode(&header)?;
+            if inbuf.len() < frame::HEADER + len {
+                break;
+            }
+            let whole: Vec<u8> = inbuf.drain(..frame::HEADER + len).collect();
+            let mut sent = 0;
+            while sent < whole.len() {
+                match stream.write(&whole[sent..]) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::hint::spin_loop(),
+                    Err(e) => return Err(e),
+                }
+            }
         }
     }
 }

@@ -12,6 +12,8 @@ pub enum Kind {
     RawUdpBusy,
     /// tokio TcpStream, Nagle off, length-prefixed messages, one connection.
     Tcp,
+    /// Like tcp, but both sides spin on non-blocking std sockets (the busy TCP floor).
+    TcpBusy,
     /// tokio-rustls over TCP, Nagle off, length-prefixed, one connection.
     TlsTcp,
     /// tokio-rustls over a pool of TCP connections, one RPC per connection at a time.
@@ -30,10 +32,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::RawUdp,
         Kind::RawUdpBusy,
         Kind::Tcp,
+        Kind::TcpBusy,
         Kind::TlsTcp,
         Kind::TlsTcpPool,
         Kind::Quic,
@@ -48,6 +51,7 @@ impl Kind {
             Kind::RawUdp => "raw-udp",
             Kind::RawUdpBusy => "raw-udp-busy",
             Kind::Tcp => "tcp",
+            Kind::TcpBusy => "tcp-busy",
             Kind::TlsTcp => "tls-tcp",
             Kind::TlsTcpPool => "tls-tcp-pool",
             Kind::Quic => "quic",
@@ -74,8 +78,13 @@ impl Kind {
         matches!(self, Kind::RawUdp | Kind::RawUdpBusy)
     }
 
+    /// A floor: plain std socket code on a thread, one RPC at a time (RTT only).
+    pub fn is_floor(self) -> bool {
+        self.is_raw_udp() || self == Kind::TcpBusy
+    }
+
     pub fn busy_poll(self) -> bool {
-        matches!(self, Kind::RawUdpBusy | Kind::SmtBusy)
+        matches!(self, Kind::RawUdpBusy | Kind::SmtBusy | Kind::TcpBusy)
     }
 
     /// Largest message this kind can carry (one UDP datagram for raw UDP).

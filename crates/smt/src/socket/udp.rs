@@ -145,4 +145,3 @@ impl UdpIo {
         Ok(())
     }
 }
-
