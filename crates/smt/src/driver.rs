@@ -28,6 +28,8 @@ use crate::socket::{OutBatch, Received, Socket, RECV_BUF};
 
 /// Datagram buffers (of RECV_BUF bytes each) the driver receives into.
 const RECV_SLOTS: usize = 32;
+/// Datagram buffers a busy-polling receive uses.
+const BUSY_RECV_SLOTS: usize = 4;
 /// Receive batches handled before timers get a turn.
 const MAX_BATCHES_PER_ROUND: usize = 16;
 
@@ -428,7 +430,11 @@ impl Shared {
     /// once, and sends what that produced. `None` if nothing was waiting.
     pub(crate) fn receive_once(&self, rx: &mut Receiver, now: Instant) -> Option<Round> {
         rx.received.clear();
-        match self.socket.recv(&mut rx.storage, &mut rx.received, self.busy_poll) {
+        // Busy polling receives a few datagrams per call: the call is repeated at
+        // once anyway, and a short one notices an arrival sooner.
+        let slots = if self.busy_poll { BUSY_RECV_SLOTS } else { RECV_SLOTS };
+        let storage = &mut rx.storage[..slots * RECV_BUF];
+        match self.socket.recv(storage, &mut rx.received, self.busy_poll) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
             // ICMP errors (e.g. a peer's port closed) surface here; they are not
@@ -447,7 +453,7 @@ impl Shared {
         while !rx.outbox.requests.is_empty() {
             crate::serve::run_inline(self, &mut rx.outbox);
         }
-        Some(Round { completed, full: rx.received.len() >= RECV_SLOTS })
+        Some(Round { completed, full: rx.received.len() >= slots })
     }
 
     /// Runs due timers, sends what others left; `(deadline, pending, done)`.

@@ -223,7 +223,7 @@ impl Drop for IncomingRequest {
 
 /// How many times a busy-polling call looks at the socket before letting other
 /// tasks run.
-const BUSY_SPINS: u32 = 512;
+const BUSY_SPINS: u32 = 1 << 14;
 
 /// Waits for a call's response in busy-poll mode by polling the socket itself:
 /// whoever holds the receive buffers (this call, another one, or the driver)

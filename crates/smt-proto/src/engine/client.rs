@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::endpoint::Context;
 use super::event::{Event, RpcError};
-use super::incoming::IncomingMessage;
+use super::incoming::{open_whole, IncomingMessage};
 use super::recv::{absorb, new_incoming, on_grant, resend_outgoing, Step};
 use super::rpc::{ClientPhase, ClientRpc, Rpc, RpcState};
 use super::rpc_table::RpcKey;
@@ -71,7 +71,11 @@ fn on_response_data(
         cx.core.stats.unknown_rpc += 1;
         return;
     };
-    if rpc.incoming().is_none() && !start_response(cx, session, key, now, data, phase) {
+    if rpc.incoming().is_none() && complete_whole(cx, session, key, now, data, phase) {
+        return;
+    }
+    if rpc_receiving(cx, key) == Some(false) && !start_response(cx, session, key, now, data, phase)
+    {
         cx.rpcs.update(key, |rpc| rpc.live.last_heard = now);
         return;
     }
@@ -87,6 +91,36 @@ fn on_response_data(
             drop_response(cx, key);
         }
     }
+}
+
+fn rpc_receiving(cx: &Context<'_>, key: RpcKey) -> Option<bool> {
+    cx.rpcs.get(key).map(|rpc| rpc.incoming().is_some())
+}
+
+/// A response that arrived whole in one packet and opens completes the RPC at once,
+/// with no reassembly state. False if it is not such a response (the ordinary path
+/// then handles it, failures included).
+fn complete_whole(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    key: RpcKey,
+    now: Instant,
+    data: &DataRepr<'_>,
+    phase: bool,
+) -> bool {
+    if data.payload.len() > cx.core.config.max_message_len {
+        return false;
+    }
+    let Some(keys) = session.rx.candidates(phase, now) else { return false };
+    let Some((payload, next)) = open_whole(key.1, data, &keys) else { return false };
+    if let Some(next) = next {
+        if session.rx.advance_if_next(&next, now, cx.core.config.rpc_timeout) {
+            cx.core.stats.key_updates_received += 1;
+        }
+    }
+    let Some(Rpc { state: RpcState::Client(rpc), .. }) = cx.rpcs.remove(key) else { return true };
+    deliver(cx, session, key, now, rpc.tx_generation, payload);
+    true
 }
 
 /// Begins receiving the response announced by `data`. False if refused.
@@ -152,14 +186,22 @@ fn drop_response(cx: &mut Context<'_>, key: RpcKey) -> bool {
 fn complete(cx: &mut Context<'_>, session: &mut Session, key: RpcKey, now: Instant) {
     let Some(Rpc { state: RpcState::Client(rpc), .. }) = cx.rpcs.remove(key) else { return };
     let ClientPhase::Receiving { response, .. } = rpc.phase else { return };
+    deliver(cx, session, key, now, rpc.tx_generation, response.into_payload());
+}
+
+/// Hands a response to the application and owes the server an acknowledgement.
+fn deliver(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    key: RpcKey,
+    now: Instant,
+    tx_generation: u64,
+    payload: Vec<u8>,
+) {
     // The server answered a request sealed with this generation of our key.
-    session.tx.confirm(rpc.tx_generation);
+    session.tx.confirm(tx_generation);
     cx.core.stats.responses_delivered += 1;
-    cx.core.events.push_back(Event::Response {
-        session: key.0,
-        id: key.1,
-        payload: response.into_payload(),
-    });
+    cx.core.events.push_back(Event::Response { session: key.0, id: key.1, payload });
     let Side::Client(client) = &mut session.side else { return };
     client.pending_acks.push(key.1);
     if client.pending_acks.len() >= MAX_ACKS_PER_PACKET {

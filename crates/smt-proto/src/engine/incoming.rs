@@ -56,6 +56,33 @@ pub(crate) struct IncomingMessage {
     opened_with_next: Option<Arc<RecordKey>>,
 }
 
+/// Opens a message that arrived whole in one DATA packet, without any reassembly
+/// state: its payload, and the peer's next key if that is what opened it. `None` if
+/// the packet does not hold the whole message or any record fails to open with every
+/// candidate key; the caller then takes the ordinary path, which deals with failures
+/// (and so behaves exactly as if this shortcut did not exist).
+pub(crate) fn open_whole(
+    id: MessageId,
+    data: &DataRepr<'_>,
+    keys: &Candidates,
+) -> Option<(Vec<u8>, Option<Arc<RecordKey>>)> {
+    if data.offset != 0 || data.payload.len() != data.message_length as usize {
+        return None;
+    }
+    let layout = MessageLayout::from_wire(data.message_length, data.record_size)?;
+    for candidate in keys.iter() {
+        let mut wire = data.payload.to_vec();
+        let opened = (0..layout.record_count()).all(|index| {
+            open_message_record(&candidate.key, id, &layout, index, &mut wire).is_ok()
+        });
+        if opened {
+            let next = candidate.is_next.then(|| candidate.key.clone());
+            return Some((compact_payload(&layout, wire), next));
+        }
+    }
+    None
+}
+
 impl IncomingMessage {
     /// State for a message announced by `data`, or `None` if its fields describe no
     /// valid message.

@@ -141,6 +141,17 @@ impl Rpc {
         }
     }
 
+    /// A server RPC whose request arrived whole and was delivered at once.
+    pub(crate) fn delivered(now: Instant, charge: usize) -> Rpc {
+        Rpc {
+            live: Liveness::new(now),
+            state: RpcState::Server(ServerRpc {
+                phase: ServerPhase::InService { charge },
+                tx_generation: 0,
+            }),
+        }
+    }
+
     pub(crate) fn role(&self) -> Role {
         match self.state {
             RpcState::Client(_) => Role::Client,

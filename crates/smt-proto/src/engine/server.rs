@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use super::endpoint::Context;
 use super::event::Event;
+use super::incoming::open_whole;
 use super::recv::{absorb, new_incoming, on_grant, resend_outgoing, Step};
 use super::replay::ReplayVerdict;
 use super::rpc::{Rpc, RpcState, ServerPhase};
@@ -88,6 +89,9 @@ fn on_request_data(
             }
         }
         None => {
+            if deliver_whole(cx, session, key, now, data, phase) {
+                return;
+            }
             if !start_request(cx, session, key, now, data, phase) {
                 return;
             }
@@ -106,6 +110,40 @@ fn on_request_data(
             cx.rpcs.remove(key);
         }
     }
+}
+
+/// A fresh request that arrived whole in one packet and opens: delivered at once,
+/// with no reassembly state. False if it is not such a request (the ordinary path
+/// then handles it, refusals and failures included).
+fn deliver_whole(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    key: RpcKey,
+    now: Instant,
+    data: &DataRepr<'_>,
+    phase: bool,
+) -> bool {
+    let Side::Server(server) = &session.side else { return false };
+    if server.replay.check(key.1.get()) != ReplayVerdict::Fresh
+        || data.payload.len() > cx.core.config.max_message_len
+        || !cx.rpcs.admits(key.0, data.payload.len() + QUEUED_OVERHEAD)
+    {
+        return false;
+    }
+    let Some(keys) = session.rx.candidates(phase, now) else { return false };
+    let Some((payload, next)) = open_whole(key.1, data, &keys) else { return false };
+    if let Some(next) = next {
+        if session.rx.advance_if_next(&next, now, cx.core.config.rpc_timeout) {
+            cx.core.stats.key_updates_received += 1;
+        }
+    }
+    cx.rpcs.insert(key, Rpc::delivered(now, payload.len() + QUEUED_OVERHEAD));
+    if let Side::Server(server) = &mut session.side {
+        server.replay.mark(key.1.get());
+    }
+    cx.core.stats.requests_delivered += 1;
+    cx.core.events.push_back(Event::Request { session: key.0, id: key.1, payload });
+    true
 }
 
 /// Creates the RPC for a request announced by `data`, if its ID is fresh and the
