@@ -200,6 +200,22 @@ pub async fn probe(
     let ip = IpAddr::from([127, 0, 0, 1]);
     let server = ServerProc::start(k, ip, None, cert_dir).await?;
     let run = async {
+        if k.is_bulk_floor() {
+            let (addr, size) = (server.addr, size as usize);
+            let run = tokio::task::spawn_blocking(move || {
+                crate::bulk_floor::closed_loop(
+                    addr,
+                    ip,
+                    k == Kind::RawUdpGsoAead,
+                    size,
+                    in_flight as usize,
+                    Duration::from_millis(100),
+                    window,
+                )
+            })
+            .await??;
+            return Ok(run);
+        }
         if k.is_floor() {
             let mut udp = Floor::connect(k, server.addr, ip)?;
             let request = payload(size, 1);
@@ -404,6 +420,19 @@ async fn cell_inner(
     acc: &mut Acc,
     server: &ServerProc,
 ) -> Result<()> {
+    if k.is_bulk_floor() {
+        // At most 4 in flight: without flow control, more overflows socket buffers.
+        for &inf in plan.tput_in_flight.iter().filter(|&&i| i <= 4) {
+            let (addr, ip, size) = (server.addr, link.client_ip, plan.tput_size as usize);
+            let (warmup, window, aead) = (plan.warmup, plan.tput_window, k == Kind::RawUdpGsoAead);
+            let run = tokio::task::spawn_blocking(move || {
+                crate::bulk_floor::closed_loop(addr, ip, aead, size, inf as usize, warmup, window)
+            })
+            .await?;
+            record(acc, link, rep, k, exp::THROUGHPUT, plan.tput_size, inf, run);
+        }
+        return Ok(());
+    }
     if k.is_floor() {
         let mut udp = Floor::connect(k, server.addr, link.client_ip)?;
         for &size in plan.rtt_sizes.iter().filter(|&&s| s as usize <= k.max_message()) {

@@ -459,7 +459,7 @@ pub async fn connect(
             let session = endpoint.connect(server, tls::SERVER_NAME).await?;
             Ok((Client::Smt(session), Holder::Smt(endpoint)))
         }
-        Kind::RawUdp | Kind::RawUdpBusy | Kind::TcpBusy => {
+        Kind::RawUdp | Kind::RawUdpBusy | Kind::TcpBusy | Kind::RawUdpGso | Kind::RawUdpGsoAead => {
             bail!("{kind} has no asynchronous client")
         }
     }

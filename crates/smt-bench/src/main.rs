@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bulk_floor;
 mod client;
 mod frame;
 mod machine;

@@ -73,7 +73,7 @@ impl Plan {
             warmup: Duration::from_millis(20),
             rtt_sizes: vec![64, KIB, 4 * KIB, 16 * KIB, MIB],
             rtt_window: Duration::from_millis(100),
-            tput_in_flight: vec![16],
+            tput_in_flight: vec![4, 16],
             tput_window: Duration::from_millis(200),
             rate_in_flight: vec![64],
             rate_window: Duration::from_millis(150),

@@ -25,6 +25,8 @@ pub fn run(kind: Kind, listen: SocketAddr, cert_dir: &Path) -> Result<()> {
     match kind.server_kind() {
         Kind::RawUdp | Kind::RawUdpBusy => raw_udp(listen, kind.busy_poll()),
         Kind::TcpBusy => tcp_busy(listen),
+        Kind::RawUdpGso => crate::bulk_floor::serve(listen, false),
+        Kind::RawUdpGsoAead => crate::bulk_floor::serve(listen, true),
         k => {
             let runtime = crate::runtime_for(kind)?;
             runtime.block_on(serve_async(k, listen, cert_dir))
@@ -51,7 +53,7 @@ fn watch_parent() {
     });
 }
 
-fn announce(addr: SocketAddr) -> Result<()> {
+pub fn announce(addr: SocketAddr) -> Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "LISTENING {addr}")?;
     out.flush()?;

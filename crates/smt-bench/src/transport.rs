@@ -10,6 +10,10 @@ pub enum Kind {
     RawUdp,
     /// Like raw-udp but both sides spin on non-blocking receives.
     RawUdpBusy,
+    /// The bulk floor: 1 MiB echo over UDP with GSO and GRO, no reliability.
+    RawUdpGso,
+    /// raw-udp-gso that also seals and opens every 16 KiB with AES-128-GCM.
+    RawUdpGsoAead,
     /// tokio TcpStream, Nagle off, length-prefixed messages, one connection.
     Tcp,
     /// Like tcp, but both sides spin on non-blocking std sockets (the busy TCP floor).
@@ -32,9 +36,11 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::RawUdp,
         Kind::RawUdpBusy,
+        Kind::RawUdpGso,
+        Kind::RawUdpGsoAead,
         Kind::Tcp,
         Kind::TcpBusy,
         Kind::TlsTcp,
@@ -50,6 +56,8 @@ impl Kind {
         match self {
             Kind::RawUdp => "raw-udp",
             Kind::RawUdpBusy => "raw-udp-busy",
+            Kind::RawUdpGso => "raw-udp-gso",
+            Kind::RawUdpGsoAead => "raw-udp-gso-aead",
             Kind::Tcp => "tcp",
             Kind::TcpBusy => "tcp-busy",
             Kind::TlsTcp => "tls-tcp",
@@ -80,7 +88,12 @@ impl Kind {
 
     /// A floor: plain std socket code on a thread, one RPC at a time (RTT only).
     pub fn is_floor(self) -> bool {
-        self.is_raw_udp() || self == Kind::TcpBusy
+        self.is_raw_udp() || self == Kind::TcpBusy || self.is_bulk_floor()
+    }
+
+    /// A bulk floor: large-message echo over UDP GSO/GRO (throughput only).
+    pub fn is_bulk_floor(self) -> bool {
+        matches!(self, Kind::RawUdpGso | Kind::RawUdpGsoAead)
     }
 
     pub fn busy_poll(self) -> bool {
