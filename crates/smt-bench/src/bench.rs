@@ -230,6 +230,13 @@ pub async fn probe(
         let run =
             closed_loop(&client, payload(size, 1), in_flight, Duration::from_millis(100), window)
                 .await;
+        if let Client::Smt(session) = &client {
+            // What the client's session learnt about the path (its grant round trips
+            // are those of the responses it received).
+            if let Some(path) = session.path() {
+                println!("client path: {path:?}");
+            }
+        }
         drop(client);
         holder.close().await;
         run

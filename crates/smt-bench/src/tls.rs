@@ -120,27 +120,28 @@ pub fn quic_client_config(dir: &Path) -> Result<quinn::ClientConfig> {
 }
 
 /// SMT's transport configuration: the library default. For diagnostics only (the
-/// profiling notes), `SMT_BENCH_GRANT_WINDOW`, `SMT_BENCH_UNSCHEDULED`,
-/// `SMT_BENCH_MAX_INCOMING`, `SMT_BENCH_LOOPBACK_GRANT_WINDOW` and
-/// `SMT_BENCH_LOOPBACK_UNSCHEDULED` override those fields (bytes); the benchmark
-/// runs never set them.
+/// profiling notes), `SMT_BENCH_GRANT_WINDOW`, `SMT_BENCH_MAX_GRANT_WINDOW`,
+/// `SMT_BENCH_UNSCHEDULED`, `SMT_BENCH_MAX_INCOMING` (bytes) and
+/// `SMT_BENCH_LINK_BANDWIDTH` (bytes per second) override those fields; the
+/// benchmark runs never set them.
 pub fn smt_transport_config() -> smt::TransportConfig {
     let mut c = smt::TransportConfig::default();
-    let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-    if let Some(v) = get("SMT_BENCH_GRANT_WINDOW") {
+    let get = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let get32 = |name: &str| get(name).and_then(|v| u32::try_from(v).ok());
+    if let Some(v) = get32("SMT_BENCH_GRANT_WINDOW") {
         c.grant_window = v;
     }
-    if let Some(v) = get("SMT_BENCH_UNSCHEDULED") {
+    if let Some(v) = get32("SMT_BENCH_MAX_GRANT_WINDOW") {
+        c.max_grant_window = v;
+    }
+    if let Some(v) = get32("SMT_BENCH_UNSCHEDULED") {
         c.unscheduled_bytes = v;
     }
-    if let Some(v) = get("SMT_BENCH_MAX_INCOMING") {
+    if let Some(v) = get32("SMT_BENCH_MAX_INCOMING") {
         c.max_incoming = v;
     }
-    if let Some(v) = get("SMT_BENCH_LOOPBACK_GRANT_WINDOW") {
-        c.loopback_grant_window = v;
-    }
-    if let Some(v) = get("SMT_BENCH_LOOPBACK_UNSCHEDULED") {
-        c.loopback_unscheduled_bytes = v;
+    if let Some(v) = get("SMT_BENCH_LINK_BANDWIDTH") {
+        c.link_bandwidth = v;
     }
     c
 }

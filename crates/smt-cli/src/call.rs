@@ -77,12 +77,13 @@ pub async fn run(args: &CallArgs) -> Result<()> {
         concurrency: usize::try_from(args.concurrency).context("--concurrency")?,
     };
     let report = load::run(&session, spec).await;
+    let path = session.path();
     endpoint.close().await;
     let report = report.map_err(explain_rejection)?;
     if args.json {
-        println!("{}", report_json(server, handshake, &report));
+        println!("{}", report_json(server, handshake, &report, path.as_ref()));
     } else {
-        print_report(server, &args.server_name, handshake, &report);
+        print_report(server, &args.server_name, handshake, &report, path.as_ref());
     }
     Ok(())
 }
@@ -100,7 +101,13 @@ fn explain_rejection(e: anyhow::Error) -> anyhow::Error {
     }
 }
 
-fn print_report(server: std::net::SocketAddr, name: &str, handshake: Duration, r: &LoadReport) {
+fn print_report(
+    server: std::net::SocketAddr,
+    name: &str,
+    handshake: Duration,
+    r: &LoadReport,
+    path: Option<&smt::PathInfo>,
+) {
     println!("connected to {server} (server name {name}) in {} us", handshake.as_micros());
     println!(
         "{} calls of {} B, concurrency {}: all responses verified",
@@ -119,12 +126,21 @@ fn print_report(server: std::net::SocketAddr, name: &str, handshake: Duration, r
         r.payload_gbit_per_sec(),
         r.elapsed.as_secs_f64()
     );
+    if let Some(p) = path {
+        let rtt = p.smoothed_rtt.map_or("not measured".into(), |d| format!("{} us", d.as_micros()));
+        println!(
+            "path: {} B per DATA packet (from the path MTU), grant round trip {rtt} \
+             ({} samples), grant window {} B",
+            p.max_payload, p.rtt_samples, p.grant_window
+        );
+    }
 }
 
 fn report_json(
     server: std::net::SocketAddr,
     handshake: Duration,
     r: &LoadReport,
+    path: Option<&smt::PathInfo>,
 ) -> serde_json::Value {
     json!({
         "server": server.to_string(),
@@ -140,5 +156,8 @@ fn report_json(
         "elapsed_s": r.elapsed.as_secs_f64(),
         "calls_per_sec": r.calls_per_sec(),
         "payload_gbit_per_sec": r.payload_gbit_per_sec(),
+        "packet_payload": path.map(|p| p.max_payload),
+        "grant_rtt_us": path.and_then(|p| p.smoothed_rtt).map(|d| d.as_secs_f64() * 1e6),
+        "grant_window": path.map(|p| p.grant_window),
     })
 }

@@ -108,9 +108,9 @@ async fn demo(transport: Transport) -> Result<()> {
         "records",
         format!(
             "up to {} B plaintext per TLS record; up to {} B payload per datagram on \
-             loopback ({} B on other links)",
+             this path (from its MTU; {} B where the MTU is unknown)",
             defaults.record_size,
-            defaults.loopback_packet_payload.max(defaults.max_packet_payload),
+            session.path().map_or(defaults.max_packet_payload, |p| p.max_payload),
             defaults.max_packet_payload
         ),
     );

@@ -41,11 +41,15 @@ struct Testbed {
 
 impl Testbed {
     fn up(hosts: u32) -> Testbed {
+        Testbed::up_with_mtu(hosts, 1500)
+    }
+
+    fn up_with_mtu(hosts: u32, mtu: u32) -> Testbed {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let prefix =
             format!("t{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::SeqCst));
         let bed = Testbed { prefix };
-        bed.script(&["up", &hosts.to_string(), "--mtu", "1500"]);
+        bed.script(&["up", &hosts.to_string(), "--mtu", &mtu.to_string()]);
         bed
     }
 
@@ -281,6 +285,39 @@ fn incast_of_eight_clients_to_one_server_completes_for_both_transports() {
         let stats = server.stop();
         assert_eq!(stats["requests_delivered"], 32, "{transport} incast: {stats}");
         assert_eq!(stats["sessions"], 8, "{transport} incast: {stats}");
+    }
+}
+
+#[test]
+fn packets_fill_the_path_mtu_for_both_transports_and_address_families() {
+    if !privileged() {
+        return;
+    }
+    // Jumbo frames: 9000 bytes minus the IP header (20 or 40), the UDP header (8, UDP
+    // only) and the DATA header (40).
+    let bed = Testbed::up_with_mtu(2, 9000);
+    for (ip, expected) in
+        [("10.77.0.2", [("udp", 8932), ("ip", 8940)]), ("fd77::2", [("udp", 8912), ("ip", 8920)])]
+    {
+        let certs = keygen(ip);
+        let listen = if ip.contains(':') { format!("[{ip}]:4433") } else { format!("{ip}:4433") };
+        for (transport, payload) in expected {
+            let server = Server::start(&bed, 2, &listen, certs.path(), transport);
+            let out = bed
+                .in_host(1)
+                .args(["call", "--connect", &listen, "--server-name", ip, "--transport", transport])
+                .arg("--ca")
+                .arg(certs.path().join("cert.pem"))
+                .args(["--size", "1000000", "--count", "4", "--json"])
+                .output()
+                .expect("run smt call");
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let report: serde_json::Value =
+                serde_json::from_slice(&out.stdout).expect("smt call --json prints JSON");
+            assert_eq!(report["verified"], 4, "{report}");
+            assert_eq!(report["packet_payload"], payload, "{transport} over {ip}: {report}");
+            assert_eq!(server.stop()["requests_delivered"], 4);
+        }
     }
 }
 

@@ -260,11 +260,7 @@ impl Network {
         let ip = IpAddr::V4(Ipv4Addr::new(127, 10, (n >> 8) as u8, (n & 0xff) as u8));
         let addr = SocketAddr::new(ip, 4433);
         // Hosts are labelled with loopback addresses (no real traffic ever leaves the
-        // simulator), but they model a 1500-byte-MTU network: no loopback datagrams.
-        let mut config = config;
-        config.loopback_packet_payload = config.max_packet_payload;
-        config.loopback_grant_window = config.grant_window;
-        config.loopback_unscheduled_bytes = config.unscheduled_bytes;
+        // simulator); no path MTU is reported, so packets keep `max_packet_payload`.
         let endpoint = Endpoint::new(config, addr.port()).expect("valid config");
         self.by_addr.insert(addr, n);
         self.hosts.push(Host {

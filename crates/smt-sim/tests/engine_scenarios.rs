@@ -229,6 +229,51 @@ fn silent_peer_fails_rpcs_with_timeout_and_frees_all_state() {
 }
 
 #[test]
+fn a_client_asking_for_its_response_does_not_silence_the_servers_resends() {
+    // The client prods every 3 ms once its request is out; the server waits 5 ms of
+    // silence before it asks for missing request bytes. The client's prods must not
+    // count as the server hearing about the request, or the server never asks and
+    // the RPC times out.
+    let mut net = Network::new(62, LinkConfig::default());
+    let with_resend_after = |ms| {
+        let mut config = Config::default();
+        config.resend_after = Duration::from_millis(ms);
+        config
+    };
+    let client = net.add_host(with_resend_after(3));
+    let server = net.add_host(with_resend_after(5));
+    net.set_echo(server);
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    // Lose the second DATA packet of the 3-packet request, once.
+    let dropped = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let count = dropped.clone();
+    net.set_drop_filter(move |from, _, bytes| {
+        let second = from == client
+            && PacketRepr::parse(bytes).is_ok_and(|p| {
+                matches!(p.body, Body::Data(DataRepr { offset, .. }) if offset > 0 && offset < 2000)
+            });
+        if second && count.get() == 0 {
+            count.set(1);
+            return true;
+        }
+        false
+    });
+    let request = vec![5u8; 3000];
+    let start = net.elapsed();
+    let id = net.call(client, cs, &request);
+    let done = net.run_until(Duration::from_secs(5), |n| {
+        responses(n, client).contains_key(&id) || !failures(n, client).is_empty()
+    });
+    assert!(done);
+    assert_eq!(dropped.get(), 1, "the scenario did not unfold as planned");
+    assert_eq!(failures(&net, client), vec![]);
+    assert_eq!(responses(&net, client)[&id], request);
+    let took = net.elapsed() - start;
+    assert!(took < Duration::from_millis(50), "recovery took {took:?}");
+    assert!(net.endpoint_ref(server).stats().resends_sent >= 1, "the server never asked");
+}
+
+#[test]
 fn two_hundred_clients_with_twenty_concurrent_rpcs_each_complete() {
     let mut net = Network::new(71, LinkConfig::default());
     let server = net.add_host(Config::default());

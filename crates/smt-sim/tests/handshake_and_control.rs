@@ -305,7 +305,7 @@ fn responses(net: &Network, host: HostId) -> HashMap<MessageId, Vec<u8>> {
     let mut seen = HashMap::new();
     for (_, e) in net.events(host) {
         if let Event::Response { id, payload, .. } = e {
-            assert!(seen.insert(*id, payload.clone()).is_none(), "response {id} delivered twice");
+            assert!(seen.insert(*id, payload.to_vec()).is_none(), "response {id} delivered twice");
         }
     }
     seen
@@ -333,7 +333,7 @@ fn requests(net: &Network, host: HostId) -> Vec<(SessionHandle, MessageId, Vec<u
                 !out.iter().any(|(s, i, _)| s == session && i == id),
                 "request {id} delivered twice"
             );
-            out.push((*session, *id, payload.clone()));
+            out.push((*session, *id, payload.to_vec()));
         }
     }
     out

@@ -181,10 +181,16 @@ pub(crate) struct State {
     /// Batches the socket refused with WouldBlock, sent when it is writable again.
     pending: VecDeque<Batch>,
     pub shutdown: bool,
+    /// Whether the socket is UDP (for the header overhead in path MTUs).
+    over_udp: bool,
 }
 
 impl State {
-    pub(crate) fn new(engine: Engine, requests: mpsc::UnboundedSender<RawRequest>) -> State {
+    pub(crate) fn new(
+        engine: Engine,
+        requests: mpsc::UnboundedSender<RawRequest>,
+        over_udp: bool,
+    ) -> State {
         State {
             engine,
             calls: HashMap::new(),
@@ -194,6 +200,22 @@ impl State {
             armed: None,
             pending: VecDeque::new(),
             shutdown: false,
+            over_udp,
+        }
+    }
+
+    /// Tells the engine the path MTU towards `peer`, unless it knows it already.
+    /// (A few system calls on a throw-away socket, once per peer address.)
+    pub(crate) fn learn_path(&mut self, peer: SocketAddr) {
+        if self.engine.knows_path(peer.ip()) {
+            return;
+        }
+        match crate::socket::max_datagram(peer, self.over_udp) {
+            Some(max_datagram) => {
+                debug!(%peer, max_datagram, "path MTU");
+                self.engine.set_path_mtu(peer.ip(), max_datagram);
+            }
+            None => debug!(%peer, "path MTU unknown: default packet size"),
         }
     }
 
@@ -231,12 +253,12 @@ impl State {
         while let Some(event) = self.engine.poll_event() {
             match event {
                 Event::Request { session, id, payload } if self.handler.is_some() => {
-                    outbox.requests.push((session, id, Bytes::from(payload)));
+                    outbox.requests.push((session, id, payload));
                 }
                 Event::Request { session, id, payload } => {
                     outbox.completed += 1;
                     let delivered = match &self.requests {
-                        Some(tx) => tx.send((session, id, Bytes::from(payload))).is_ok(),
+                        Some(tx) => tx.send((session, id, payload)).is_ok(),
                         None => false,
                     };
                     if !delivered {
@@ -247,7 +269,7 @@ impl State {
                 Event::Response { session, id, payload } => {
                     if let Some(tx) = self.calls.remove(&(session, id)) {
                         outbox.completed += 1;
-                        let _ = tx.send(Ok(Bytes::from(payload)));
+                        let _ = tx.send(Ok(payload));
                     }
                 }
                 Event::RpcFailed { session, id, error } => {
@@ -257,6 +279,9 @@ impl State {
                     }
                 }
                 Event::SessionEstablished { session } => {
+                    if let Some((peer, _, _)) = self.engine.session_info(session) {
+                        self.learn_path(peer);
+                    }
                     if let Some(tx) = self.connects.remove(&session) {
                         let _ = tx.send(Ok(()));
                     }

@@ -140,8 +140,9 @@ impl EndpointBuilder {
             engine.set_acceptor(Box::new(RustlsAcceptor::new(tls::server_config(server))));
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let over_udp = socket.is_udp();
         let shared = Arc::new_cyclic(|me| Shared {
-            state: std::sync::Mutex::new(State::new(engine, tx)),
+            state: std::sync::Mutex::new(State::new(engine, tx, over_udp)),
             receiver: std::sync::Mutex::new(driver::Receiver::new()),
             socket,
             wake: Notify::new(),
@@ -205,6 +206,7 @@ impl Endpoint {
             if state.shutdown {
                 return Err(Error::EndpointClosed);
             }
+            state.learn_path(addr);
             let handle = state.engine.connect(Instant::now(), addr, session_id, Box::new(tls));
             state.connects.insert(handle, tx);
             state.nudge(shared);
@@ -224,6 +226,7 @@ impl Endpoint {
         let params: SessionParams = keys.into_params()?;
         let shared = &self.inner.shared;
         let mut state = shared.lock();
+        state.learn_path(peer);
         let handle =
             state.engine.install_session(params).map_err(|e| Error::Config(e.to_string()))?;
         Ok(Session::new(self.clone(), handle, peer))

@@ -107,6 +107,14 @@ impl Session {
         state.engine.peer_certificates(self.handle).map(<[Vec<u8>]>::to_vec)
     }
 
+    /// What the session has learnt about its path: the DATA packet size the path
+    /// MTU allows, the measured grant round trip and the window and timeouts derived
+    /// from it. `None` once the session has ended.
+    pub fn path(&self) -> Option<crate::PathInfo> {
+        let state = self.endpoint.shared().lock();
+        state.engine.path_info(self.handle)
+    }
+
     /// Whether this side initiated the session.
     pub fn is_client(&self) -> bool {
         self.endpoint.role_of(self.handle) == Some(smt_proto::engine::Role::Client)

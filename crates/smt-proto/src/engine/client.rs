@@ -196,7 +196,7 @@ fn deliver(
     key: RpcKey,
     now: Instant,
     tx_generation: u64,
-    payload: Vec<u8>,
+    payload: bytes::Bytes,
 ) {
     // The server answered a request sealed with this generation of our key.
     session.tx.confirm(tx_generation);

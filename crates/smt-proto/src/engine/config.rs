@@ -10,37 +10,44 @@ use std::time::Duration;
 #[non_exhaustive]
 pub struct Config {
     /// Bytes of a message sent before any GRANT (Homa: `unsched_bytes`). Homa's default
-    /// is 40 000 B, about one bandwidth-delay product at 10-25 Gbps and 10-20 us RTT;
-    /// on loopback the "RTT" is a thread wake-up (~50 us at ~10 Gbps = ~60 KB), so we
-    /// keep Homa's value: larger values make incast overflow socket buffers.
+    /// is 40 000 B, about one bandwidth-delay product at 10-25 Gbps and 10-20 us RTT.
+    /// Larger values make incast overflow socket buffers.
     pub unscheduled_bytes: u32,
-    /// How far past the received bytes the receiver grants each scheduled message
-    /// (Homa grants about one RTT of bytes ahead). Same reasoning as above.
+    /// The smallest grant window: how far past the received bytes the receiver grants
+    /// each scheduled message before the session has measured its round trip, and
+    /// the least it grants after. (Homa grants one RTT of bytes ahead: 40 000 B.)
     pub grant_window: u32,
+    /// The largest grant window. Once a session has measured its grant round trip
+    /// (see `link_bandwidth`), its window is `link_bandwidth` x that round trip,
+    /// between `grant_window` and this. A larger window buys bulk throughput on paths
+    /// where the round trip is long (on one host: two thread wake-ups), but lets more
+    /// bytes queue ahead of small messages.
+    pub max_grant_window: u32,
+    /// The rate, in bytes per second, grant windows are sized for (the bandwidth of
+    /// the bandwidth-delay product). 25 Gbit/s by default: a datacenter NIC, and about
+    /// what one core moves through the kernel's loopback.
+    pub link_bandwidth: u64,
     /// How many messages the receiver grants at once (Homa: `max_overcommit`, 8).
     pub max_overcommit: usize,
     /// Upper bound on granted-but-not-yet-received scheduled bytes over all incoming
-    /// messages of the endpoint (Homa: `max_incoming`, 400 000 B).
+    /// messages of the endpoint (Homa: `max_incoming`, 400 000 B). It bounds what
+    /// senders may have in flight towards this endpoint at once, so it should fit
+    /// the socket's receive buffer.
     pub max_incoming: u32,
-    /// Largest payload of one DATA packet. 1500-byte MTU minus IPv6 (40), UDP (8) and
-    /// the DATA header (40) leaves 1412; over IPv4 or native IP more would fit, but one
-    /// value that fits everywhere keeps packets the same size on every path.
+    /// Largest DATA payload on a path whose MTU the endpoint was not told (see
+    /// `Endpoint::set_path_mtu`). 1500-byte MTU minus IPv6 (40), UDP (8) and the DATA
+    /// header (40) leaves 1412: it fits every Ethernet path.
     pub max_packet_payload: usize,
-    /// Largest DATA payload towards a loopback peer. The loopback MTU is 64 KiB (TCP
-    /// uses ~64 KiB segments there), so cutting messages into 1.4 KB datagrams would
-    /// only multiply per-packet work. 32 KiB keeps two full records per datagram and
-    /// a dozen datagrams within a default-sized socket buffer.
-    pub loopback_packet_payload: usize,
-    /// `grant_window` and `unscheduled_bytes` towards loopback peers. A grant round
-    /// trip on loopback is two thread wake-ups (50-100 us on these VMs) at ~10 Gbit/s,
-    /// so a bandwidth-delay product is a few hundred KB, not Homa's 40 KB. Larger
-    /// windows buy bulk throughput but queue more bytes ahead of small messages; with
-    /// the benchmark (docs/PERFORMANCE.md) 256/128 KiB gave ~7% more 1 MiB throughput
-    /// than 128/64 KiB but a 40% higher 64 B p99 during a 1 MiB stream, so these
-    /// defaults favour small-message latency.
-    pub loopback_grant_window: u32,
-    /// `unscheduled_bytes` towards loopback peers (see `loopback_grant_window`).
-    pub loopback_unscheduled_bytes: u32,
+    /// Largest DATA payload however large a path's MTU (loopback's is 64 KiB). 32 KiB
+    /// keeps two full records per datagram and a dozen datagrams within a
+    /// default-sized socket buffer. Set it to `max_packet_payload` to send the same
+    /// packet size on every path.
+    pub largest_packet_payload: usize,
+    /// Most bytes of spare buffers the endpoint keeps for reuse by large messages
+    /// (reassembly buffers, sealed images, payloads the application dropped), so
+    /// that streaming large messages does not zero or fault in fresh memory for
+    /// each one. 0 disables reuse.
+    pub buffer_pool_bytes: usize,
     /// Plaintext bytes per TLS record (at most 16 384). Large records amortise the
     /// per-record AEAD setup (measured: 2.6x cheaper per byte at 16 KiB than at 1400 B).
     pub record_size: usize,
@@ -98,12 +105,13 @@ impl Default for Config {
         Config {
             unscheduled_bytes: 40_000,
             grant_window: 40_000,
+            max_grant_window: 1 << 20,
+            link_bandwidth: 25_000_000_000 / 8,
             max_overcommit: 8,
-            max_incoming: 400_000,
+            max_incoming: 4 << 20,
             max_packet_payload: 1412,
-            loopback_packet_payload: 32 * 1024,
-            loopback_grant_window: 128 * 1024,
-            loopback_unscheduled_bytes: 64 * 1024,
+            largest_packet_payload: 32 * 1024,
+            buffer_pool_bytes: 32 << 20,
             record_size: 16 * 1024,
             max_message_len: 128 << 20,
             max_segments: 44,
@@ -136,20 +144,22 @@ impl Config {
         if self.max_packet_payload < 64 || self.max_packet_payload > 65_000 {
             return fail("max_packet_payload must be in 64..=65000");
         }
-        if self.loopback_packet_payload < 64 || self.loopback_packet_payload > 65_000 {
-            return fail("loopback_packet_payload must be in 64..=65000");
-        }
-        if self.grant_window < self.max_packet_payload as u32 {
-            return fail("grant_window must be at least one packet");
+        if self.largest_packet_payload < self.max_packet_payload
+            || self.largest_packet_payload > 65_000
+        {
+            return fail("largest_packet_payload must be in max_packet_payload..=65000");
         }
         if self.max_overcommit == 0 {
             return fail("max_overcommit must be at least 1");
         }
-        if self.max_incoming < self.grant_window.max(self.loopback_grant_window) {
-            return fail("max_incoming must be at least grant_window and loopback_grant_window");
+        if self.max_grant_window < self.grant_window {
+            return fail("max_grant_window must be at least grant_window");
         }
-        if (self.loopback_grant_window as usize) < self.loopback_packet_payload {
-            return fail("loopback_grant_window must be at least one loopback packet");
+        if self.max_incoming < self.max_grant_window {
+            return fail("max_incoming must be at least max_grant_window");
+        }
+        if (self.grant_window as usize) < self.largest_packet_payload {
+            return fail("grant_window must be at least largest_packet_payload");
         }
         if self.max_segments == 0 || self.max_segments * self.max_packet_payload > 65_000 {
             return fail("max_segments * max_packet_payload must fit a 64 KiB GSO batch");

@@ -30,28 +30,34 @@
 //!   `timer.rs`, transmission in `send.rs`, grants in `grants.rs`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use super::buffers::{Buffer, BufferPool};
 use super::config::{Config, ConfigError};
 use super::event::{
-    CallError, Event, InstallError, MemoryUsage, Role, RpcError, SessionHandle, Stats,
+    CallError, Event, InstallError, MemoryUsage, PathInfo, Role, RpcError, SessionHandle, Stats,
 };
 use super::handshake::{Handshake, HandshakeKey};
 use super::keys::SealingKey;
 use super::outgoing::OutgoingMessage;
+use super::path::Path;
 use super::replay::REPLAY_WINDOW;
 use super::rpc::{Rpc, RpcState, ServerPhase};
 use super::rpc_table::{Limits, RpcKey, RpcTable};
+use super::send::DATA_HEADER_LEN;
 use super::session::{Session, SessionParams, Side};
 use super::timer_queue::TimerQueue;
 use super::tls::TlsAcceptor;
 use super::tombstones::Tombstones;
-use crate::record::{seal_message, MessageLayout};
+use crate::record::{seal_message_into, MessageLayout};
 use crate::wire::{Body, Flags, HeaderRepr, MessageId, PacketRepr, PacketType};
 
 /// How many closed sessions' reasons the endpoint remembers.
 const TOMBSTONES: usize = 4096;
+
+/// Most peers whose path MTU the endpoint remembers (see `set_path_mtu`).
+const MAX_KNOWN_PATHS: usize = 4096;
 
 /// A message with its ID allocated and its key at hand, ready to be sealed.
 #[derive(Debug)]
@@ -64,16 +70,23 @@ pub struct PreparedMessage {
     record_size: usize,
     len: usize,
     request: bool,
+    buffers: BufferPool,
 }
 
 impl PreparedMessage {
-    /// Seals the payload (which must be the length given to `begin_*`).
-    pub fn seal(&self, payload: &[u8]) -> Result<Vec<u8>, CallError> {
+    /// Seals the payload (which must be the length given to `begin_*`) into a wire
+    /// image (for large messages, a buffer from the endpoint's pool).
+    pub fn seal(&self, payload: &[u8]) -> Result<SealedMessage, CallError> {
+        let too_large = || CallError::MessageTooLarge { len: payload.len(), max: self.len };
         if payload.len() != self.len {
-            return Err(CallError::MessageTooLarge { len: payload.len(), max: self.len });
+            return Err(too_large());
         }
-        seal_message(&self.key.key, self.id, payload, self.record_size)
-            .map_err(|_| CallError::MessageTooLarge { len: payload.len(), max: self.len })
+        let layout =
+            MessageLayout::for_payload(self.len, self.record_size).ok_or_else(too_large)?;
+        let mut image = self.buffers.take(layout.wire_len() as usize);
+        seal_message_into(&self.key.key, self.id, payload, &layout, &mut image)
+            .map_err(|_| too_large())?;
+        Ok(SealedMessage { image })
     }
 
     /// Payload length this message was prepared for.
@@ -84,6 +97,29 @@ impl PreparedMessage {
     /// Whether the prepared payload is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+}
+
+/// The sealed wire image of a prepared message, for [`Endpoint::finish`].
+#[derive(Debug)]
+pub struct SealedMessage {
+    image: Buffer,
+}
+
+impl SealedMessage {
+    /// Bytes of the wire image (records with their headers and tags).
+    pub fn len(&self) -> usize {
+        self.image.len()
+    }
+
+    /// Whether the image is empty (it never is: even an empty payload has a record).
+    pub fn is_empty(&self) -> bool {
+        self.image.len() == 0
+    }
+
+    /// The sealed bytes, as they will be sent.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.image
     }
 }
 
@@ -121,6 +157,13 @@ pub(crate) struct Core {
     pub timers: TimerQueue<Timer>,
     pub unknown_reply_window: Option<Instant>,
     pub unknown_replies: u32,
+    /// DATA payload sizes of paths whose MTU the I/O layer reported, by peer IP.
+    pub path_payloads: BTreeMap<IpAddr, usize>,
+    /// Packets arrived (or timers ran) since the grant scheduler last ran: it runs
+    /// once before the next transmit, not after every packet of a receive batch.
+    pub grants_due: bool,
+    /// Spare buffers for large messages (shared with what the endpoint hands out).
+    pub buffers: BufferPool,
 }
 
 /// What packet handlers work with besides the session: the queues and the RPCs.
@@ -215,7 +258,8 @@ impl Endpoint {
             bytes_per_session: config.max_incoming_bytes_per_session,
             bytes_total: config.max_incoming_bytes_total,
         };
-        let rpcs = RpcTable::new(limits, config.resend_after, config.rpc_timeout);
+        let rpcs = RpcTable::new(limits);
+        let buffer_pool_bytes = config.buffer_pool_bytes;
         Ok(Endpoint {
             sessions: BTreeMap::new(),
             by_key: BTreeMap::new(),
@@ -230,6 +274,9 @@ impl Endpoint {
                 timers: TimerQueue::default(),
                 unknown_reply_window: None,
                 unknown_replies: 0,
+                path_payloads: BTreeMap::new(),
+                grants_due: false,
+                buffers: BufferPool::new(buffer_pool_bytes),
             },
             rpcs,
             acceptor: None,
@@ -280,8 +327,57 @@ impl Endpoint {
             return Err(InstallError::TooManySessions(self.core.config.max_sessions));
         }
         self.by_key.insert(key, handle);
-        self.sessions.insert(handle, Session::new(handle, params, &self.core.config));
+        let mut session = Session::new(handle, params, &self.core.config);
+        if let Some(&payload) = self.core.path_payloads.get(&session.peer.ip()) {
+            session.path.set_max_datagram(payload + DATA_HEADER_LEN, &self.core.config);
+        }
+        self.sessions.insert(handle, session);
         Ok(())
+    }
+
+    /// Tells the endpoint the largest datagram the path to `peer` carries: the path
+    /// MTU minus the IP and UDP headers (or, in native IP mode, the IP header). DATA
+    /// packets towards the peer are cut to fill such datagrams (within
+    /// `largest_packet_payload`); until this is called for a peer, packets carry
+    /// `max_packet_payload` bytes. Applies to the peer's live sessions and to later
+    /// ones. The endpoint remembers a bounded number of peers.
+    pub fn set_path_mtu(&mut self, peer: IpAddr, max_datagram: usize) {
+        let config = &self.core.config;
+        let payload = Path::payload_for(max_datagram, config);
+        if self.core.path_payloads.len() >= MAX_KNOWN_PATHS
+            && !self.core.path_payloads.contains_key(&peer)
+        {
+            // Forgetting is harmless: those peers' new sessions start with the
+            // default packet size until the I/O layer reports their MTU again.
+            self.core.path_payloads.clear();
+        }
+        self.core.path_payloads.insert(peer, payload);
+        for session in self.sessions.values_mut().filter(|s| s.peer.ip() == peer) {
+            session.path.set_max_datagram(max_datagram, config);
+        }
+    }
+
+    /// Whether [`set_path_mtu`](Self::set_path_mtu) was called for `peer` (and not
+    /// forgotten since).
+    pub fn knows_path(&self, peer: IpAddr) -> bool {
+        self.core.path_payloads.contains_key(&peer)
+    }
+
+    /// What a session has learnt about its path: packet size, measured grant round
+    /// trip, and the window and timeouts derived from them.
+    pub fn path_info(&self, session: SessionHandle) -> Option<PathInfo> {
+        let path = &self.sessions.get(&session)?.path;
+        let rtt = path.rtt();
+        Some(PathInfo {
+            max_payload: path.max_payload(),
+            rtt_samples: rtt.samples(),
+            smoothed_rtt: rtt.smoothed(),
+            rtt_variance: rtt.variance(),
+            min_rtt: rtt.min(),
+            grant_window: path.grant_window(),
+            resend_after: path.resend_after(),
+            rpc_timeout: path.rpc_timeout(),
+        })
     }
 
     /// The peer address, role and session ID of a live session.
@@ -364,6 +460,7 @@ impl Endpoint {
             record_size: config.record_size,
             len,
             request: true,
+            buffers: self.core.buffers.clone(),
         })
     }
 
@@ -402,6 +499,7 @@ impl Endpoint {
             record_size: config.record_size,
             len,
             request: false,
+            buffers: self.core.buffers.clone(),
         })
     }
 
@@ -428,20 +526,21 @@ impl Endpoint {
         &mut self,
         now: Instant,
         prepared: PreparedMessage,
-        wire: Vec<u8>,
+        sealed: SealedMessage,
     ) -> Result<(), CallError> {
         let layout = MessageLayout::for_payload(prepared.len, prepared.record_size)
             .ok_or(CallError::SealMismatch)?;
+        let wire = sealed.image;
         if wire.len() != layout.wire_len() as usize {
             return Err(CallError::SealMismatch);
         }
         let (h, id) = (prepared.session, prepared.id);
         let Some(s) = self.sessions.get_mut(&h) else { return Err(self.gone(h)) };
-        let mut out = OutgoingMessage::new(layout, wire, s.path.unscheduled);
+        let mut out = OutgoingMessage::new(layout, wire, s.path.unscheduled());
         out.set_phase(prepared.key.phase);
         let generation = prepared.key.generation;
         if prepared.request {
-            if !self.rpcs.insert((h, id), Rpc::client(now, out, generation)) {
+            if !self.rpcs.insert((h, id), Rpc::client(now, s.timeouts(), out, generation)) {
                 return Err(CallError::RpcGone);
             }
             // Acknowledgements waiting for this server leave together with the request.
@@ -450,6 +549,7 @@ impl Endpoint {
             }
             return Ok(());
         }
+        let timeouts = s.timeouts();
         let attached = self.rpcs.update((h, id), |rpc| {
             let RpcState::Server(server) = &mut rpc.state else { return false };
             if !matches!(server.phase, ServerPhase::Sealing) {
@@ -457,6 +557,7 @@ impl Endpoint {
             }
             server.phase = ServerPhase::Responding { response: out };
             server.tx_generation = generation;
+            rpc.live.timeouts = timeouts;
             rpc.live.reset(now);
             true
         });
@@ -549,6 +650,7 @@ impl Endpoint {
             queued_request_bytes: t.queued_bytes,
             outgoing_bytes: t.outgoing_bytes,
             granted_unreceived: t.granted_unreceived,
+            spare_buffer_bytes: self.core.buffers.spare_bytes(),
             session_overhead_bytes: self.sessions.values().map(Session::overhead).sum::<usize>()
                 + t.rpcs * core::mem::size_of::<Rpc>(),
         }
@@ -561,7 +663,10 @@ impl Endpoint {
 
     /// Whether anything is waiting in the transmit queues.
     pub fn has_transmit(&self) -> bool {
-        !self.core.control.is_empty() || !self.core.acks_due.is_empty() || self.rpcs.has_ready()
+        (self.core.grants_due && self.rpcs.has_grantable())
+            || !self.core.control.is_empty()
+            || !self.core.acks_due.is_empty()
+            || self.rpcs.has_ready()
     }
 
     /// Number of armed timers (RPCs, acknowledgements, handshakes).

@@ -27,7 +27,7 @@ pub enum Event {
         /// The request's ID; the response reuses it.
         id: MessageId,
         /// The request's bytes.
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
     },
     /// A client's RPC completed. Delivered exactly once.
     Response {
@@ -36,7 +36,7 @@ pub enum Event {
         /// The ID `call` returned.
         id: MessageId,
         /// The response's bytes.
-        payload: Vec<u8>,
+        payload: bytes::Bytes,
     },
     /// A client's RPC failed; no response will be delivered for it.
     RpcFailed {
@@ -221,6 +221,30 @@ pub struct MemoryUsage {
     pub outgoing_bytes: usize,
     /// Scheduled bytes granted but not yet received (bounded by `max_incoming`).
     pub granted_unreceived: u64,
+    /// Spare buffers kept for reuse by large messages (at most `buffer_pool_bytes`).
+    pub spare_buffer_bytes: usize,
     /// Fixed costs of sessions and RPCs (replay windows and bookkeeping).
     pub session_overhead_bytes: usize,
+}
+
+/// What a session has learnt about its path ([`Endpoint::path_info`](super::Endpoint::path_info)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PathInfo {
+    /// Largest DATA payload sent towards the peer (from the path MTU, if reported).
+    pub max_payload: usize,
+    /// Grant round trips measured so far (GRANT sent to first byte it released).
+    pub rtt_samples: u64,
+    /// Smoothed grant round trip (RFC 6298 SRTT), once measured.
+    pub smoothed_rtt: Option<std::time::Duration>,
+    /// Mean deviation of the round trip (RFC 6298 RTTVAR).
+    pub rtt_variance: std::time::Duration,
+    /// Smallest round trip measured.
+    pub min_rtt: Option<std::time::Duration>,
+    /// How far past received bytes the peer's messages are granted.
+    pub grant_window: u32,
+    /// Silence after which the peer is prodded (RESEND, NEED_ACK).
+    pub resend_after: std::time::Duration,
+    /// Time without progress after which an RPC fails.
+    pub rpc_timeout: std::time::Duration,
 }

@@ -1,12 +1,16 @@
 //! The receiver's grant scheduler: SRPT over every incoming message of the endpoint.
 
+use std::time::Instant;
+
 use super::endpoint::Endpoint;
 use crate::wire::{Body, GrantRepr};
 
 impl Endpoint {
     /// Grants scheduled bytes: to the messages with the fewest bytes left, at most
     /// `max_overcommit` at once, never more than `max_incoming` outstanding.
-    pub(crate) fn schedule_grants(&mut self) {
+    /// The first byte each new grant releases is watched for: its arrival measures
+    /// the session's grant round trip (see `rtt.rs`).
+    pub(crate) fn schedule_grants(&mut self, now: Instant) {
         let c = &self.core.config;
         let (overcommit, max_incoming) = (c.max_overcommit, u64::from(c.max_incoming));
         let mut order = std::mem::take(&mut self.grant_scratch);
@@ -17,10 +21,10 @@ impl Endpoint {
                 break;
             }
             let Some(session) = self.sessions.get(&key.0) else { continue };
-            let window = session.path.grant_window;
+            let window = session.path.grant_window();
             // Grants go out in steps of an eighth of the window (at least a packet),
             // not after every packet.
-            let step = (window / 8).max(session.path.max_payload as u32);
+            let step = (window / 8).max(session.path.max_payload() as u32);
             let budget = max_incoming - outstanding;
             let grant = self.rpcs.update(key, |rpc| {
                 let inc = rpc.incoming_mut()?;
@@ -34,6 +38,7 @@ impl Endpoint {
                     || new - inc.grant_sent() >= step
                     || inc.bytes_received().saturating_add(step) >= inc.grant_sent();
                 send.then(|| {
+                    inc.watch_round_trip(now);
                     inc.mark_grant_sent();
                     new
                 })

@@ -2,10 +2,16 @@
 
 use core::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::keys::Candidates;
 use super::ranges::RangeSet;
-use crate::record::{compact_payload, open_message_record, MessageError, MessageLayout, RecordKey};
+use bytes::Bytes;
+
+use super::buffers::{Buffer, BufferPool};
+use crate::record::{
+    compact_in_place, compact_payload, open_message_record, MessageError, MessageLayout, RecordKey,
+};
 use crate::wire::{DataRepr, MessageId};
 
 /// What absorbing one DATA packet did.
@@ -26,13 +32,14 @@ pub(crate) enum Absorbed {
     Forged,
 }
 
-/// A message being received. Its wire buffer is allocated zeroed at full length:
-/// the allocator maps untouched pages lazily, and the full length is what admission
-/// control charges against the memory limits.
+/// A message being received. Its wire buffer (from the endpoint's pool for large
+/// messages) has the full wire length from the start: that is what admission
+/// control charges against the memory limits. Bytes of it are read only where they
+/// were received (and, once opened, only as plaintext of opened records).
 #[derive(Debug)]
 pub(crate) struct IncomingMessage {
     layout: MessageLayout,
-    wire: Vec<u8>,
+    wire: Buffer,
     received: RangeSet,
     opened: Vec<bool>,
     records_open: usize,
@@ -45,6 +52,9 @@ pub(crate) struct IncomingMessage {
     granted: u32,
     /// The last grant offset actually sent in a GRANT packet.
     grant_sent: u32,
+    /// A grant round trip being timed: when a GRANT raised the grant past this
+    /// offset, which the sender could not send beyond before it.
+    rtt_probe: Option<(u32, Instant)>,
     /// Whether record 0 (with the prologue) authenticated.
     authenticated: bool,
     /// KEY_PHASE bit of the message's packets.
@@ -65,7 +75,7 @@ pub(crate) fn open_whole(
     id: MessageId,
     data: &DataRepr<'_>,
     keys: &Candidates,
-) -> Option<(Vec<u8>, Option<Arc<RecordKey>>)> {
+) -> Option<(Bytes, Option<Arc<RecordKey>>)> {
     if data.offset != 0 || data.payload.len() != data.message_length as usize {
         return None;
     }
@@ -77,7 +87,7 @@ pub(crate) fn open_whole(
         });
         if opened {
             let next = candidate.is_next.then(|| candidate.key.clone());
-            return Some((compact_payload(&layout, wire), next));
+            return Some((Bytes::from(compact_payload(&layout, wire)), next));
         }
     }
     None
@@ -90,12 +100,13 @@ impl IncomingMessage {
         data: &DataRepr<'_>,
         phase: bool,
         keys: Candidates,
+        buffers: &BufferPool,
     ) -> Option<IncomingMessage> {
         let layout = MessageLayout::from_wire(data.message_length, data.record_size)?;
         let unscheduled = data.unscheduled.min(layout.wire_len());
         Some(IncomingMessage {
             layout,
-            wire: vec![0; layout.wire_len() as usize],
+            wire: buffers.take(layout.wire_len() as usize),
             received: RangeSet::default(),
             opened: vec![false; layout.record_count()],
             records_open: 0,
@@ -104,6 +115,7 @@ impl IncomingMessage {
             unscheduled,
             granted: unscheduled,
             grant_sent: unscheduled,
+            rtt_probe: None,
             authenticated: false,
             phase,
             keys,
@@ -148,6 +160,30 @@ impl IncomingMessage {
         self.grant_sent = self.granted;
     }
 
+    /// A GRANT beyond the last announced offset leaves now: unless one is being
+    /// timed already, time how long until the first byte past that offset arrives.
+    pub(crate) fn watch_round_trip(&mut self, now: Instant) {
+        if self.rtt_probe.is_none() && self.granted > self.grant_sent {
+            self.rtt_probe = Some((self.grant_sent, now));
+        }
+    }
+
+    /// Stops timing (the bytes are being asked for again: a retransmission would
+    /// measure the loss, not the path).
+    pub(crate) fn forget_round_trip(&mut self) {
+        self.rtt_probe = None;
+    }
+
+    /// The round trip, if `data` is the first packet past the watched offset.
+    pub(crate) fn round_trip(&mut self, data: &DataRepr<'_>, now: Instant) -> Option<Duration> {
+        let (offset, sent) = self.rtt_probe?;
+        if data.offset as usize + data.payload.len() <= offset as usize {
+            return None;
+        }
+        self.rtt_probe = None;
+        Some(now.saturating_duration_since(sent))
+    }
+
     /// Whether record 0 opened: the message is genuine.
     pub(crate) fn authenticated(&self) -> bool {
         self.authenticated
@@ -160,7 +196,7 @@ impl IncomingMessage {
 
     /// Bytes charged against memory limits.
     pub(crate) fn charge(&self) -> usize {
-        self.wire.len() + self.opened.len() + 64
+        self.layout.wire_len() as usize + self.opened.len() + 64
     }
 
     /// `Some(remaining)` while bytes remain to be granted: the receiver's SRPT key.
@@ -275,10 +311,13 @@ impl IncomingMessage {
         }))
     }
 
-    /// The payload of a complete message.
-    pub(crate) fn into_payload(self) -> Vec<u8> {
+    /// The payload of a complete message (its storage returns to the pool when the
+    /// application drops it).
+    pub(crate) fn into_payload(mut self) -> Bytes {
         debug_assert_eq!(self.records_open, self.layout.record_count());
-        compact_payload(&self.layout, self.wire)
+        let len = compact_in_place(&self.layout, &mut self.wire);
+        self.wire.truncate(len);
+        self.wire.into_bytes()
     }
 }
 
@@ -319,7 +358,13 @@ mod tests {
         let wire = seal_message(&key(), id, &payload, 4096).unwrap();
         let layout = MessageLayout::for_payload(payload.len(), 4096).unwrap();
         let pkts = packets(&wire, &layout, 1400);
-        let mut msg = IncomingMessage::new(&data(&layout, 0, &pkts[0].1), false, keys()).unwrap();
+        let mut msg = IncomingMessage::new(
+            &data(&layout, 0, &pkts[0].1),
+            false,
+            keys(),
+            &BufferPool::new(1 << 20),
+        )
+        .unwrap();
         let mut last = Absorbed::Progress;
         for (offset, bytes) in pkts.iter().rev() {
             last = msg.absorb(id, &data(&layout, *offset, bytes), false);
@@ -336,7 +381,13 @@ mod tests {
         let payload = vec![9u8; 3000];
         let wire = seal_message(&key(), id, &payload, 1000).unwrap();
         let layout = MessageLayout::for_payload(payload.len(), 1000).unwrap();
-        let mut msg = IncomingMessage::new(&data(&layout, 0, &wire[..10]), false, keys()).unwrap();
+        let mut msg = IncomingMessage::new(
+            &data(&layout, 0, &wire[..10]),
+            false,
+            keys(),
+            &BufferPool::new(1 << 20),
+        )
+        .unwrap();
         let mut bad = wire.clone();
         bad[1100] ^= 1; // inside record 1
         assert_eq!(msg.absorb(id, &data(&layout, 0, &bad), false), Absorbed::RecordRejected);
@@ -354,7 +405,9 @@ mod tests {
         // The attacker claims the message ends after two records.
         let forged = MessageLayout::from_wire(layout.record_range(1).end as u32, 1000).unwrap();
         let cut = &wire[..forged.wire_len() as usize];
-        let mut msg = IncomingMessage::new(&data(&forged, 0, cut), false, keys()).unwrap();
+        let mut msg =
+            IncomingMessage::new(&data(&forged, 0, cut), false, keys(), &BufferPool::new(1 << 20))
+                .unwrap();
         assert_eq!(msg.absorb(id, &data(&forged, 0, cut), false), Absorbed::Forged);
     }
 
@@ -366,7 +419,8 @@ mod tests {
         let layout = MessageLayout::for_payload(payload.len(), 16384).unwrap();
         let mut first = data(&layout, 0, &wire[..1000]);
         first.unscheduled = 5000;
-        let mut msg = IncomingMessage::new(&first, false, keys()).unwrap();
+        let mut msg =
+            IncomingMessage::new(&first, false, keys(), &BufferPool::new(1 << 20)).unwrap();
         assert_eq!(msg.outstanding(), 0);
         msg.set_granted(9000);
         assert_eq!(msg.outstanding(), 4000);

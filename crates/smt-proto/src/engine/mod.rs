@@ -8,6 +8,7 @@
 //! `timer_queue` (loss recovery and timeouts), `keys` (traffic keys and key update),
 //! `replay` (exactly-once), `handshake` (the in-band TLS stream).
 
+mod buffers;
 mod client;
 mod config;
 mod endpoint;
@@ -17,11 +18,13 @@ mod handshake;
 mod incoming;
 mod keys;
 mod outgoing;
+mod path;
 mod ranges;
 mod recv;
 mod replay;
 mod rpc;
 mod rpc_table;
+mod rtt;
 mod send;
 mod server;
 mod session;
@@ -31,9 +34,9 @@ mod tls;
 mod tombstones;
 
 pub use config::{Config, ConfigError};
-pub use endpoint::{Endpoint, PreparedMessage, Transmit};
+pub use endpoint::{Endpoint, PreparedMessage, SealedMessage, Transmit};
 pub use event::{
-    CallError, Event, InstallError, MemoryUsage, Role, RpcError, SessionHandle, Stats,
+    CallError, Event, InstallError, MemoryUsage, PathInfo, Role, RpcError, SessionHandle, Stats,
 };
 pub use handshake::{AMPLIFICATION_FACTOR, MIN_FIRST_DATAGRAM};
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};

@@ -2,6 +2,7 @@
 
 use core::ops::Range;
 
+use super::buffers::Buffer;
 use super::ranges::RangeSet;
 use crate::record::MessageLayout;
 
@@ -11,7 +12,7 @@ use crate::record::MessageLayout;
 #[derive(Debug)]
 pub(crate) struct OutgoingMessage {
     layout: MessageLayout,
-    wire: Vec<u8>,
+    wire: Buffer,
     /// Bytes the receiver may receive without a grant, as announced in DATA headers.
     unscheduled: u32,
     /// The sender may transmit `[0, granted)`.
@@ -29,7 +30,7 @@ pub(crate) struct OutgoingMessage {
 }
 
 impl OutgoingMessage {
-    pub(crate) fn new(layout: MessageLayout, wire: Vec<u8>, unscheduled_bytes: u32) -> Self {
+    pub(crate) fn new(layout: MessageLayout, wire: Buffer, unscheduled_bytes: u32) -> Self {
         let len = layout.wire_len();
         let unscheduled = unscheduled_bytes.min(len);
         OutgoingMessage {
@@ -152,7 +153,7 @@ mod tests {
 
     fn message(payload: usize) -> OutgoingMessage {
         let layout = MessageLayout::for_payload(payload, 16384).unwrap();
-        let wire = vec![0; layout.wire_len() as usize];
+        let wire = Buffer::from_vec(vec![0; layout.wire_len() as usize]);
         OutgoingMessage::new(layout, wire, 3000)
     }
 

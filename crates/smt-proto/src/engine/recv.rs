@@ -47,7 +47,7 @@ impl Endpoint {
             rest = next;
             first = false;
         }
-        self.schedule_grants();
+        self.core.grants_due = true;
     }
 
     /// One packet of a datagram; `alone` if the datagram holds nothing else.
@@ -144,8 +144,10 @@ pub(crate) fn new_incoming(
     data: &DataRepr<'_>,
     phase: bool,
 ) -> Option<IncomingMessage> {
-    let message =
-        session.rx.candidates(phase, now).and_then(|keys| IncomingMessage::new(data, phase, keys));
+    let message = session
+        .rx
+        .candidates(phase, now)
+        .and_then(|keys| IncomingMessage::new(data, phase, keys, &cx.core.buffers));
     if message.is_none() {
         cx.core.stats.malformed += 1;
     }
@@ -181,6 +183,7 @@ pub(crate) fn absorb(
         rpc.live.last_heard = now;
         let inc = rpc.incoming_mut()?;
         let high_water = inc.high_water();
+        let round_trip = inc.round_trip(data, now);
         let outcome = inc.absorb(key.1, data, phase);
         let progressed = inc.high_water() > high_water;
         let authenticated = inc.authenticated();
@@ -191,9 +194,16 @@ pub(crate) fn absorb(
         if authenticated {
             rpc.drop_answered_request();
         }
-        Some((outcome, authenticated, next_key))
+        Some((outcome, authenticated, next_key, round_trip))
     });
-    let Some(Some((outcome, authenticated, next_key))) = absorbed else { return Step::Continue };
+    let Some(Some((outcome, authenticated, next_key, round_trip))) = absorbed else {
+        return Step::Continue;
+    };
+    if let Some(sample) = round_trip {
+        session.path.on_rtt_sample(sample, &cx.core.config);
+        let timeouts = session.timeouts();
+        cx.rpcs.update(key, |rpc| rpc.live.timeouts = timeouts);
+    }
     // The peer updated its key and this message proves it: follow, keeping the old
     // key for messages sealed before the update that are still arriving.
     if let Some(next) = next_key {
@@ -258,6 +268,12 @@ pub(crate) fn resend_outgoing(
     resend: &crate::wire::ResendRepr,
 ) -> Option<bool> {
     cx.rpcs.update(key, |rpc| {
+        // Only a RESEND for what we send counts as hearing about the RPC: a peer
+        // that asks for a response while we still miss parts of its request must not
+        // keep our own silence timer (and so our RESENDs for those parts) from firing.
+        if rpc.outgoing().is_none() {
+            return false;
+        }
         rpc.live.last_heard = now;
         let Some(out) = rpc.outgoing_mut() else { return false };
         let end = resend.offset.saturating_add(resend.length);

@@ -17,6 +17,14 @@ use super::event::Role;
 use super::incoming::IncomingMessage;
 use super::outgoing::OutgoingMessage;
 
+/// How long an RPC may be silent before its peer is prodded, and how long it may go
+/// without progress before it fails (the session's path sets both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timeouts {
+    pub resend_after: Duration,
+    pub rpc_timeout: Duration,
+}
+
 /// When the peer was last heard from and when the RPC last made progress.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Liveness {
@@ -29,16 +37,18 @@ pub(crate) struct Liveness {
     pub last_progress: Instant,
     /// Last time we prodded the peer (RESEND, NEED_ACK, repeated GRANT).
     pub last_prod: Instant,
+    /// The timeouts in force (refreshed as the session measures its path).
+    pub timeouts: Timeouts,
 }
 
 impl Liveness {
-    pub(crate) fn new(now: Instant) -> Liveness {
-        Liveness { last_heard: now, last_progress: now, last_prod: now }
+    pub(crate) fn new(now: Instant, timeouts: Timeouts) -> Liveness {
+        Liveness { last_heard: now, last_progress: now, last_prod: now, timeouts }
     }
 
     /// Everything happened just now (a message was queued or restarted).
     pub(crate) fn reset(&mut self, now: Instant) {
-        *self = Liveness::new(now);
+        *self = Liveness::new(now, self.timeouts);
     }
 }
 
@@ -118,9 +128,14 @@ pub(crate) enum Prod {
 
 impl Rpc {
     /// A client RPC whose request is ready to go.
-    pub(crate) fn client(now: Instant, request: OutgoingMessage, tx_generation: u64) -> Rpc {
+    pub(crate) fn client(
+        now: Instant,
+        timeouts: Timeouts,
+        request: OutgoingMessage,
+        tx_generation: u64,
+    ) -> Rpc {
         Rpc {
-            live: Liveness::new(now),
+            live: Liveness::new(now, timeouts),
             state: RpcState::Client(ClientRpc {
                 phase: ClientPhase::Requesting { request },
                 restarts: 0,
@@ -131,9 +146,9 @@ impl Rpc {
     }
 
     /// A server RPC whose request begins to arrive.
-    pub(crate) fn server(now: Instant, request: IncomingMessage) -> Rpc {
+    pub(crate) fn server(now: Instant, timeouts: Timeouts, request: IncomingMessage) -> Rpc {
         Rpc {
-            live: Liveness::new(now),
+            live: Liveness::new(now, timeouts),
             state: RpcState::Server(ServerRpc {
                 phase: ServerPhase::Receiving { request },
                 tx_generation: 0,
@@ -142,9 +157,9 @@ impl Rpc {
     }
 
     /// A server RPC whose request arrived whole and was delivered at once.
-    pub(crate) fn delivered(now: Instant, charge: usize) -> Rpc {
+    pub(crate) fn delivered(now: Instant, timeouts: Timeouts, charge: usize) -> Rpc {
         Rpc {
-            live: Liveness::new(now),
+            live: Liveness::new(now, timeouts),
             state: RpcState::Server(ServerRpc {
                 phase: ServerPhase::InService { charge },
                 tx_generation: 0,
@@ -264,14 +279,11 @@ impl Rpc {
     /// response). Looking at the end of every silence, even while there is nothing
     /// to prod with yet, keeps the deadline stable across an RPC's life, so it is
     /// armed about once instead of at every change of phase.
-    pub(crate) fn deadline(
-        &self,
-        resend_after: Duration,
-        rpc_timeout: Duration,
-    ) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         if self.in_service() {
             return None;
         }
+        let Timeouts { resend_after, rpc_timeout } = self.live.timeouts;
         let silence = self.live.last_heard.max(self.live.last_prod) + resend_after;
         Some(silence.min(self.live.last_progress + rpc_timeout))
     }
@@ -280,41 +292,52 @@ impl Rpc {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::buffers::Buffer;
     use crate::record::MessageLayout;
 
     fn request(len: usize) -> OutgoingMessage {
         let layout = MessageLayout::for_payload(len, 16384).unwrap();
-        OutgoingMessage::new(layout, vec![0; layout.wire_len() as usize], 1 << 20)
+        OutgoingMessage::new(layout, Buffer::from_vec(vec![0; layout.wire_len() as usize]), 1 << 20)
     }
 
     #[test]
     fn client_rpc_prods_only_once_its_request_is_sent() {
         let now = Instant::now();
-        let (resend, timeout) = (Duration::from_millis(3), Duration::from_secs(2));
-        let mut rpc = Rpc::client(now, request(100), 0);
+        let resend = Duration::from_millis(3);
+        let timeouts = Timeouts { resend_after: resend, rpc_timeout: Duration::from_secs(2) };
+        let mut rpc = Rpc::client(now, timeouts, request(100), 0);
         assert_eq!(rpc.prod(), None, "still sending");
         // The timer looks at the end of the silence either way.
-        assert_eq!(rpc.deadline(resend, timeout), Some(now + resend));
+        assert_eq!(rpc.deadline(), Some(now + resend));
         while rpc.outgoing_mut().unwrap().next_packet(1400).is_some() {}
         assert_eq!(rpc.prod(), Some(Prod::AskForResponse));
-        assert_eq!(rpc.deadline(resend, timeout), Some(now + resend));
+        assert_eq!(rpc.deadline(), Some(now + resend));
         // Hearing from the server pushes the deadline out.
         rpc.live.last_heard = now + resend;
-        assert_eq!(rpc.deadline(resend, timeout), Some(now + 2 * resend));
+        assert_eq!(rpc.deadline(), Some(now + 2 * resend));
+        // Without progress, the RPC timeout comes first eventually.
+        rpc.live.last_heard = now + Duration::from_secs(3);
+        assert_eq!(rpc.deadline(), Some(now + Duration::from_secs(2)));
     }
 
     #[test]
     fn server_rpc_in_service_has_no_timer() {
         let now = Instant::now();
         let rpc = Rpc {
-            live: Liveness::new(now),
+            live: Liveness::new(
+                now,
+                Timeouts {
+                    resend_after: Duration::from_millis(3),
+                    rpc_timeout: Duration::from_secs(2),
+                },
+            ),
             state: RpcState::Server(ServerRpc {
                 phase: ServerPhase::InService { charge: 10 },
                 tx_generation: 0,
             }),
         };
         assert!(rpc.in_service());
-        assert_eq!(rpc.deadline(Duration::from_millis(3), Duration::from_secs(2)), None);
+        assert_eq!(rpc.deadline(), None);
         assert_eq!(rpc.queued_charge(), 10);
     }
 }

@@ -9,7 +9,7 @@
 //! a new kind of mutation cannot forget to update them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::event::SessionHandle;
 use super::rpc::Rpc;
@@ -64,7 +64,7 @@ struct Footprint {
     deadline: Option<Instant>,
 }
 
-fn footprint(rpc: &Rpc, resend_after: Duration, rpc_timeout: Duration) -> Footprint {
+fn footprint(rpc: &Rpc) -> Footprint {
     let inc = rpc.incoming();
     let out = rpc.outgoing();
     Footprint {
@@ -74,7 +74,7 @@ fn footprint(rpc: &Rpc, resend_after: Duration, rpc_timeout: Duration) -> Footpr
         incoming: inc.map(|m| m.charge()),
         queued: rpc.queued_charge(),
         outgoing: out.map_or(0, |m| m.wire_len()),
-        deadline: rpc.deadline(resend_after, rpc_timeout),
+        deadline: rpc.deadline(),
     }
 }
 
@@ -165,12 +165,10 @@ pub(crate) struct RpcTable {
     sessions: BTreeMap<SessionHandle, SessionUsage>,
     totals: Totals,
     limits: Limits,
-    resend_after: Duration,
-    rpc_timeout: Duration,
 }
 
 impl RpcTable {
-    pub(crate) fn new(limits: Limits, resend_after: Duration, rpc_timeout: Duration) -> RpcTable {
+    pub(crate) fn new(limits: Limits) -> RpcTable {
         RpcTable {
             rpcs: Store::default(),
             ready: BTreeSet::new(),
@@ -179,13 +177,11 @@ impl RpcTable {
             sessions: BTreeMap::new(),
             totals: Totals::default(),
             limits,
-            resend_after,
-            rpc_timeout,
         }
     }
 
     fn footprint(&self, rpc: &Rpc) -> Footprint {
-        footprint(rpc, self.resend_after, self.rpc_timeout)
+        footprint(rpc)
     }
 
     /// Applies the change from `old` to `new` to the SRPT sets and the counters.
@@ -285,10 +281,9 @@ impl RpcTable {
 
     /// Changes an RPC through `f`, then re-keys every index it appears in.
     pub(crate) fn update<R>(&mut self, key: RpcKey, f: impl FnOnce(&mut Rpc) -> R) -> Option<R> {
-        let (resend_after, rpc_timeout) = (self.resend_after, self.rpc_timeout);
         let entry = self.rpcs.get_mut(&key)?;
         let result = f(&mut entry.rpc);
-        let after = footprint(&entry.rpc, resend_after, rpc_timeout);
+        let after = footprint(&entry.rpc);
         if after != entry.indexed {
             let before = std::mem::replace(&mut entry.indexed, after);
             Self::retime(&mut self.timers, key, &mut entry.armed, after.deadline);
@@ -345,6 +340,11 @@ impl RpcTable {
         !self.ready.is_empty()
     }
 
+    /// Whether any incoming message still needs grants.
+    pub(crate) fn has_grantable(&self) -> bool {
+        !self.grantable.is_empty()
+    }
+
     /// The `n` incoming messages with the fewest bytes left that still need grants.
     pub(crate) fn grant_order(&self, n: usize, out: &mut Vec<RpcKey>) {
         out.clear();
@@ -372,7 +372,7 @@ impl RpcTable {
     /// Re-arms an RPC's timer from its state (after it fired).
     pub(crate) fn rearm(&mut self, key: RpcKey) {
         let Some(entry) = self.rpcs.get_mut(&key) else { return };
-        let deadline = entry.rpc.deadline(self.resend_after, self.rpc_timeout);
+        let deadline = entry.rpc.deadline();
         entry.indexed.deadline = deadline;
         // `pop_due` disarmed it.
         entry.armed = None;
@@ -397,9 +397,13 @@ impl RpcTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    use crate::engine::buffers::{Buffer, BufferPool};
     use crate::engine::incoming::IncomingMessage;
     use crate::engine::keys::RxKeys;
     use crate::engine::outgoing::OutgoingMessage;
+    use crate::engine::rpc::Timeouts;
     use crate::record::{seal_message, CipherSuite, MessageLayout, RecordKey};
     use crate::wire::DataRepr;
 
@@ -410,12 +414,15 @@ mod tests {
     fn table() -> RpcTable {
         let limits =
             Limits { messages_per_session: 2, bytes_per_session: 1 << 20, bytes_total: 1 << 30 };
-        RpcTable::new(limits, Duration::from_millis(3), Duration::from_secs(2))
+        RpcTable::new(limits)
     }
+
+    const TIMEOUTS: Timeouts =
+        Timeouts { resend_after: Duration::from_millis(3), rpc_timeout: Duration::from_secs(2) };
 
     fn outgoing(len: usize) -> OutgoingMessage {
         let layout = MessageLayout::for_payload(len, 16384).unwrap();
-        OutgoingMessage::new(layout, vec![0; layout.wire_len() as usize], 1000)
+        OutgoingMessage::new(layout, Buffer::from_vec(vec![0; layout.wire_len() as usize]), 1000)
     }
 
     fn incoming(id: MessageId, len: usize) -> IncomingMessage {
@@ -430,7 +437,8 @@ mod tests {
             payload: &wire[..wire.len().min(100)],
         };
         let mut rx = RxKeys::new(key(), None);
-        IncomingMessage::new(&data, false, rx.candidates(false, Instant::now()).unwrap()).unwrap()
+        let keys = rx.candidates(false, Instant::now()).unwrap();
+        IncomingMessage::new(&data, false, keys, &BufferPool::new(0)).unwrap()
     }
 
     #[test]
@@ -438,9 +446,9 @@ mod tests {
         let now = Instant::now();
         let mut t = table();
         let (h, a, b) = (SessionHandle(1), MessageId::new(1).unwrap(), MessageId::new(2).unwrap());
-        assert!(t.insert((h, a), Rpc::client(now, outgoing(50_000), 0)));
-        assert!(t.insert((h, b), Rpc::client(now, outgoing(100), 0)));
-        assert!(!t.insert((h, b), Rpc::client(now, outgoing(100), 0)), "key taken");
+        assert!(t.insert((h, a), Rpc::client(now, TIMEOUTS, outgoing(50_000), 0)));
+        assert!(t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0)));
+        assert!(!t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0)), "key taken");
         // SRPT: the shorter message is sent first.
         assert_eq!(t.first_ready(), Some((h, b)));
         // Sending all of b's unscheduled bytes takes it out of the ready set.
@@ -465,8 +473,8 @@ mod tests {
         let inc = incoming(ids[0], 200_000);
         let charge = inc.charge();
         assert!(t.admits(h, charge));
-        t.insert((h, ids[0]), Rpc::server(now, inc));
-        t.insert((h, ids[1]), Rpc::server(now, incoming(ids[1], 10)));
+        t.insert((h, ids[0]), Rpc::server(now, TIMEOUTS, inc));
+        t.insert((h, ids[1]), Rpc::server(now, TIMEOUTS, incoming(ids[1], 10)));
         assert_eq!(t.session_usage(h).incoming_messages, 2);
         assert!(!t.admits(h, 10), "two incomplete messages per session at most");
         assert!(t.totals().incoming_bytes >= charge);

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::endpoint::{Endpoint, Transmit};
 use super::rpc_table::RpcKey;
-use super::session::{PathParams, Side};
+use super::session::Side;
 use crate::wire::{
     mark_bundled, AckRepr, Body, DataRepr, Flags, MessageId, PacketRepr, PacketType,
     MAX_ACKS_PER_PACKET,
@@ -29,8 +29,11 @@ impl Endpoint {
     /// go first, then DATA of the message with the fewest remaining bytes, then
     /// acknowledgements; a single datagram is filled up with more packets for the
     /// same destination, in the same order.
-    pub fn poll_transmit(&mut self, _now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
+        if std::mem::take(&mut self.core.grants_due) {
+            self.schedule_grants(now);
+        }
         let first = self.transmit_one(buf)?;
         let handshake = buf.get(TYPE_BYTE) == Some(&(PacketType::Handshake as u8));
         if first.segment_size.is_none() && !handshake {
@@ -58,8 +61,8 @@ impl Endpoint {
 
     /// Appends packets for `destination` to the datagram in `buf` while they fit.
     fn fill_bundle(&mut self, destination: SocketAddr, buf: &mut Vec<u8>) {
-        let limit =
-            DATA_HEADER_LEN + PathParams::towards(destination, &self.core.config).max_payload;
+        let payload = self.core.path_payloads.get(&destination.ip()).copied();
+        let limit = DATA_HEADER_LEN + payload.unwrap_or(self.core.config.max_packet_payload);
         let mut last = 0;
         loop {
             let start = buf.len();
@@ -101,7 +104,7 @@ impl Endpoint {
         if session.peer != destination {
             return false;
         }
-        let max_payload = session.path.max_payload;
+        let max_payload = session.path.max_payload();
         let fits = self
             .rpcs
             .get(key)
@@ -209,7 +212,7 @@ impl Endpoint {
     ) -> Option<(usize, Option<usize>)> {
         let session = self.sessions.get(&key.0)?;
         let mut header = self.core.header(session, PacketType::Data, key.1);
-        let max_payload = session.path.max_payload;
+        let max_payload = session.path.max_payload();
         // A GSO batch is one UDP datagram of at most 64 KiB before segmentation.
         let max_segments = max_segments.min(GSO_MAX_BYTES / (DATA_HEADER_LEN + max_payload)).max(1);
         // One allocation for the whole batch, not a doubling per segment.
@@ -236,10 +239,7 @@ impl Endpoint {
                         priority: out.priority(),
                         payload: out.bytes(range),
                     };
-                    let packet = PacketRepr { header, body: Body::Data(data) };
-                    let start = buf.len();
-                    buf.resize(start + size, 0);
-                    packet.emit(&mut buf[start..]);
+                    PacketRepr { header, body: Body::Data(data) }.append_to(buf);
                     count += 1;
                     match segment {
                         None => segment = Some(size),

@@ -137,7 +137,7 @@ fn deliver_whole(
             cx.core.stats.key_updates_received += 1;
         }
     }
-    cx.rpcs.insert(key, Rpc::delivered(now, payload.len() + QUEUED_OVERHEAD));
+    cx.rpcs.insert(key, Rpc::delivered(now, session.timeouts(), payload.len() + QUEUED_OVERHEAD));
     if let Side::Server(server) = &mut session.side {
         server.replay.mark(key.1.get());
     }
@@ -168,7 +168,7 @@ fn start_request(
         cx.core.stats.admission_refused += 1;
         return false;
     }
-    cx.rpcs.insert(key, Rpc::server(now, request))
+    cx.rpcs.insert(key, Rpc::server(now, session.timeouts(), request))
 }
 
 /// The request is complete: mark its ID as run and deliver it.

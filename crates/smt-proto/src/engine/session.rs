@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 
 use super::event::{Role, SessionHandle};
 use super::keys::{RxKeys, TxKeys};
+use super::path::Path;
 use super::replay::ReplayWindow;
+use super::rpc::Timeouts;
 use crate::record::{RecordKey, TrafficSecret};
 use crate::wire::MessageId;
 
@@ -25,37 +27,6 @@ pub struct SessionParams {
     pub tx_secret: Option<TrafficSecret>,
     /// The secret behind `rx`, if known: lets us follow the peer's key updates.
     pub rx_secret: Option<TrafficSecret>,
-}
-
-/// Packet and window sizes towards one peer.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct PathParams {
-    /// Largest DATA payload towards this peer.
-    pub max_payload: usize,
-    /// How far past received bytes we grant this peer's messages.
-    pub grant_window: u32,
-    /// How much of our messages we send before a grant.
-    pub unscheduled: u32,
-}
-
-impl PathParams {
-    /// The sizes towards `peer`: larger datagrams and windows on loopback (whose MTU
-    /// is 64 KiB and whose round trip is a thread wake-up).
-    pub(crate) fn towards(peer: SocketAddr, config: &super::Config) -> PathParams {
-        if peer.ip().is_loopback() {
-            PathParams {
-                max_payload: config.loopback_packet_payload.max(config.max_packet_payload),
-                grant_window: config.loopback_grant_window,
-                unscheduled: config.loopback_unscheduled_bytes,
-            }
-        } else {
-            PathParams {
-                max_payload: config.max_packet_payload,
-                grant_window: config.grant_window,
-                unscheduled: config.unscheduled_bytes,
-            }
-        }
-    }
 }
 
 /// What only a client session keeps.
@@ -87,7 +58,7 @@ pub(crate) struct Session {
     pub session_id: u64,
     pub tx: TxKeys,
     pub rx: RxKeys,
-    pub path: PathParams,
+    pub path: Path,
     pub side: Side,
 }
 
@@ -97,7 +68,7 @@ impl Session {
         params: SessionParams,
         config: &super::Config,
     ) -> Session {
-        let path = PathParams::towards(params.peer, config);
+        let path = Path::new(config);
         let side = match params.role {
             Role::Client => Side::Client(ClientSide { next_id: 1, pending_acks: Vec::new() }),
             Role::Server => Side::Server(ServerSide { replay: ReplayWindow::default() }),
@@ -111,6 +82,11 @@ impl Session {
             path,
             side,
         }
+    }
+
+    /// The timeouts RPCs of this session run with.
+    pub(crate) fn timeouts(&self) -> Timeouts {
+        Timeouts { resend_after: self.path.resend_after(), rpc_timeout: self.path.rpc_timeout() }
     }
 
     pub(crate) fn role(&self) -> Role {

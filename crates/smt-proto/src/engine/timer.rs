@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use super::endpoint::{Endpoint, Timer};
 use super::event::{Event, Role, RpcError};
-use super::rpc::Prod;
+use super::rpc::{Prod, Timeouts};
 use super::rpc_table::RpcKey;
 use super::session::Side;
 use crate::wire::{Body, GrantRepr, ResendRepr};
@@ -24,6 +24,7 @@ impl Endpoint {
     /// Runs timers that are due. Call when [`poll_timeout`](Self::poll_timeout) has
     /// passed (calling earlier or more often is harmless).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let fired_before = self.core.stats.timers_fired;
         while let Some(key) = self.rpcs.pop_due(now) {
             self.core.stats.timers_fired += 1;
             self.on_rpc_timer(key, now);
@@ -42,15 +43,17 @@ impl Endpoint {
                 Timer::Handshake(key) => self.on_handshake_timer(key, now),
             }
         }
-        // Expired messages may have freed grant budget for others.
-        self.schedule_grants();
+        // Expired messages may have freed grant budget for others. Only when a timer
+        // fired: an idle engine must report nothing to transmit.
+        if self.core.stats.timers_fired != fired_before {
+            self.core.grants_due = true;
+        }
     }
 
     fn on_rpc_timer(&mut self, key: RpcKey, now: Instant) {
-        let c = &self.core.config;
-        let (resend_after, rpc_timeout, unscheduled) =
-            (c.resend_after, c.rpc_timeout, c.unscheduled_bytes);
+        let unscheduled = self.core.config.unscheduled_bytes;
         let Some(rpc) = self.rpcs.get(key) else { return };
+        let Timeouts { resend_after, rpc_timeout } = rpc.live.timeouts;
         if !rpc.in_service() && now.saturating_duration_since(rpc.live.last_progress) >= rpc_timeout
         {
             let role = rpc.role();
@@ -99,7 +102,12 @@ impl Endpoint {
         if silent {
             // The silence was looked at (and the peer prodded, if there was anything
             // to prod with): the next look is one silence later.
-            self.rpcs.update(key, |rpc| rpc.live.last_prod = now);
+            self.rpcs.update(key, |rpc| {
+                rpc.live.last_prod = now;
+                if let Some(inc) = rpc.incoming_mut() {
+                    inc.forget_round_trip();
+                }
+            });
         }
         if !prods.is_empty() {
             if let Some(session) = self.sessions.get(&key.0) {

@@ -203,6 +203,14 @@ pub fn open_message_record(
 /// Moves the payload bytes of a fully opened wire image to its front and truncates
 /// it, returning the payload without another allocation.
 pub fn compact_payload(layout: &MessageLayout, mut wire: Vec<u8>) -> Vec<u8> {
+    let len = compact_in_place(layout, &mut wire);
+    wire.truncate(len);
+    wire
+}
+
+/// [`compact_payload`] within a borrowed buffer (at least the layout's wire length):
+/// moves the payload to the front and returns its length.
+pub fn compact_in_place(layout: &MessageLayout, wire: &mut [u8]) -> usize {
     let mut write = 0;
     for index in 0..layout.record_count() {
         let record_start = layout.record_range(index).start;
@@ -212,8 +220,7 @@ pub fn compact_payload(layout: &MessageLayout, mut wire: Vec<u8>) -> Vec<u8> {
         wire.copy_within(start..start + len, write);
         write += len;
     }
-    wire.truncate(write);
-    wire
+    write
 }
 
 /// Opens a whole wire image received as message `message_id`, where `record_size`

@@ -20,7 +20,7 @@ pub fn responses(net: &Network, host: HostId) -> HashMap<MessageId, Vec<u8>> {
     let mut seen = HashMap::new();
     for (_, e) in net.events(host) {
         if let Event::Response { id, payload, .. } = e {
-            assert!(seen.insert(*id, payload.clone()).is_none(), "response {id} delivered twice");
+            assert!(seen.insert(*id, payload.to_vec()).is_none(), "response {id} delivered twice");
         }
     }
     seen

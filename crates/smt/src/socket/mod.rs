@@ -15,6 +15,15 @@ pub(crate) use udp::UdpIo;
 /// Bytes reserved per received datagram (or per GRO batch on UDP).
 pub(crate) const RECV_BUF: usize = 64 * 1024;
 
+/// The largest SMT datagram the route to `peer` carries: its MTU minus the IP header
+/// and, `over_udp`, the UDP header. `None` if the kernel cannot tell.
+pub(crate) fn max_datagram(peer: SocketAddr, over_udp: bool) -> Option<usize> {
+    let mtu = sys::route_mtu(peer).ok()?;
+    let ip_header = if peer.ip().to_canonical().is_ipv4() { 20 } else { 40 };
+    let udp_header = if over_udp { 8 } else { 0 };
+    mtu.checked_sub(ip_header + udp_header)
+}
+
 /// Which network layer carries SMT packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -63,6 +72,11 @@ impl Socket {
             Socket::Udp(s) => s.local_addr,
             Socket::Ip(s) => s.local_addr,
         }
+    }
+
+    /// Whether packets travel in UDP datagrams (not native IP).
+    pub(crate) fn is_udp(&self) -> bool {
+        matches!(self, Socket::Udp(_))
     }
 
     /// Most datagrams one `send` may carry as equal-size segments.

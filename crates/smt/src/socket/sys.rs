@@ -76,3 +76,47 @@ pub(crate) fn sendmmsg(fd: RawFd, messages: &[Message<'_>]) -> io::Result<usize>
     }
     Ok(sent as usize)
 }
+
+/// The MTU of the route to `peer`, as the kernel knows it (`IP_MTU` / `IPV6_MTU` on
+/// a UDP socket connected to it; connecting a UDP socket sends nothing). Loopback
+/// reports 65 536, an Ethernet or veth link its configured MTU.
+pub(crate) fn route_mtu(peer: std::net::SocketAddr) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let domain = socket2::Domain::for_address(peer);
+    let probe = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
+    probe.connect(&peer.into())?;
+    let (level, name) = match peer {
+        std::net::SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU),
+        std::net::SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU),
+    };
+    let mut mtu: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: the descriptor is open (owned by `probe`, alive for the call), and the
+    // kernel writes at most `len` bytes (one c_int) into `mtu`, which it points to.
+    let rc = unsafe {
+        libc::getsockopt(
+            probe.as_raw_fd(),
+            level,
+            name,
+            &mut mtu as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    usize::try_from(mtu).map_err(|_| io::Error::other("negative MTU"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_route_reports_the_loopback_mtu() {
+        let mtu = route_mtu("127.0.0.1:9".parse().unwrap()).unwrap();
+        // The loopback device's MTU is 65536 by default; some kernels report
+        // 65535 through IP_MTU. Either is far above any Ethernet path.
+        assert!((65_000..=65_536).contains(&mtu), "loopback MTU {mtu}");
+    }
+}
