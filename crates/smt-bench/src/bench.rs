@@ -195,10 +195,35 @@ pub async fn probe(
     size: u64,
     in_flight: u32,
     window: Duration,
+    hol: Option<u32>,
     cert_dir: &Path,
 ) -> Result<()> {
     let ip = IpAddr::from([127, 0, 0, 1]);
     let server = ServerProc::start(k, ip, None, cert_dir).await?;
+    if let Some(background) = hol {
+        let result = async {
+            let (client, holder) =
+                client::connect(k, server.addr, ip, cert_dir, background as usize + 1).await?;
+            let warmup = Duration::from_millis(100);
+            let idle = closed_loop(&client, payload(64, 1), 1, warmup, window).await?;
+            let (loaded, gbps) = head_of_line(&client, background, warmup, window).await?;
+            drop(client);
+            holder.close().await;
+            println!("{k} hol idle   {}", fmt_lat(&idle));
+            println!("{k} hol loaded {} bg {gbps:.2} Gbit/s", fmt_lat(&loaded));
+            println!(
+                "{k} hol p99 ratio {:.2}x p50 ratio {:.2}x",
+                loaded.latency.percentile_us(99.0).unwrap_or(f64::NAN)
+                    / idle.latency.percentile_us(99.0).unwrap_or(f64::NAN),
+                loaded.latency.percentile_us(50.0).unwrap_or(f64::NAN)
+                    / idle.latency.percentile_us(50.0).unwrap_or(f64::NAN)
+            );
+            Ok(())
+        }
+        .await;
+        server.stop().await;
+        return result;
+    }
     let run = async {
         if k.is_bulk_floor() {
             let (addr, size) = (server.addr, size as usize);

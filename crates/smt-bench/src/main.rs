@@ -8,6 +8,7 @@
 mod bench;
 mod bulk_floor;
 mod client;
+mod crypto_scaling;
 mod frame;
 mod machine;
 mod open_loop;
@@ -57,6 +58,19 @@ enum Cmd {
         #[arg(long)]
         cert_dir: PathBuf,
     },
+    /// In-process scaling of record crypto over worker threads (no sockets): N
+    /// large requests sealed and opened through the engine and smt::CryptoPool.
+    CryptoScaling {
+        #[arg(long, default_value_t = 32)]
+        messages: usize,
+        #[arg(long, default_value_t = 1 << 20)]
+        size: usize,
+        /// Thread counts to compare (the first is the baseline).
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+        #[arg(long, default_value_t = 9)]
+        reps: usize,
+    },
     /// Regenerate PERFORMANCE.md and the charts from results.json.
     Report {
         #[arg(long)]
@@ -73,6 +87,10 @@ enum Cmd {
         in_flight: u32,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Instead: the head-of-line experiment, 64 B calls idle and then while this
+        /// many 1 MiB echoes stream on the same session.
+        #[arg(long)]
+        hol: Option<u32>,
     },
     /// Internal: run one link's experiments and write its records as JSON.
     #[command(hide = true)]
@@ -158,7 +176,10 @@ fn main() -> Result<()> {
             let records: Vec<Record> = serde_json::from_str(&json)?;
             write_report(&out, &records)
         }
-        Cmd::Probe { transport, size, in_flight, seconds } => {
+        Cmd::CryptoScaling { messages, size, threads, reps } => {
+            crypto_scaling::run(messages, size, &threads, reps)
+        }
+        Cmd::Probe { transport, size, in_flight, seconds, hol } => {
             client::pin_client_thread();
             let cert_dir = std::env::temp_dir().join(format!("smt-bench-{}", std::process::id()));
             tls::generate(&cert_dir)?;
@@ -169,6 +190,7 @@ fn main() -> Result<()> {
                 size,
                 in_flight,
                 Duration::from_secs_f64(seconds),
+                hol,
                 &cert_dir,
             ));
             let _ = std::fs::remove_dir_all(&cert_dir);

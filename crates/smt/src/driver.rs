@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub wake: Notify,
     pub local_addr: SocketAddr,
     pub busy_poll: bool,
+    /// Seals and opens the records of large messages.
+    pub crypto: crate::CryptoPool,
     /// Someone left datagrams for a later flush and woke the driver to do it.
     pub flush_requested: AtomicBool,
 
@@ -473,8 +475,20 @@ impl Shared {
         for datagram in &rx.received {
             state.engine.handle_datagram(now, datagram.from, &rx.storage[datagram.range.clone()]);
         }
+        // Records the batch completed are opened outside the lock, after what is
+        // ready already went out: grants, and messages that arrived whole (small
+        // ones) reach their tasks before the bulk crypto of large ones.
+        let mut opening = state.engine.take_records_to_open();
         self.flush_with(state, &mut rx.outbox, now);
-        let completed = rx.outbox.completed;
+        let mut completed = rx.outbox.completed;
+        if !opening.is_empty() {
+            self.crypto.open(&mut opening);
+            let mut state = self.lock();
+            let now = Instant::now();
+            state.engine.finish_opening(now, opening);
+            self.flush_with(state, &mut rx.outbox, now);
+            completed += rx.outbox.completed;
+        }
         while !rx.outbox.requests.is_empty() {
             crate::serve::run_inline(self, &mut rx.outbox);
         }

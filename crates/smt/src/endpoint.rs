@@ -9,6 +9,7 @@ use smt_proto::engine::{Config, Endpoint as Engine, Role, SessionParams, Stats};
 use tokio::sync::{mpsc, oneshot, Mutex as AsyncMutex, Notify};
 use tracing::{debug, info_span, Instrument};
 
+use crate::crypto_pool::CryptoPool;
 use crate::driver::{self, RawRequest, Shared, State};
 use crate::error::{Error, Result};
 use crate::keys::SessionKeys;
@@ -71,6 +72,7 @@ pub struct EndpointBuilder {
     transport: Config,
     busy_poll: bool,
     network: Transport,
+    crypto_threads: Option<usize>,
 }
 
 impl EndpointBuilder {
@@ -117,6 +119,15 @@ impl EndpointBuilder {
         self
     }
 
+    /// Threads that seal and open the records of large messages (at least 64 KiB of
+    /// records at once) in parallel; smaller work, and everything with 0 or 1, runs
+    /// on the calling or I/O thread. Default: one per CPU the process may run on
+    /// (none when it is pinned to one CPU). See [`CryptoPool`].
+    pub fn crypto_threads(mut self, threads: usize) -> Self {
+        self.crypto_threads = Some(threads);
+        self
+    }
+
     /// Binds the socket and starts the driver. Must be called inside a tokio runtime.
     pub fn build(self) -> Result<Endpoint> {
         let socket = match self.network {
@@ -132,6 +143,10 @@ impl EndpointBuilder {
             }
         };
         let local_addr = socket.local_addr();
+        let crypto = match self.crypto_threads {
+            Some(threads) => CryptoPool::new(threads)?,
+            None => CryptoPool::per_cpu()?,
+        };
         let mut transport = self.transport;
         transport.max_segments = transport.max_segments.min(socket.max_segments()).max(1);
         let mut engine =
@@ -148,6 +163,7 @@ impl EndpointBuilder {
             wake: Notify::new(),
             local_addr,
             busy_poll: self.busy_poll,
+            crypto,
             flush_requested: Default::default(),
             closed: Notify::new(),
             me: me.clone(),
@@ -175,6 +191,7 @@ impl Endpoint {
             transport: Config::default(),
             busy_poll: false,
             network: Transport::Udp,
+            crypto_threads: None,
         }
     }
 

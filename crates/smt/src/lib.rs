@@ -58,6 +58,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod crypto_pool;
 mod driver;
 mod endpoint;
 mod error;
@@ -67,6 +68,7 @@ mod session;
 mod socket;
 mod tls;
 
+pub use crypto_pool::CryptoPool;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{Error, Result};
 pub use keys::{SessionKeys, TrafficKey};

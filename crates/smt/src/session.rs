@@ -79,7 +79,7 @@ impl Session {
                     .begin_call(self.handle, request.len())
                     .map_err(|e| call_error(&state, e))?
             };
-            let wire = prepared.seal(&request)?;
+            let wire = shared.crypto.seal(&prepared, &request)?;
             let mut state = shared.lock();
             let id = prepared.id;
             state
@@ -211,7 +211,7 @@ pub(crate) fn respond_on(
                 .begin_response(Instant::now(), session, id, response.len())
                 .map_err(|e| call_error(&state, e))?
         };
-        let wire = prepared.seal(&response)?;
+        let wire = shared.crypto.seal(&prepared, &response)?;
         let mut state = shared.lock();
         state.engine.finish(Instant::now(), prepared, wire).map_err(|e| call_error(&state, e))?;
         state.nudge(shared);

@@ -108,6 +108,11 @@ impl Buffer {
         Buffer { storage: bytes, len, pool: None }
     }
 
+    /// A buffer of no bytes (a placeholder while the real one is elsewhere).
+    pub(crate) fn empty() -> Buffer {
+        Buffer { storage: Vec::new(), len: 0, pool: None }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::endpoint::Context;
 use super::event::{Event, RpcError};
-use super::incoming::{open_whole, IncomingMessage};
+use super::incoming::{open_whole, Absorbed, IncomingMessage};
 use super::recv::{absorb, new_incoming, on_grant, resend_outgoing, Step};
 use super::rpc::{ClientPhase, ClientRpc, Rpc, RpcState};
 use super::rpc_table::RpcKey;
@@ -155,7 +155,7 @@ fn start_response(
 impl ClientRpc {
     /// Requesting -> Receiving.
     fn start_receiving(&mut self, response: IncomingMessage) {
-        let receiving = ClientPhase::Receiving { request: None, response };
+        let receiving = ClientPhase::Receiving { request: None, response: Box::new(response) };
         if let ClientPhase::Requesting { request } = std::mem::replace(&mut self.phase, receiving) {
             if let ClientPhase::Receiving { request: slot, .. } = &mut self.phase {
                 *slot = Some(request);
@@ -180,6 +180,24 @@ fn drop_response(cx: &mut Context<'_>, key: RpcKey) -> bool {
         cx.rpcs.remove(key);
     }
     kept == Some(true)
+}
+
+/// Records of a response were opened elsewhere (see `opening`): `Complete` delivers
+/// it, `Forged` drops the state built from forged header fields.
+pub(crate) fn on_opened(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    key: RpcKey,
+    now: Instant,
+    outcome: Absorbed,
+) {
+    match outcome {
+        Absorbed::Complete => complete(cx, session, key, now),
+        Absorbed::Forged => {
+            drop_response(cx, key);
+        }
+        _ => {}
+    }
 }
 
 /// The response is complete: deliver it and owe the server an acknowledgement.

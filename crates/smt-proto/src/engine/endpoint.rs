@@ -77,16 +77,29 @@ impl PreparedMessage {
     /// Seals the payload (which must be the length given to `begin_*`) into a wire
     /// image (for large messages, a buffer from the endpoint's pool).
     pub fn seal(&self, payload: &[u8]) -> Result<SealedMessage, CallError> {
+        let (layout, mut image) = self.layout_and_image(payload)?;
+        seal_message_into(&self.key.key, self.id, payload, &layout, &mut image)
+            .map_err(|_| CallError::MessageTooLarge { len: payload.len(), max: self.len })?;
+        Ok(SealedMessage { image })
+    }
+
+    /// The layout for `payload` and a buffer of its wire length.
+    pub(crate) fn layout_and_image(
+        &self,
+        payload: &[u8],
+    ) -> Result<(MessageLayout, Buffer), CallError> {
         let too_large = || CallError::MessageTooLarge { len: payload.len(), max: self.len };
         if payload.len() != self.len {
             return Err(too_large());
         }
         let layout =
             MessageLayout::for_payload(self.len, self.record_size).ok_or_else(too_large)?;
-        let mut image = self.buffers.take(layout.wire_len() as usize);
-        seal_message_into(&self.key.key, self.id, payload, &layout, &mut image)
-            .map_err(|_| too_large())?;
-        Ok(SealedMessage { image })
+        Ok((layout, self.buffers.take(layout.wire_len() as usize)))
+    }
+
+    /// The key this message is sealed with.
+    pub(crate) fn sealing_key(&self) -> &crate::record::RecordKey {
+        &self.key.key
     }
 
     /// Payload length this message was prepared for.
@@ -107,6 +120,10 @@ pub struct SealedMessage {
 }
 
 impl SealedMessage {
+    pub(crate) fn from_image(image: Buffer) -> SealedMessage {
+        SealedMessage { image }
+    }
+
     /// Bytes of the wire image (records with their headers and tags).
     pub fn len(&self) -> usize {
         self.image.len()
@@ -164,6 +181,10 @@ pub(crate) struct Core {
     pub grants_due: bool,
     /// Spare buffers for large messages (shared with what the endpoint hands out).
     pub buffers: BufferPool,
+    /// RPCs whose incoming message has complete records waiting to be opened.
+    pub open_queue: Vec<RpcKey>,
+    /// The time of the latest input, for work `poll_event` does without a clock.
+    pub last_now: Option<Instant>,
 }
 
 /// What packet handlers work with besides the session: the queues and the RPCs.
@@ -277,6 +298,8 @@ impl Endpoint {
                 path_payloads: BTreeMap::new(),
                 grants_due: false,
                 buffers: BufferPool::new(buffer_pool_bytes),
+                open_queue: Vec::new(),
+                last_now: None,
             },
             rpcs,
             acceptor: None,
@@ -612,6 +635,9 @@ impl Endpoint {
 
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(now) = self.core.last_now.filter(|_| !self.core.open_queue.is_empty()) {
+            self.open_received_here(now);
+        }
         self.core.events.pop_front()
     }
 
@@ -664,6 +690,7 @@ impl Endpoint {
     /// Whether anything is waiting in the transmit queues.
     pub fn has_transmit(&self) -> bool {
         (self.core.grants_due && self.rpcs.has_grantable())
+            || !self.core.open_queue.is_empty()
             || !self.core.control.is_empty()
             || !self.core.acks_due.is_empty()
             || self.rpcs.has_ready()

@@ -170,6 +170,9 @@ pub struct Stats {
     /// DATA that carried no new bytes (retransmissions, duplicates, replays of a
     /// request already delivered).
     pub duplicate_packets: u64,
+    /// DATA for a message whose records were out being opened (see
+    /// `Endpoint::take_records_to_open`): dropped, asked for again if needed.
+    pub dropped_while_opening: u64,
     /// Requests delivered to the application (each exactly once).
     pub requests_delivered: u64,
     /// Responses delivered to the application (each exactly once).

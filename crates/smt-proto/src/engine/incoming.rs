@@ -9,6 +9,8 @@ use super::ranges::RangeSet;
 use bytes::Bytes;
 
 use super::buffers::{Buffer, BufferPool};
+use super::opening::TakenRecords;
+use super::rpc_table::RpcKey;
 use crate::record::{
     compact_in_place, compact_payload, open_message_record, MessageError, MessageLayout, RecordKey,
 };
@@ -30,6 +32,10 @@ pub(crate) enum Absorbed {
     /// Record 0's authenticated prologue contradicts the plaintext header: the state
     /// was built from forged fields and must be discarded.
     Forged,
+    /// Records are complete and wait to be opened (see `opening`): queue the message.
+    Queued,
+    /// The message's records are out being opened: the packet was dropped.
+    Busy,
 }
 
 /// A message being received. Its wire buffer (from the endpoint's pool for large
@@ -64,6 +70,10 @@ pub(crate) struct IncomingMessage {
     keys: Candidates,
     /// A record opened with the peer's next key: the session should advance.
     opened_with_next: Option<Arc<RecordKey>>,
+    /// Complete records waiting to be opened, ascending.
+    queued: Vec<usize>,
+    /// The wire buffer and queued records are out being opened.
+    taken: bool,
 }
 
 /// Opens a message that arrived whole in one DATA packet, without any reassembly
@@ -120,6 +130,8 @@ impl IncomingMessage {
             phase,
             keys,
             opened_with_next: None,
+            queued: Vec::new(),
+            taken: false,
         })
     }
 
@@ -216,8 +228,13 @@ impl IncomingMessage {
         self.received.gaps(self.granted, max)
     }
 
-    /// Stores the packet's new bytes and opens every record they complete.
+    /// Stores the packet's new bytes. Records they complete are queued for opening
+    /// when the message's key is known (`Queued`: see `opening`), or opened at once
+    /// while more than one key is possible (around a key update).
     pub(crate) fn absorb(&mut self, id: MessageId, data: &DataRepr<'_>, phase: bool) -> Absorbed {
+        if self.taken {
+            return Absorbed::Busy;
+        }
         if data.message_length != self.len()
             || data.record_size != self.layout.record_size()
             || phase != self.phase
@@ -253,6 +270,14 @@ impl IncomingMessage {
             if !self.received.contains(record.clone()) {
                 continue;
             }
+            if self.keys.only().is_some() {
+                // Records complete in index order, mostly: keep the queue sorted.
+                if let Err(at) = self.queued.binary_search(&index) {
+                    self.queued.insert(at, index);
+                }
+                outcome = Absorbed::Queued;
+                continue;
+            }
             match self.open_record(id, index) {
                 Ok(()) => {
                     self.opened[index] = true;
@@ -274,6 +299,61 @@ impl IncomingMessage {
             return Absorbed::Complete;
         }
         outcome
+    }
+
+    /// Takes the queued records out with the wire buffer, to be opened elsewhere.
+    pub(crate) fn take_records(&mut self, key: RpcKey) -> Option<TakenRecords> {
+        if self.taken || self.queued.is_empty() {
+            return None;
+        }
+        let cipher = self.keys.only()?.clone();
+        self.taken = true;
+        let records = std::mem::take(&mut self.queued);
+        Some(TakenRecords {
+            key,
+            id: key.1,
+            cipher,
+            layout: self.layout,
+            wire: std::mem::replace(&mut self.wire, Buffer::empty()),
+            results: vec![Ok(()); records.len()],
+            records,
+        })
+    }
+
+    /// Puts taken records back, opened (or not): their outcome and how many records
+    /// failed to authenticate. `None` if these records are not this message's.
+    pub(crate) fn restore_records(&mut self, taken: TakenRecords) -> Option<(Absorbed, u64)> {
+        if !self.taken || taken.layout != self.layout || taken.wire.len() != self.len() as usize {
+            return None;
+        }
+        self.taken = false;
+        self.wire = taken.wire;
+        let mut outcome = Absorbed::Progress;
+        let mut rejected = 0;
+        for (&index, result) in taken.records.iter().zip(taken.results) {
+            match result {
+                Ok(()) => {
+                    self.opened[index] = true;
+                    self.records_open += 1;
+                    if index == 0 {
+                        self.authenticated = true;
+                    }
+                }
+                Err(MessageError::PrologueMismatch { .. }) => return Some((Absorbed::Forged, 0)),
+                Err(_) => {
+                    let record = self.layout.record_range(index);
+                    let record = record.start as u32..record.end as u32;
+                    self.bytes_received -= record.end - record.start;
+                    self.received.remove(record);
+                    rejected += 1;
+                    outcome = Absorbed::RecordRejected;
+                }
+            }
+        }
+        if self.records_open == self.layout.record_count() {
+            outcome = Absorbed::Complete;
+        }
+        Some((outcome, rejected))
     }
 
     /// Opens record `index` with the message's key, or, while more than one key is
@@ -351,6 +431,21 @@ mod tests {
         }
     }
 
+    /// `absorb`, then what the engine does with queued records: open them (here, as
+    /// another thread would) and put them back.
+    fn absorb_and_open(msg: &mut IncomingMessage, id: MessageId, data: &DataRepr<'_>) -> Absorbed {
+        let outcome = msg.absorb(id, data, false);
+        if outcome != Absorbed::Queued {
+            return outcome;
+        }
+        let key = (crate::engine::SessionHandle(1), id);
+        let taken = msg.take_records(key).expect("queued records");
+        // While the records are out, packets for the message are refused.
+        assert_eq!(msg.absorb(id, data, false), Absorbed::Busy);
+        let opened = crate::engine::opening::open_taken_here(taken);
+        msg.restore_records(opened).expect("the message's own records").0
+    }
+
     #[test]
     fn reassembles_packets_in_reverse_order_with_duplicates() {
         let id = MessageId::new(77).unwrap();
@@ -367,7 +462,7 @@ mod tests {
         .unwrap();
         let mut last = Absorbed::Progress;
         for (offset, bytes) in pkts.iter().rev() {
-            last = msg.absorb(id, &data(&layout, *offset, bytes), false);
+            last = absorb_and_open(&mut msg, id, &data(&layout, *offset, bytes));
             // A duplicate of every packet changes nothing, even after records opened.
             assert_eq!(msg.absorb(id, &data(&layout, *offset, bytes), false), Absorbed::Duplicate);
         }
@@ -390,9 +485,12 @@ mod tests {
         .unwrap();
         let mut bad = wire.clone();
         bad[1100] ^= 1; // inside record 1
-        assert_eq!(msg.absorb(id, &data(&layout, 0, &bad), false), Absorbed::RecordRejected);
+        assert_eq!(
+            absorb_and_open(&mut msg, id, &data(&layout, 0, &bad)),
+            Absorbed::RecordRejected
+        );
         assert!(!msg.gaps(10).is_empty());
-        assert_eq!(msg.absorb(id, &data(&layout, 0, &wire), false), Absorbed::Complete);
+        assert_eq!(absorb_and_open(&mut msg, id, &data(&layout, 0, &wire)), Absorbed::Complete);
         assert_eq!(msg.into_payload(), payload);
     }
 
@@ -408,7 +506,7 @@ mod tests {
         let mut msg =
             IncomingMessage::new(&data(&forged, 0, cut), false, keys(), &BufferPool::new(1 << 20))
                 .unwrap();
-        assert_eq!(msg.absorb(id, &data(&forged, 0, cut), false), Absorbed::Forged);
+        assert_eq!(absorb_and_open(&mut msg, id, &data(&forged, 0, cut)), Absorbed::Forged);
     }
 
     #[test]

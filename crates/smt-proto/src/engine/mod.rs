@@ -17,6 +17,7 @@ mod grants;
 mod handshake;
 mod incoming;
 mod keys;
+mod opening;
 mod outgoing;
 mod path;
 mod ranges;
@@ -25,6 +26,7 @@ mod replay;
 mod rpc;
 mod rpc_table;
 mod rtt;
+mod sealing;
 mod send;
 mod server;
 mod session;
@@ -39,7 +41,9 @@ pub use event::{
     CallError, Event, InstallError, MemoryUsage, PathInfo, Role, RpcError, SessionHandle, Stats,
 };
 pub use handshake::{AMPLIFICATION_FACTOR, MIN_FIRST_DATAGRAM};
+pub use opening::{OpenBatch, OpenPart};
 pub use replay::{ReplayVerdict, ReplayWindow, REPLAY_WINDOW};
+pub use sealing::SealPart;
 pub use send::DATA_HEADER_LEN;
 pub use session::SessionParams;
 pub use tls::{Alert, TlsAcceptor, TlsError, TlsLibraryError, TlsSession};

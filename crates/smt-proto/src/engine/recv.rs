@@ -28,6 +28,7 @@ impl Endpoint {
     /// whatever the bytes.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.core.stats.datagrams_received += 1;
+        self.core.last_now = Some(now);
         let mut rest = datagram;
         let mut first = true;
         loop {
@@ -213,6 +214,14 @@ pub(crate) fn absorb(
     }
     match outcome {
         Absorbed::Progress => Step::Continue,
+        Absorbed::Queued => {
+            cx.core.open_queue.push(key);
+            Step::Continue
+        }
+        Absorbed::Busy => {
+            cx.core.stats.dropped_while_opening += 1;
+            Step::Continue
+        }
         Absorbed::Duplicate => {
             cx.core.stats.duplicate_packets += 1;
             Step::Continue

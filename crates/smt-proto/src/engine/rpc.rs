@@ -60,7 +60,7 @@ pub(crate) enum ClientPhase {
     /// Response bytes are arriving. The request is kept (for RPC_UNKNOWN restarts)
     /// until the response's first record authenticates, which proves the server had
     /// the whole request; a forged response packet cannot make it go earlier.
-    Receiving { request: Option<OutgoingMessage>, response: IncomingMessage },
+    Receiving { request: Option<OutgoingMessage>, response: Box<IncomingMessage> },
 }
 
 #[derive(Debug)]

@@ -31,6 +31,7 @@ impl Endpoint {
     /// same destination, in the same order.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
+        self.open_received_here(now);
         if std::mem::take(&mut self.core.grants_due) {
             self.schedule_grants(now);
         }

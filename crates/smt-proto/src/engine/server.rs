@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use super::endpoint::Context;
 use super::event::Event;
-use super::incoming::open_whole;
+use super::incoming::{open_whole, Absorbed};
 use super::recv::{absorb, new_incoming, on_grant, resend_outgoing, Step};
 use super::replay::ReplayVerdict;
 use super::rpc::{Rpc, RpcState, ServerPhase};
@@ -162,13 +162,34 @@ fn start_request(
         return false;
     }
     let Some(request) = new_incoming(cx, session, now, data, phase) else { return false };
+    // Admitted for the larger of what it holds now and what it will hold once
+    // delivered (payload plus RPC state, until answered), so that delivering it can
+    // never take the session past its budget.
+    let charge = request.charge().max(request.layout().payload_len() + QUEUED_OVERHEAD);
     if request.layout().payload_len() > cx.core.config.max_message_len
-        || !cx.rpcs.admits(key.0, request.charge())
+        || !cx.rpcs.admits(key.0, charge)
     {
         cx.core.stats.admission_refused += 1;
         return false;
     }
     cx.rpcs.insert(key, Rpc::server(now, session.timeouts(), request))
+}
+
+/// Records of a request were opened elsewhere (see `opening`): `Complete` delivers
+/// it, `Forged` discards the state built from forged header fields.
+pub(crate) fn on_opened(
+    cx: &mut Context<'_>,
+    session: &mut Session,
+    key: RpcKey,
+    outcome: Absorbed,
+) {
+    match outcome {
+        Absorbed::Complete => complete(cx, session, key),
+        Absorbed::Forged => {
+            cx.rpcs.remove(key);
+        }
+        _ => {}
+    }
 }
 
 /// The request is complete: mark its ID as run and deliver it.

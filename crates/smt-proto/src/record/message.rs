@@ -110,9 +110,29 @@ pub fn seal_message_into(
 ) -> Result<(), MessageError> {
     assert_eq!(payload.len(), layout.payload_len(), "layout is for another payload");
     assert_eq!(wire.len(), layout.wire_len() as usize, "wire buffer has the wrong length");
-    for index in 0..layout.record_count() {
+    seal_records_into(key, message_id, payload, layout, 0..layout.record_count(), wire)
+}
+
+/// Seals records `records` of a message into `wire`, which holds exactly those
+/// records' bytes of the wire image (from the start of the first to the end of the
+/// last), so that parts of one message can be sealed on different threads. Panics if
+/// the range or buffer does not fit the layout (a caller bug, not peer input).
+pub fn seal_records_into(
+    key: &RecordKey,
+    message_id: MessageId,
+    payload: &[u8],
+    layout: &MessageLayout,
+    records: core::ops::Range<usize>,
+    wire: &mut [u8],
+) -> Result<(), MessageError> {
+    assert_eq!(payload.len(), layout.payload_len(), "layout is for another payload");
+    assert!(records.end <= layout.record_count(), "records outside the layout");
+    let base = if records.is_empty() { 0 } else { layout.record_range(records.start).start };
+    let end = if records.is_empty() { 0 } else { layout.record_range(records.end - 1).end };
+    assert_eq!(wire.len(), end - base, "wire part has the wrong length");
+    for index in records {
         let range = layout.record_range(index);
-        let record = &mut wire[range];
+        let record = &mut wire[range.start - base..range.end - base];
         let content = &mut record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + layout.content_len(index)];
         let payload_part = &payload[layout.payload_range(index)];
         if index == 0 {
@@ -164,22 +184,30 @@ pub fn open_message_record(
     wire: &mut [u8],
 ) -> Result<(), MessageError> {
     if index >= layout.record_count() || wire.len() != layout.wire_len() as usize {
-        return Err(MessageError::InvalidLayout {
-            wire_len: layout.wire_len(),
-            record_size: layout.record_size(),
-        });
+        return Err(invalid(layout));
     }
     let Some(record) = wire.get_mut(layout.record_range(index)) else {
-        return Err(MessageError::InvalidLayout {
-            wire_len: layout.wire_len(),
-            record_size: layout.record_size(),
-        });
+        return Err(invalid(layout));
     };
+    open_record_slice(key, message_id, layout, index, record)
+}
+
+/// Opens record `index` in place, given just that record's bytes (its
+/// `layout.record_range(index)` of the wire image), so that records of one message
+/// can be opened on different threads. Same checks as [`open_message_record`]; never
+/// panics.
+pub fn open_record_slice(
+    key: &RecordKey,
+    message_id: MessageId,
+    layout: &MessageLayout,
+    index: usize,
+    record: &mut [u8],
+) -> Result<(), MessageError> {
+    if index >= layout.record_count() || record.len() != layout.record_range(index).len() {
+        return Err(invalid(layout));
+    }
     let Ok(index16) = u16::try_from(index) else {
-        return Err(MessageError::InvalidLayout {
-            wire_len: layout.wire_len(),
-            record_size: layout.record_size(),
-        });
+        return Err(invalid(layout));
     };
     let opened = key
         .open_in_place(record_sequence(message_id, index16), record)
@@ -198,6 +226,10 @@ pub fn open_message_record(
         verify_prologue(layout, opened.content)?;
     }
     Ok(())
+}
+
+fn invalid(layout: &MessageLayout) -> MessageError {
+    MessageError::InvalidLayout { wire_len: layout.wire_len(), record_size: layout.record_size() }
 }
 
 /// Moves the payload bytes of a fully opened wire image to its front and truncates
