@@ -9,6 +9,7 @@ mod bench;
 mod bulk_floor;
 mod client;
 mod crypto_scaling;
+mod engine_cost;
 mod frame;
 mod machine;
 mod open_loop;
@@ -69,6 +70,16 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         threads: Vec<usize>,
         #[arg(long, default_value_t = 9)]
+        reps: usize,
+    },
+    /// The engine's cost per DATA packet and per byte without AEAD or sockets
+    /// (null cipher, 1412-byte packets, two engines in memory).
+    EngineCost {
+        #[arg(long, default_value_t = 16)]
+        messages: usize,
+        #[arg(long, default_value_t = 1 << 20)]
+        size: usize,
+        #[arg(long, default_value_t = 15)]
         reps: usize,
     },
     /// Regenerate PERFORMANCE.md and the charts from results.json.
@@ -176,6 +187,7 @@ fn main() -> Result<()> {
             let records: Vec<Record> = serde_json::from_str(&json)?;
             write_report(&out, &records)
         }
+        Cmd::EngineCost { messages, size, reps } => engine_cost::run(messages, size, reps),
         Cmd::CryptoScaling { messages, size, threads, reps } => {
             crypto_scaling::run(messages, size, &threads, reps)
         }

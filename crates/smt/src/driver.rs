@@ -28,6 +28,10 @@ use crate::socket::{OutBatch, Received, Socket, RECV_BUF};
 
 /// Datagram buffers (of RECV_BUF bytes each) the driver receives into.
 const RECV_SLOTS: usize = 32;
+/// Received datagrams up to this size are handled before larger ones of the same
+/// batch (a 1 KiB request or response with its headers, and every control packet).
+const SMALL_DATAGRAM: usize = 1500;
+
 /// Datagram buffers a busy-polling receive uses.
 const BUSY_RECV_SLOTS: usize = 4;
 /// Receive batches handled before timers get a turn.
@@ -472,7 +476,23 @@ impl Shared {
             }
         }
         let mut state = self.lock();
-        for datagram in &rx.received {
+        // Small datagrams first (requests and responses that fit one packet, grants,
+        // acknowledgements): CPU-level SRPT within the batch. If they completed
+        // anything, it goes out before the bulk data is even copied.
+        let small = |d: &&Received| d.range.len() <= SMALL_DATAGRAM;
+        for datagram in rx.received.iter().filter(small) {
+            state.engine.handle_datagram(now, datagram.from, &rx.storage[datagram.range.clone()]);
+        }
+        let mut completed = 0;
+        if state.engine.pending_events() > 0 && rx.received.iter().any(|d| !small(&d)) {
+            self.flush_with(state, &mut rx.outbox, now);
+            completed += rx.outbox.completed;
+            while !rx.outbox.requests.is_empty() {
+                crate::serve::run_inline(self, &mut rx.outbox);
+            }
+            state = self.lock();
+        }
+        for datagram in rx.received.iter().filter(|d| !small(d)) {
             state.engine.handle_datagram(now, datagram.from, &rx.storage[datagram.range.clone()]);
         }
         // Records the batch completed are opened outside the lock, after what is
@@ -480,7 +500,7 @@ impl Shared {
         // ones) reach their tasks before the bulk crypto of large ones.
         let mut opening = state.engine.take_records_to_open();
         self.flush_with(state, &mut rx.outbox, now);
-        let mut completed = rx.outbox.completed;
+        completed += rx.outbox.completed;
         if !opening.is_empty() {
             self.crypto.open(&mut opening);
             let mut state = self.lock();
