@@ -321,6 +321,83 @@ fn packets_fill_the_path_mtu_for_both_transports_and_address_families() {
     }
 }
 
+impl Testbed {
+    /// Runs `nft ARGS` inside host `host`'s namespace.
+    fn nft(&self, host: u32, args: &[&str]) {
+        let status = Command::new("ip")
+            .args(["netns", "exec", &format!("{}-h{host}", self.prefix), "nft"])
+            .args(args)
+            .status()
+            .expect("run nft");
+        assert!(status.success(), "nft {args:?} in host {host} failed");
+    }
+}
+
+#[test]
+fn udp_sessions_work_through_a_port_mapping_and_source_nat() {
+    if !privileged() {
+        return;
+    }
+    let bed = Testbed::up(2);
+    let certs = keygen("10.77.0.2");
+    // The server listens on 4433 but is published on 30000 (a Kubernetes Service whose
+    // port differs from its targetPort): DNAT on the server host.
+    bed.nft(2, &["add", "table", "ip", "portmap"]);
+    bed.nft(
+        2,
+        &["add", "chain", "ip", "portmap", "pre", "{ type nat hook prerouting priority -100 ; }"],
+    );
+    bed.nft(
+        2,
+        &[
+            "add", "rule", "ip", "portmap", "pre", "udp", "dport", "30000", "redirect", "to",
+            ":4433",
+        ],
+    );
+    // The client sits behind source NAT that rewrites its port.
+    bed.nft(1, &["add", "table", "ip", "clientnat"]);
+    bed.nft(
+        1,
+        &[
+            "add",
+            "chain",
+            "ip",
+            "clientnat",
+            "post",
+            "{ type nat hook postrouting priority 100 ; }",
+        ],
+    );
+    bed.nft(
+        1,
+        &[
+            "add",
+            "rule",
+            "ip",
+            "clientnat",
+            "post",
+            "udp",
+            "dport",
+            "30000",
+            "snat",
+            "to",
+            "10.77.0.1:31000-31100",
+        ],
+    );
+    let server = Server::start(&bed, 2, "10.77.0.2:4433", certs.path(), "udp");
+    for (size, count) in [(1, 10), (100_000, 5), (2 << 20, 2)] {
+        let target = Target {
+            server: "10.77.0.2:30000",
+            name: "10.77.0.2",
+            certs: certs.path(),
+            transport: "udp",
+        };
+        call(&bed, 1, target, size, count);
+    }
+    let stats = server.stop();
+    assert_eq!(stats["requests_delivered"], 17, "through DNAT and SNAT: {stats}");
+    assert_eq!(stats["misdirected"], 0, "{stats}");
+}
+
 /// A temporary directory removed on drop (no extra dependency).
 mod tempdir {
     use std::path::{Path, PathBuf};

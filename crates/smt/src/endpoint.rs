@@ -151,6 +151,9 @@ impl EndpointBuilder {
         transport.max_segments = transport.max_segments.min(socket.max_segments()).max(1);
         let mut engine =
             Engine::new(transport, local_addr.port()).map_err(|e| Error::Config(e.to_string()))?;
+        // Over UDP the socket demultiplexes and NAT may rewrite ports; over native IP
+        // the header ports are all there is.
+        engine.set_port_check(!socket.is_udp());
         if let Some(server) = &self.server {
             engine.set_acceptor(Box::new(RustlsAcceptor::new(tls::server_config(server))));
         }

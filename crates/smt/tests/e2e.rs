@@ -879,3 +879,26 @@ async fn messages_sealed_and_opened_on_crypto_threads_arrive_exactly() {
     }
     assert_eq!(server.stats().auth_failures, 0);
 }
+
+/// A handshake that gets no answer at all says so, and names the address and port
+/// to check, instead of a bare timeout.
+#[tokio::test]
+async fn connecting_where_nothing_answers_reports_no_reply_with_the_port() {
+    let id = support::identity(&["localhost"]);
+    // A UDP port that is bound (so nothing else answers) but never replies.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = silent.local_addr().unwrap();
+    let mut config = smt::TransportConfig::default();
+    config.handshake_timeout = Duration::from_millis(300);
+    let client = Endpoint::builder()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .client_config(support::client_config(&id))
+        .transport_config(config)
+        .build()
+        .expect("client");
+    let result = within(STEP, "connect", client.connect(target, "localhost")).await;
+    let error = result.expect_err("nothing answers");
+    let text = error.to_string();
+    assert!(text.contains(&format!("no reply from {target}")), "{text}");
+    assert!(text.contains(&format!("UDP port {}", target.port())), "{text}");
+}

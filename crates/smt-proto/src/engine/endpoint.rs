@@ -166,6 +166,9 @@ pub(crate) enum Timer {
 pub(crate) struct Core {
     pub config: Config,
     pub local_port: u16,
+    /// Drop packets whose header destination port is not `local_port` (native IP
+    /// mode, where the header ports are the only demultiplexer).
+    pub check_ports: bool,
     pub control: VecDeque<(SocketAddr, Vec<u8>)>,
     pub events: VecDeque<Event>,
     pub stats: Stats,
@@ -288,6 +291,7 @@ impl Endpoint {
             core: Core {
                 config,
                 local_port,
+                check_ports: true,
                 control: VecDeque::new(),
                 events: VecDeque::new(),
                 stats: Stats::default(),
@@ -318,6 +322,16 @@ impl Endpoint {
     /// The port written as source port in every packet.
     pub fn local_port(&self) -> u16 {
         self.core.local_port
+    }
+
+    /// Whether packets whose header Destination Port differs from
+    /// [`local_port`](Self::local_port) are dropped (counted as `misdirected`). On by
+    /// default, as native IP mode needs (every endpoint of a host sees every packet
+    /// of the protocol). Turn it off in UDP mode: the socket already demultiplexed,
+    /// and NAT or a port mapping may have rewritten the UDP ports, which the header
+    /// then no longer matches.
+    pub fn set_port_check(&mut self, check: bool) {
+        self.core.check_ports = check;
     }
 
     /// Installs a session whose keys were negotiated elsewhere (the kTLS-style path)

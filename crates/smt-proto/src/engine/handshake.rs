@@ -333,7 +333,7 @@ impl Endpoint {
         let reply = PacketRepr {
             header: HeaderRepr {
                 src_port: self.core.local_port,
-                dst_port: header.src_port,
+                dst_port: to.port(),
                 packet_type: PacketType::Handshake,
                 flags,
                 session_id: header.session_id,
@@ -465,6 +465,9 @@ impl Endpoint {
         if age >= timeout {
             if hs.established {
                 self.handshakes.remove(&key);
+            } else if hs.role == Role::Client && hs.bytes_in == 0 {
+                let peer = hs.peer;
+                self.fail_handshake(now, key, TlsError::NoReply { peer, timeout });
             } else {
                 self.fail_handshake(now, key, TlsError::TimedOut(timeout));
             }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tracing::trace;
+use tracing::{debug, trace};
 
 use super::endpoint::{Context, Endpoint};
 use super::event::{Role, RpcError};
@@ -63,8 +63,18 @@ impl Endpoint {
         };
         trace!(%from, %packet, "recv");
         let header = packet.header;
-        if header.dst_port != self.core.local_port {
+        // In UDP mode the socket already chose this endpoint and address translation
+        // may have changed the ports on the way: header ports are informational.
+        // Over native IP they are the only demultiplexer.
+        if self.core.check_ports && header.dst_port != self.core.local_port {
             self.core.stats.misdirected += 1;
+            debug!(
+                %from,
+                src_port = header.src_port,
+                dst_port = header.dst_port,
+                local_port = self.core.local_port,
+                "dropping packet for another port"
+            );
             return;
         }
         let role =
@@ -123,8 +133,8 @@ impl Endpoint {
         flags.set(Flags::FROM_INITIATOR, !header.flags.contains(Flags::FROM_INITIATOR));
         let reply = PacketRepr {
             header: HeaderRepr {
-                src_port: header.dst_port,
-                dst_port: header.src_port,
+                src_port: self.core.local_port,
+                dst_port: to.port(),
                 packet_type: SessionUnknown,
                 flags,
                 session_id: header.session_id,

@@ -235,6 +235,20 @@ pub enum TlsError {
     /// The handshake did not complete in time.
     #[error("handshake timed out after {0:?}")]
     TimedOut(Duration),
+    /// Nothing at all came back from the peer's address within the handshake
+    /// timeout: no server there, or the path drops the packets (a firewall, a port
+    /// mapping that does not pass SMT's port).
+    #[error(
+        "no reply from {peer} within {timeout:?}: is a server listening there, and does \
+         the path pass UDP port {}?",
+        peer.port()
+    )]
+    NoReply {
+        /// Where the handshake was sent.
+        peer: std::net::SocketAddr,
+        /// How long the client waited.
+        timeout: Duration,
+    },
     /// The peers negotiated a TLS version other than 1.3.
     #[error("SMT requires TLS 1.3, negotiated {0}")]
     NotTls13(String),
