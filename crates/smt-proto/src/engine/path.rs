@@ -22,13 +22,6 @@ const MAX_RESEND_AFTER: Duration = Duration::from_millis(250);
 /// paths get several RESEND rounds before an RPC gives up.
 const RPC_TIMEOUT_IN_RESENDS: u32 = 32;
 
-/// The grant window covers the smoothed round trip, but at most this many minimum
-/// round trips: the round trip a window is measured with includes the queue that
-/// window itself builds (in the receiver's socket buffer), so sizing it from the
-/// smoothed value alone would grow window and queue together up to the cap, and
-/// every small message would wait behind that queue.
-const WINDOW_RTT_IN_MIN_RTTS: u32 = 2;
-
 /// Sizes, windows and timeouts towards one peer.
 #[derive(Debug, Clone)]
 pub(crate) struct Path {
@@ -106,9 +99,7 @@ impl Path {
     pub(crate) fn on_rtt_sample(&mut self, sample: Duration, config: &Config) {
         self.rtt.on_sample(sample);
         let Some(srtt) = self.rtt.smoothed() else { return };
-        let min = self.rtt.min().unwrap_or(srtt);
-        let window_rtt = srtt.min(min * WINDOW_RTT_IN_MIN_RTTS);
-        let bdp = u128::from(config.link_bandwidth) * window_rtt.as_nanos() / 1_000_000_000;
+        let bdp = u128::from(config.link_bandwidth) * srtt.as_nanos() / 1_000_000_000;
         let window =
             bdp.clamp(u128::from(config.grant_window), u128::from(config.max_grant_window));
         // Clamped to max_grant_window, a u32.
@@ -139,20 +130,6 @@ mod tests {
         assert_eq!(path.max_payload(), config.largest_packet_payload);
         path.set_max_datagram(10, &config);
         assert_eq!(path.max_payload(), MIN_PAYLOAD);
-    }
-
-    #[test]
-    fn a_queue_the_window_builds_does_not_grow_the_window() {
-        let config = Config::default();
-        let mut path = Path::new(&config);
-        // An empty path measures 100 us; then the window's own queue makes every
-        // sample 1 ms. The window stays at two minimum round trips' worth.
-        path.on_rtt_sample(us(100), &config);
-        for _ in 0..100 {
-            path.on_rtt_sample(us(1000), &config);
-        }
-        assert!(path.rtt().smoothed().unwrap() > us(900));
-        assert_eq!(path.grant_window(), 625_000, "25 Gbit/s x 2 x 100 us");
     }
 
     #[test]
