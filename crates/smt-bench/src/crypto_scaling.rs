@@ -67,6 +67,7 @@ impl Rig {
         let client = net.add_host(config(messages, size));
         let server = net.add_host(config(messages, size));
         let (session, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+        net.endpoint(server).set_defer_opening(true);
         let (caddr, saddr) = (net.addr(client), net.addr(server));
         // As on loopback: 32 KiB datagrams.
         net.endpoint(client).set_path_mtu(saddr.ip(), 65_507);

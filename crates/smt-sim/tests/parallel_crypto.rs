@@ -24,6 +24,7 @@ fn pair() -> Pair {
     let client = net.add_host(Default::default());
     let server = net.add_host(Default::default());
     let (session, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    net.endpoint(server).set_defer_opening(true);
     let now = net.now();
     Pair { net, client, server, session, now }
 }

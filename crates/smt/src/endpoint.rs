@@ -154,6 +154,9 @@ impl EndpointBuilder {
         // Over UDP the socket demultiplexes and NAT may rewrite ports; over native IP
         // the header ports are all there is.
         engine.set_port_check(!socket.is_udp());
+        // With crypto threads, records are opened by them after each receive batch;
+        // alone, at once as they complete (their bytes still in the cache).
+        engine.set_defer_opening(crypto.threads() > 1);
         if let Some(server) = &self.server {
             engine.set_acceptor(Box::new(RustlsAcceptor::new(tls::server_config(server))));
         }

@@ -74,6 +74,8 @@ pub(crate) struct IncomingMessage {
     queued: Vec<usize>,
     /// The wire buffer and queued records are out being opened.
     taken: bool,
+    /// Complete records are queued for opening elsewhere instead of opened at once.
+    defer: bool,
 }
 
 /// Opens a message that arrived whole in one DATA packet, without any reassembly
@@ -132,7 +134,15 @@ impl IncomingMessage {
             opened_with_next: None,
             queued: Vec::new(),
             taken: false,
+            defer: false,
         })
+    }
+
+    /// Leaves complete records for `take_records` instead of opening them in
+    /// `absorb` (see `opening`).
+    pub(crate) fn defer_opening(mut self) -> IncomingMessage {
+        self.defer = true;
+        self
     }
 
     pub(crate) fn len(&self) -> u32 {
@@ -228,9 +238,10 @@ impl IncomingMessage {
         self.received.gaps(self.granted, max)
     }
 
-    /// Stores the packet's new bytes. Records they complete are queued for opening
-    /// when the message's key is known (`Queued`: see `opening`), or opened at once
-    /// while more than one key is possible (around a key update).
+    /// Stores the packet's new bytes and opens the records they complete, or, for a
+    /// message that defers opening and whose key is known, queues them (`Queued`:
+    /// see `opening`). Around a key update (more than one possible key) records are
+    /// always opened at once.
     pub(crate) fn absorb(&mut self, id: MessageId, data: &DataRepr<'_>, phase: bool) -> Absorbed {
         if self.taken {
             return Absorbed::Busy;
@@ -270,7 +281,7 @@ impl IncomingMessage {
             if !self.received.contains(record.clone()) {
                 continue;
             }
-            if self.keys.only().is_some() {
+            if self.defer && self.keys.only().is_some() {
                 // Records complete in index order, mostly: keep the queue sorted.
                 if let Err(at) = self.queued.binary_search(&index) {
                     self.queued.insert(at, index);
@@ -431,6 +442,14 @@ mod tests {
         }
     }
 
+    fn opening(msg: IncomingMessage, defer: bool) -> IncomingMessage {
+        if defer {
+            msg.defer_opening()
+        } else {
+            msg
+        }
+    }
+
     /// `absorb`, then what the engine does with queued records: open them (here, as
     /// another thread would) and put them back.
     fn absorb_and_open(msg: &mut IncomingMessage, id: MessageId, data: &DataRepr<'_>) -> Absorbed {
@@ -453,21 +472,22 @@ mod tests {
         let wire = seal_message(&key(), id, &payload, 4096).unwrap();
         let layout = MessageLayout::for_payload(payload.len(), 4096).unwrap();
         let pkts = packets(&wire, &layout, 1400);
-        let mut msg = IncomingMessage::new(
-            &data(&layout, 0, &pkts[0].1),
-            false,
-            keys(),
-            &BufferPool::new(1 << 20),
-        )
-        .unwrap();
-        let mut last = Absorbed::Progress;
-        for (offset, bytes) in pkts.iter().rev() {
-            last = absorb_and_open(&mut msg, id, &data(&layout, *offset, bytes));
-            // A duplicate of every packet changes nothing, even after records opened.
-            assert_eq!(msg.absorb(id, &data(&layout, *offset, bytes), false), Absorbed::Duplicate);
+        for defer in [false, true] {
+            let first = data(&layout, 0, &pkts[0].1);
+            let mut msg = opening(
+                IncomingMessage::new(&first, false, keys(), &BufferPool::new(1 << 20)).unwrap(),
+                defer,
+            );
+            let mut last = Absorbed::Progress;
+            for (offset, bytes) in pkts.iter().rev() {
+                last = absorb_and_open(&mut msg, id, &data(&layout, *offset, bytes));
+                // A duplicate of every packet changes nothing, even after records opened.
+                let again = msg.absorb(id, &data(&layout, *offset, bytes), false);
+                assert_eq!(again, Absorbed::Duplicate);
+            }
+            assert_eq!(last, Absorbed::Complete);
+            assert_eq!(msg.into_payload(), payload);
         }
-        assert_eq!(last, Absorbed::Complete);
-        assert_eq!(msg.into_payload(), payload);
     }
 
     #[test]
@@ -476,22 +496,21 @@ mod tests {
         let payload = vec![9u8; 3000];
         let wire = seal_message(&key(), id, &payload, 1000).unwrap();
         let layout = MessageLayout::for_payload(payload.len(), 1000).unwrap();
-        let mut msg = IncomingMessage::new(
-            &data(&layout, 0, &wire[..10]),
-            false,
-            keys(),
-            &BufferPool::new(1 << 20),
-        )
-        .unwrap();
-        let mut bad = wire.clone();
-        bad[1100] ^= 1; // inside record 1
-        assert_eq!(
-            absorb_and_open(&mut msg, id, &data(&layout, 0, &bad)),
-            Absorbed::RecordRejected
-        );
-        assert!(!msg.gaps(10).is_empty());
-        assert_eq!(absorb_and_open(&mut msg, id, &data(&layout, 0, &wire)), Absorbed::Complete);
-        assert_eq!(msg.into_payload(), payload);
+        for defer in [false, true] {
+            let first = data(&layout, 0, &wire[..10]);
+            let mut msg = opening(
+                IncomingMessage::new(&first, false, keys(), &BufferPool::new(1 << 20)).unwrap(),
+                defer,
+            );
+            let mut bad = wire.clone();
+            bad[1100] ^= 1; // inside record 1
+            let outcome = absorb_and_open(&mut msg, id, &data(&layout, 0, &bad));
+            assert_eq!(outcome, Absorbed::RecordRejected);
+            assert!(!msg.gaps(10).is_empty());
+            let outcome = absorb_and_open(&mut msg, id, &data(&layout, 0, &wire));
+            assert_eq!(outcome, Absorbed::Complete);
+            assert_eq!(msg.into_payload(), payload);
+        }
     }
 
     #[test]
@@ -503,10 +522,14 @@ mod tests {
         // The attacker claims the message ends after two records.
         let forged = MessageLayout::from_wire(layout.record_range(1).end as u32, 1000).unwrap();
         let cut = &wire[..forged.wire_len() as usize];
-        let mut msg =
-            IncomingMessage::new(&data(&forged, 0, cut), false, keys(), &BufferPool::new(1 << 20))
-                .unwrap();
-        assert_eq!(absorb_and_open(&mut msg, id, &data(&forged, 0, cut)), Absorbed::Forged);
+        for defer in [false, true] {
+            let first = data(&forged, 0, cut);
+            let mut msg = opening(
+                IncomingMessage::new(&first, false, keys(), &BufferPool::new(1 << 20)).unwrap(),
+                defer,
+            );
+            assert_eq!(absorb_and_open(&mut msg, id, &data(&forged, 0, cut)), Absorbed::Forged);
+        }
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub(crate) fn new_incoming(
     let message = session
         .rx
         .candidates(phase, now)
-        .and_then(|keys| IncomingMessage::new(data, phase, keys, &cx.core.buffers));
+        .and_then(|keys| IncomingMessage::new(data, phase, keys, &cx.core.buffers))
+        .map(|m| if cx.core.defer_opening { m.defer_opening() } else { m });
     if message.is_none() {
         cx.core.stats.malformed += 1;
     }
