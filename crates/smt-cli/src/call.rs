@@ -26,12 +26,12 @@ pub struct CallArgs {
     /// Trusted CA certificates (PEM); a self-signed server certificate is its own CA.
     #[arg(long, value_name = "FILE")]
     pub ca: PathBuf,
-    /// Request (and echoed response) payload size in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    /// Request (and echoed response) payload size in bytes, at most 128 MiB (the
+    /// largest message SMT carries by default).
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = parse_size)]
     pub size: usize,
-    /// Number of calls.
-    #[arg(long, value_name = "N", default_value_t = 1,
-          value_parser = clap::value_parser!(u64).range(1..))]
+    /// Number of calls (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_count)]
     pub count: u64,
     /// Most calls in flight at once.
     #[arg(long, value_name = "N", default_value_t = 1,
@@ -48,6 +48,26 @@ pub struct CallArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Largest `--size`: the default `max_message_len`, checked before anything is
+/// allocated.
+const MAX_SIZE: usize = 128 << 20;
+
+fn parse_size(text: &str) -> std::result::Result<usize, String> {
+    let size: usize = text.parse().map_err(|_| format!("{text:?} is not a byte count"))?;
+    if size > MAX_SIZE {
+        return Err(format!("{size} bytes is more than the largest message, {MAX_SIZE} (128 MiB)"));
+    }
+    Ok(size)
+}
+
+fn parse_count(text: &str) -> std::result::Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("0 calls would test nothing: give at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a number of calls")),
+    }
 }
 
 pub async fn run(args: &CallArgs) -> Result<()> {

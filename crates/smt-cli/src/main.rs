@@ -24,6 +24,7 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "smt",
     version,
+    arg_required_else_help = true,
     about = "SMT: encrypted message-based RPC (TLS 1.3 records over a Homa-like transport)"
 )]
 struct Cli {
@@ -35,7 +36,8 @@ struct Cli {
 enum Command {
     /// Write a self-signed certificate and key (DIR/cert.pem, DIR/key.pem).
     Keygen(keygen::KeygenArgs),
-    /// Run an echo server; on SIGINT/SIGTERM print its counters as one JSON line.
+    /// Run an echo server; on SIGINT/SIGTERM print its counters as one JSON line and
+    /// exit (SIGUSR1: print them and keep serving; SIGHUP is ignored).
     Serve(serve::ServeArgs),
     /// Make verified echo calls to a server and report latency and throughput.
     Call(call::CallArgs),
@@ -50,6 +52,11 @@ fn main() -> ExitCode {
             // --help and --version.
             let _ = e.print();
             return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `smt` alone: the list of commands is the helpful answer.
+            let _ = e.print();
+            return ExitCode::from(2);
         }
         Err(e) => {
             eprintln!("error: {}", clap_error_line(&e));

@@ -1,4 +1,5 @@
-//! `smt serve`: an echo server that prints its counters as JSON when stopped.
+//! `smt serve`: an echo server that prints its counters as JSON when stopped (and on
+//! SIGUSR1, without stopping).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -38,12 +39,20 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     // Handlers first: a signal arriving right after "listening on" must stop us cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    // SIGUSR1 prints the counters and keeps serving; SIGHUP (a closed terminal, a
+    // config-reload habit) must not kill the server without its counters.
+    let mut sigusr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let endpoint = args.transport.server_endpoint(listen, tls)?;
     eprintln!("listening on {}", endpoint.local_addr());
     let echo = tokio::spawn(echo(endpoint.clone()));
-    let signal = tokio::select! {
-        _ = sigint.recv() => "SIGINT",
-        _ = sigterm.recv() => "SIGTERM",
+    let signal = loop {
+        tokio::select! {
+            _ = sigint.recv() => break "SIGINT",
+            _ = sigterm.recv() => break "SIGTERM",
+            _ = sigusr1.recv() => println!("{}", stats::to_json(&endpoint.stats())),
+            _ = sighup.recv() => info!("SIGHUP ignored (SIGINT or SIGTERM stop the server)"),
+        }
     };
     info!(signal, "shutting down");
     stop_echo(echo).await;

@@ -325,3 +325,58 @@ fn demo_runs_and_prints_the_table() {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }
 }
+
+#[test]
+fn smt_without_arguments_lists_the_commands() {
+    let output = run(smt(), QUICK);
+    assert_eq!(output.status.code(), Some(2));
+    let text = format!("{}{}", output.stdout, output.stderr);
+    for command in ["keygen", "serve", "call", "demo"] {
+        assert!(text.contains(command), "{command} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn impossible_sizes_and_counts_are_refused_before_anything_is_allocated() {
+    let mut command = smt();
+    command.args(["call", "--connect", "127.0.0.1:1", "--server-name", "x", "--ca", "/dev/null"]);
+    command.args(["--size", "999999999999"]);
+    let output = run(command, QUICK);
+    assert_eq!(output.status.code(), Some(2));
+    let error = output.assert_one_line_error();
+    assert!(error.contains("largest message"), "{error}");
+
+    let mut command = smt();
+    command.args(["call", "--connect", "127.0.0.1:1", "--server-name", "x", "--ca", "/dev/null"]);
+    command.args(["--count", "0"]);
+    let output = run(command, QUICK);
+    assert_eq!(output.status.code(), Some(2));
+    let error = output.assert_one_line_error();
+    assert!(error.contains("at least 1"), "{error}");
+}
+
+#[test]
+fn serve_prints_counters_on_sigusr1_survives_sighup_and_stops_on_sigterm() {
+    let tmp = TempDir::new("signals");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let mut server = Server::start("127.0.0.1:0", &cert, &key, &[]);
+    call(&server.addr, "localhost", &cert, &["--count", "3"]).assert_success();
+    let pid = server.child.0.id().to_string();
+    let mut stdout = BufReader::new(server.child.0.stdout.take().unwrap());
+    for signal in ["-HUP", "-USR1"] {
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+    // SIGUSR1: one JSON line of counters, and the server goes on.
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let counters: serde_json::Value = serde_json::from_str(&line).expect("JSON counters");
+    assert_eq!(counters["requests_delivered"], 3, "{counters}");
+    call(&server.addr, "localhost", &cert, &["--count", "2"]).assert_success();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = wait_bounded(&mut server.child.0, QUICK).expect("smt serve did not exit");
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    let last: serde_json::Value = serde_json::from_str(rest.trim()).expect("final counters");
+    assert_eq!(last["requests_delivered"], 5, "{last}");
+}
