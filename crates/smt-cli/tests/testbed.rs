@@ -398,6 +398,39 @@ fn udp_sessions_work_through_a_port_mapping_and_source_nat() {
     assert_eq!(stats["misdirected"], 0, "{stats}");
 }
 
+#[test]
+fn a_wildcard_bound_server_answers_from_the_address_each_client_dialled() {
+    if !privileged() {
+        return;
+    }
+    let bed = Testbed::up(2);
+    // Host 2 is multi-homed: a second address of each family next to its first.
+    for (family, address) in [("-4", "10.77.0.102/24"), ("-6", "fd77::102/64")] {
+        let status = Command::new("ip")
+            .args(["-n", &format!("{}-h2", bed.prefix), family, "addr", "add", address])
+            .args(["dev", "eth0", "nodad"].iter().filter(|a| family == "-6" || **a != "nodad"))
+            .status()
+            .expect("ip addr add");
+        assert!(status.success(), "adding {address}");
+    }
+    // (listen, dialled address, how the client writes it)
+    let cases = [
+        ("0.0.0.0:4433", "10.77.0.102", "10.77.0.102:4433"),
+        ("[::]:4433", "fd77::102", "[fd77::102]:4433"),
+        ("[::]:4433", "10.77.0.102", "10.77.0.102:4433"),
+    ];
+    for (listen, dialled, connect) in cases {
+        let certs = keygen(dialled);
+        let server = Server::start(&bed, 2, listen, certs.path(), "udp");
+        let target =
+            Target { server: connect, name: dialled, certs: certs.path(), transport: "udp" };
+        call(&bed, 1, target, 1, 5);
+        call(&bed, 1, target, 300_000, 2);
+        let stats = server.stop();
+        assert_eq!(stats["requests_delivered"], 7, "{listen} dialled at {connect}: {stats}");
+    }
+}
+
 /// A temporary directory removed on drop (no extra dependency).
 mod tempdir {
     use std::path::{Path, PathBuf};

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -26,8 +26,11 @@ use tracing::{debug, trace};
 use crate::error::Result;
 use crate::socket::{OutBatch, Received, Socket, RECV_BUF};
 
-/// Datagram buffers (of RECV_BUF bytes each) the driver receives into.
-const RECV_SLOTS: usize = 32;
+/// Datagram buffers (of RECV_BUF bytes each) the driver receives into, over
+/// several receive calls of at most [`RECV_SLOTS_PER_CALL`].
+const RECV_SLOTS: usize = 64;
+/// Buffers one receive call fills at most (quinn-udp's batch).
+const RECV_SLOTS_PER_CALL: usize = quinn_udp::BATCH_SIZE;
 /// Received datagrams up to this size are handled before larger ones of the same
 /// batch (a 1 KiB request or response with its headers, and every control packet).
 const SMALL_DATAGRAM: usize = 1500;
@@ -66,6 +69,9 @@ pub(crate) struct Shared {
 struct Batch {
     destination: SocketAddr,
     segment_size: Option<usize>,
+    /// The local address to send from: the one the peer sent to, on a socket bound
+    /// to the unspecified address (a multi-homed server must answer from it).
+    source: Option<IpAddr>,
     bytes: Vec<u8>,
 }
 
@@ -119,6 +125,7 @@ impl Outbox {
                     destination: b.destination,
                     segment_size: b.segment_size,
                     contents: &b.bytes,
+                    source: b.source,
                 })
                 .collect();
             let Some(result) = shared.socket.send_many(&views) else {
@@ -148,7 +155,8 @@ impl Outbox {
     fn send_one_by_one(&mut self, shared: &Shared) {
         let mut batches = self.batches.drain(..);
         while let Some(batch) = batches.next() {
-            let sent = send(shared, batch.destination, batch.segment_size, &batch.bytes);
+            let sent =
+                send(shared, batch.destination, batch.segment_size, &batch.bytes, batch.source);
             if sent < batch.bytes.len() {
                 let rest = Batch { bytes: batch.bytes[sent..].to_vec(), ..batch };
                 let mut state = shared.lock();
@@ -189,9 +197,38 @@ pub(crate) struct State {
     pub shutdown: bool,
     /// Whether the socket is UDP (for the header overhead in path MTUs).
     over_udp: bool,
+    /// For a socket bound to the unspecified address: the local address each peer
+    /// last sent to, which replies to it leave from. Bounded by
+    /// [`MAX_LOCAL_ADDRESSES`]: past it the map starts again (a peer whose entry was
+    /// dropped gets the kernel's choice until its next datagram).
+    local_ips: HashMap<SocketAddr, IpAddr>,
+    /// Whether to fill `local_ips` (the socket is bound to the unspecified address).
+    track_local_ips: bool,
 }
 
+/// Most peers whose local address a wildcard-bound endpoint remembers.
+const MAX_LOCAL_ADDRESSES: usize = 65_536;
+
 impl State {
+    /// Remembers, for each sender, which local address it sent to.
+    fn learn_local_ips(&mut self, received: &[Received]) {
+        for d in received {
+            let Some(local) = d.local else { continue };
+            if self.local_ips.get(&d.from) != Some(&local) {
+                if self.local_ips.len() >= MAX_LOCAL_ADDRESSES {
+                    self.local_ips.clear();
+                }
+                self.local_ips.insert(d.from, local);
+            }
+        }
+    }
+
+    /// Replies leave from the address each peer sent to (for a socket bound to the
+    /// unspecified address on a host with several addresses).
+    pub(crate) fn track_local_addresses(&mut self) {
+        self.track_local_ips = true;
+    }
+
     pub(crate) fn new(
         engine: Engine,
         requests: mpsc::UnboundedSender<RawRequest>,
@@ -207,6 +244,8 @@ impl State {
             pending: VecDeque::new(),
             shutdown: false,
             over_udp,
+            local_ips: HashMap::new(),
+            track_local_ips: false,
         }
     }
 
@@ -237,9 +276,11 @@ impl State {
             };
             buf.truncate(t.size);
             taken += t.size;
+            let source = self.local_ips.get(&t.destination).copied();
             outbox.batches.push(Batch {
                 destination: t.destination,
                 segment_size: t.segment_size,
+                source,
                 bytes: buf,
             });
         }
@@ -320,7 +361,8 @@ impl State {
     /// by the driver only, with the lock held: it is the rare slow path.
     fn flush_pending(&mut self, shared: &Shared) {
         while let Some(batch) = self.pending.pop_front() {
-            let sent = send(shared, batch.destination, batch.segment_size, &batch.bytes);
+            let sent =
+                send(shared, batch.destination, batch.segment_size, &batch.bytes, batch.source);
             if sent < batch.bytes.len() {
                 self.pending.push_front(Batch { bytes: batch.bytes[sent..].to_vec(), ..batch });
                 return;
@@ -335,8 +377,9 @@ fn send(
     destination: SocketAddr,
     segment_size: Option<usize>,
     contents: &[u8],
+    source: Option<IpAddr>,
 ) -> usize {
-    match shared.socket.send(destination, segment_size, contents) {
+    match shared.socket.send(destination, segment_size, contents, source) {
         Ok(sent) => sent,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
         // Other errors lose the datagrams; the protocol recovers.
@@ -464,18 +507,49 @@ impl Shared {
         // Busy polling receives a few datagrams per call: the call is repeated at
         // once anyway, and a short one notices an arrival sooner.
         let slots = if self.busy_poll { BUSY_RECV_SLOTS } else { RECV_SLOTS };
-        let storage = &mut rx.storage[..slots * RECV_BUF];
-        match self.socket.recv(storage, &mut rx.received, self.busy_poll) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
-            // ICMP errors (e.g. a peer's port closed) surface here; they are not
-            // fatal to the endpoint.
-            Err(e) => {
-                trace!(error = %e, "recv error");
-                return Some(Round { completed: 0, full: true });
+        // Drain the socket (up to `slots` buffers, in calls of at most a system
+        // call's batch): a short message queued behind bulk data in the kernel then
+        // waits only for that data to be copied out, not for it to be processed,
+        // since small datagrams are handled first below.
+        let mut used = 0;
+        let mut full = false;
+        while used < slots {
+            let before = rx.received.len();
+            let storage = &mut rx.storage[used * RECV_BUF..slots * RECV_BUF];
+            match self.socket.recv(storage, &mut rx.received, self.busy_poll) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors (e.g. a peer's port closed) surface here; they are not
+                // fatal to the endpoint.
+                Err(e) => {
+                    trace!(error = %e, "recv error");
+                    if rx.received.is_empty() {
+                        return Some(Round { completed: 0, full: true });
+                    }
+                    break;
+                }
             }
+            let base = used * RECV_BUF;
+            let mut end = 0;
+            for d in &mut rx.received[before..] {
+                d.range = d.range.start + base..d.range.end + base;
+                end = end.max(d.range.end);
+            }
+            let taken = end.saturating_sub(base).div_ceil(RECV_BUF);
+            let asked = (slots - used).min(RECV_SLOTS_PER_CALL);
+            used += taken.max(1);
+            if taken < asked {
+                break; // the socket had less than a full batch: it is empty now
+            }
+            full = used >= slots;
+        }
+        if rx.received.is_empty() {
+            return None;
         }
         let mut state = self.lock();
+        if state.track_local_ips {
+            state.learn_local_ips(&rx.received);
+        }
         // Small datagrams first (requests and responses that fit one packet, grants,
         // acknowledgements): CPU-level SRPT within the batch. If they completed
         // anything, it goes out before the bulk data is even copied.
@@ -512,7 +586,7 @@ impl Shared {
         while !rx.outbox.requests.is_empty() {
             crate::serve::run_inline(self, &mut rx.outbox);
         }
-        Some(Round { completed, full: rx.received.len() >= slots })
+        Some(Round { completed, full })
     }
 
     /// Runs due timers, sends what others left; `(deadline, pending, done)`.

@@ -162,8 +162,12 @@ impl EndpointBuilder {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let over_udp = socket.is_udp();
+        let mut state = State::new(engine, tx, over_udp);
+        if over_udp && local_addr.ip().is_unspecified() {
+            state.track_local_addresses();
+        }
         let shared = Arc::new_cyclic(|me| Shared {
-            state: std::sync::Mutex::new(State::new(engine, tx, over_udp)),
+            state: std::sync::Mutex::new(state),
             receiver: std::sync::Mutex::new(driver::Receiver::new()),
             socket,
             wake: Notify::new(),

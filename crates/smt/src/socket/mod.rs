@@ -51,6 +51,8 @@ impl Transport {
 pub(crate) struct Received {
     pub from: SocketAddr,
     pub range: Range<usize>,
+    /// The local address it was sent to, where the socket reports it (UDP).
+    pub local: Option<std::net::IpAddr>,
 }
 
 /// One batch to send: datagrams of `segment_size` bytes (the last may be shorter)
@@ -59,6 +61,8 @@ pub(crate) struct OutBatch<'a> {
     pub destination: SocketAddr,
     pub segment_size: Option<usize>,
     pub contents: &'a [u8],
+    /// The local address to send from (UDP; `None`: the kernel's choice).
+    pub source: Option<std::net::IpAddr>,
 }
 
 pub(crate) enum Socket {
@@ -95,9 +99,12 @@ impl Socket {
         destination: SocketAddr,
         segment_size: Option<usize>,
         contents: &[u8],
+        source: Option<std::net::IpAddr>,
     ) -> io::Result<usize> {
         match self {
-            Socket::Udp(s) => s.send(destination, segment_size, contents).map(|()| contents.len()),
+            Socket::Udp(s) => {
+                s.send(destination, segment_size, contents, source).map(|()| contents.len())
+            }
             Socket::Ip(s) => s.send(destination, segment_size, contents),
         }
     }

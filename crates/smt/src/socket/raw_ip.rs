@@ -139,7 +139,7 @@ impl RawIpSocket {
             }
             let port = u16::from_be_bytes([chunk[skip], chunk[skip + 1]]);
             let from = SocketAddr::new(canonical(from.ip()), port);
-            out.push(Received { from, range: payload });
+            out.push(Received { from, range: payload, local: None });
         }
         Ok(())
     }

@@ -14,19 +14,23 @@ use socket2::SockAddr;
 pub(crate) const MAX_MESSAGES: usize = 64;
 
 /// One message: `data` to `address`, cut by the kernel into datagrams of `segment`
-/// bytes (UDP GSO) if set.
+/// bytes (UDP GSO) if set, sent from local address `source` if set (a socket bound
+/// to the unspecified address on a host with several addresses must answer from
+/// the one the peer sent to).
 pub(crate) struct Message<'a> {
     pub address: &'a SockAddr,
     pub data: &'a [u8],
     pub segment: Option<u16>,
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// `SOL_UDP` / `UDP_SEGMENT` (linux/udp.h): the GSO segment size of one send.
 const SOL_UDP: libc::c_int = 17;
 const UDP_SEGMENT: libc::c_int = 103;
 
-/// Room for one control message holding a `u16`, in `u64`s (keeps it aligned).
-const CMSG_WORDS: usize = 4;
+/// Room for the control messages of one datagram, in `u64`s (keeps them aligned):
+/// a `u16` segment size (24 bytes with its header) and an `in6_pktinfo` (40).
+const CMSG_WORDS: usize = 8;
 
 /// Sends the first [`MAX_MESSAGES`] of `messages` with one `sendmmsg`; returns how
 /// many the kernel took (all of them, a prefix, or an error if it took none).
@@ -41,9 +45,6 @@ pub(crate) fn sendmmsg(fd: RawFd, messages: &[Message<'_>]) -> io::Result<usize>
     // SAFETY: as above.
     let mut headers: [libc::mmsghdr; MAX_MESSAGES] = unsafe { std::mem::zeroed() };
     let mut control = [[0u64; CMSG_WORDS]; MAX_MESSAGES];
-    // SAFETY: CMSG_SPACE only computes a size.
-    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as usize;
-    debug_assert!(space <= CMSG_WORDS * 8);
     for (i, m) in messages[..n].iter().enumerate() {
         iovecs[i] =
             libc::iovec { iov_base: m.data.as_ptr() as *mut libc::c_void, iov_len: m.data.len() };
@@ -52,19 +53,63 @@ pub(crate) fn sendmmsg(fd: RawFd, messages: &[Message<'_>]) -> io::Result<usize>
         h.msg_namelen = m.address.len();
         h.msg_iov = &mut iovecs[i] as *mut libc::iovec;
         h.msg_iovlen = 1;
-        if let Some(segment) = m.segment {
-            h.msg_control = control[i].as_mut_ptr() as *mut libc::c_void;
-            h.msg_controllen = space as _;
-            // SAFETY: `h` has a control buffer of `space` bytes, enough for one
-            // header and a u16, so CMSG_FIRSTHDR returns a valid pointer into it, and
-            // CMSG_DATA points inside it after the header; the write is unaligned-safe.
-            unsafe {
-                let cmsg = libc::CMSG_FIRSTHDR(h);
+        if m.segment.is_none() && m.source.is_none() {
+            continue;
+        }
+        h.msg_control = control[i].as_mut_ptr() as *mut libc::c_void;
+        h.msg_controllen = (CMSG_WORDS * 8) as _;
+        let mut used = 0usize;
+        // SAFETY: `h` has a zeroed, aligned control buffer of CMSG_WORDS * 8 = 64
+        // bytes, and at most two control messages are written into it: a u16 (space
+        // 24) and an in_pktinfo or in6_pktinfo (space 32 or 40), 64 bytes at most.
+        // CMSG_FIRSTHDR / CMSG_NXTHDR return pointers inside that buffer while
+        // msg_controllen covers it (it is set to the full buffer while writing and
+        // trimmed to what was written afterwards), and the writes are unaligned-safe.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(h);
+            if let Some(segment) = m.segment {
                 (*cmsg).cmsg_level = SOL_UDP;
                 (*cmsg).cmsg_type = UDP_SEGMENT;
                 (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
                 std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, segment);
+                used += libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as usize;
+                cmsg = libc::CMSG_NXTHDR(h, cmsg);
             }
+            match m.source {
+                Some(std::net::IpAddr::V4(ip)) if !cmsg.is_null() => {
+                    let info = libc::in_pktinfo {
+                        ipi_ifindex: 0,
+                        ipi_spec_dst: libc::in_addr { s_addr: u32::from_ne_bytes(ip.octets()) },
+                        ipi_addr: libc::in_addr { s_addr: 0 },
+                    };
+                    let len = std::mem::size_of::<libc::in_pktinfo>() as u32;
+                    (*cmsg).cmsg_level = libc::IPPROTO_IP;
+                    (*cmsg).cmsg_type = libc::IP_PKTINFO;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut libc::in_pktinfo, info);
+                    used += libc::CMSG_SPACE(len) as usize;
+                }
+                Some(std::net::IpAddr::V6(ip)) if !cmsg.is_null() => {
+                    let info = libc::in6_pktinfo {
+                        ipi6_addr: libc::in6_addr { s6_addr: ip.octets() },
+                        ipi6_ifindex: 0,
+                    };
+                    let len = std::mem::size_of::<libc::in6_pktinfo>() as u32;
+                    (*cmsg).cmsg_level = libc::IPPROTO_IPV6;
+                    (*cmsg).cmsg_type = libc::IPV6_PKTINFO;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(len) as _;
+                    std::ptr::write_unaligned(
+                        libc::CMSG_DATA(cmsg) as *mut libc::in6_pktinfo,
+                        info,
+                    );
+                    used += libc::CMSG_SPACE(len) as usize;
+                }
+                _ => {}
+            }
+        }
+        h.msg_controllen = used as _;
+        if used == 0 {
+            h.msg_control = std::ptr::null_mut();
         }
     }
     // SAFETY: the first `n` headers are initialised and every pointer in them (the

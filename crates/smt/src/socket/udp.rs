@@ -2,7 +2,7 @@
 //! recvmmsg-style batches for receives.
 
 use std::io::{self, IoSliceMut};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
@@ -50,8 +50,9 @@ impl UdpIo {
         destination: SocketAddr,
         segment_size: Option<usize>,
         contents: &[u8],
+        source: Option<IpAddr>,
     ) -> io::Result<()> {
-        let transmit = Transmit { destination, ecn: None, contents, segment_size, src_ip: None };
+        let transmit = Transmit { destination, ecn: None, contents, segment_size, src_ip: source };
         // quinn-udp logs and swallows errors other than WouldBlock: datagrams may be
         // lost, and the protocol recovers.
         self.socket.try_io(Interest::WRITABLE, || self.state.send((&self.socket).into(), &transmit))
@@ -63,7 +64,9 @@ impl UdpIo {
     /// counted as sent), as with `send`: the protocol recovers.
     pub(crate) fn send_many(&self, batches: &[OutBatch<'_>]) -> io::Result<usize> {
         if let [one] = batches {
-            return self.send(one.destination, one.segment_size, one.contents).map(|()| 1);
+            return self
+                .send(one.destination, one.segment_size, one.contents, one.source)
+                .map(|()| 1);
         }
         let dual_stack = self.local_addr.is_ipv6();
         let addresses: Vec<socket2::SockAddr> = batches
@@ -90,6 +93,7 @@ impl UdpIo {
                     .segment_size
                     .filter(|&s| s < b.contents.len())
                     .and_then(|s| u16::try_from(s).ok()),
+                source: b.source,
             })
             .collect();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.socket);
@@ -138,10 +142,22 @@ impl UdpIo {
             let mut offset = 0;
             while offset < meta.len {
                 let end = (offset + stride).min(meta.len);
-                out.push(Received { from: meta.addr, range: base + offset..base + end });
+                out.push(Received {
+                    from: meta.addr,
+                    range: base + offset..base + end,
+                    local: meta.dst_ip.map(unmapped),
+                });
                 offset = end;
             }
         }
         Ok(())
+    }
+}
+
+/// An IPv4 address a dual-stack socket reports as IPv4-mapped IPv6, as IPv4.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
