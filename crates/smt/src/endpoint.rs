@@ -310,6 +310,11 @@ impl Endpoint {
         }
     }
 
+    /// What the endpoint holds in memory right now: sessions, RPCs, message bytes.
+    pub fn memory_usage(&self) -> crate::MemoryUsage {
+        self.inner.shared.lock().engine.memory_usage()
+    }
+
     pub(crate) fn role_of(&self, session: smt_proto::engine::SessionHandle) -> Option<Role> {
         self.inner.shared.lock().engine.session_info(session).map(|(_, role, _)| role)
     }

@@ -74,7 +74,9 @@ pub use error::{Error, Result};
 pub use keys::{SessionKeys, TrafficKey};
 pub use serve::Request;
 pub use session::{IncomingRequest, Session};
-pub use smt_proto::engine::{Alert, Config as TransportConfig, PathInfo, Role, Stats, TlsError};
+pub use smt_proto::engine::{
+    Alert, Config as TransportConfig, MemoryUsage, PathInfo, Role, Stats, TlsError,
+};
 pub use smt_proto::record::CipherSuite;
 pub use socket::Transport;
 

@@ -62,7 +62,7 @@ impl Session {
         let request = request.into();
         let shared = self.endpoint.shared();
         let (tx, rx) = oneshot::channel();
-        if request.len() <= SEAL_INLINE_MAX {
+        let id = if request.len() <= SEAL_INLINE_MAX {
             let mut state = shared.lock();
             let id = state
                 .engine
@@ -71,6 +71,7 @@ impl Session {
             state.calls.insert((self.handle, id), tx);
             state.nudge(shared);
             shared.flush_soon(state);
+            id
         } else {
             let prepared = {
                 let mut state = shared.lock();
@@ -89,11 +90,17 @@ impl Session {
             state.calls.insert((self.handle, id), tx);
             state.nudge(shared);
             shared.flush_soon(state);
-        }
-        if shared.busy_poll {
-            return BusyWait { shared, rx }.await;
-        }
-        rx.await.map_err(|_| Error::EndpointClosed)?
+            id
+        };
+        // Dropping this future before it completes abandons the RPC.
+        let mut guard = CancelOnDrop { shared, session: self.handle, id, armed: true };
+        let result = if shared.busy_poll {
+            BusyWait { shared, rx }.await
+        } else {
+            rx.await.map_err(|_| Error::EndpointClosed)?
+        };
+        guard.armed = false;
+        result
     }
 
     /// The peer's address.
@@ -225,6 +232,29 @@ impl Drop for IncomingRequest {
         if !self.answered {
             let mut state = self.endpoint.shared().lock();
             state.engine.abandon_request(self.session, self.id);
+        }
+    }
+}
+
+/// Abandons a call whose future was dropped before it completed: the engine frees
+/// the RPC and tells the server (see `Endpoint::cancel_call` in smt-proto).
+struct CancelOnDrop<'a> {
+    shared: &'a Shared,
+    session: SessionHandle,
+    id: MessageId,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut state = self.shared.lock();
+        if state.calls.remove(&(self.session, self.id)).is_some()
+            && state.engine.cancel_call(self.session, self.id)
+        {
+            self.shared.flush_soon(state);
         }
     }
 }

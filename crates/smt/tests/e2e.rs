@@ -902,3 +902,48 @@ async fn connecting_where_nothing_answers_reports_no_reply_with_the_port() {
     assert!(text.contains(&format!("no reply from {target}")), "{text}");
     assert!(text.contains(&format!("UDP port {}", target.port())), "{text}");
 }
+
+/// A caller that stops waiting (its `call` future is dropped, here by a timeout)
+/// abandons the RPC: the client frees it at once, and the server frees the response
+/// it sends later (the client acknowledges what it no longer wants).
+#[tokio::test]
+async fn dropping_a_call_future_frees_the_rpc_on_both_sides() {
+    let id = support::identity(&["localhost"]);
+    let server = loopback_server(support::server_config(&id));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let server_loop = spawn_holding_server(server.clone(), held.clone());
+    let client = loopback_client(support::client_config(&id));
+    let session = connect(&client, server.local_addr(), "localhost").await;
+    let waited = tokio::time::timeout(Duration::from_millis(200), session.call(pattern(100, 1)));
+    assert!(waited.await.is_err(), "the server holds the request: the call cannot finish");
+    assert_eq!(client.stats().calls_cancelled, 1);
+    assert_eq!(client.memory_usage().rpcs, 0, "the client freed the abandoned RPC");
+    // The server answers anyway; the response goes nowhere and is freed there too.
+    let request = held.lock().unwrap().pop().expect("held request");
+    request.respond(pattern(100, 1)).expect("respond");
+    eventually(Duration::from_secs(3), "server frees the unwanted response", || {
+        server.memory_usage().rpcs == 0
+    })
+    .await;
+    // The session still works.
+    let echo_back = {
+        let request = tokio::spawn({
+            let held = held.clone();
+            async move {
+                loop {
+                    if let Some(r) = held.lock().unwrap().pop() {
+                        let body = r.payload().clone();
+                        r.respond(body).expect("respond");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+        let got = within(STEP, "call after a cancelled one", session.call("again")).await;
+        request.await.unwrap();
+        got
+    };
+    assert_eq!(echo_back.expect("echo"), "again");
+    server_loop.abort();
+}

@@ -553,6 +553,25 @@ impl Endpoint {
         })
     }
 
+    /// Abandons client RPC `id` (the caller no longer wants the response): its state
+    /// is freed at once, no event follows, and the server is told (RPC_UNKNOWN), which
+    /// frees a response it is sending. A server still receiving or serving the
+    /// request finishes on its own; a response that arrives later is dropped and
+    /// acknowledged when the server asks (NEED_ACK), which frees it there. False if
+    /// there is no such client RPC.
+    pub fn cancel_call(&mut self, session: SessionHandle, id: MessageId) -> bool {
+        let is_client = self.rpcs.get((session, id)).is_some_and(|rpc| rpc.role() == Role::Client);
+        if !is_client {
+            return false;
+        }
+        self.rpcs.remove((session, id));
+        self.core.stats.calls_cancelled += 1;
+        if let Some(s) = self.sessions.get(&session) {
+            self.core.send_control(s, id, crate::wire::Body::RpcUnknown);
+        }
+        true
+    }
+
     /// Gives up on answering request `id`: its state is freed. The server no longer
     /// answers the client's probes for it (the request already ran and never runs
     /// again), so the client's RPC fails by the progress timeout.

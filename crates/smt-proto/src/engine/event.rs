@@ -173,6 +173,8 @@ pub struct Stats {
     /// DATA for a message whose records were out being opened (see
     /// `Endpoint::take_records_to_open`): dropped, asked for again if needed.
     pub dropped_while_opening: u64,
+    /// Client RPCs the application abandoned (`Endpoint::cancel_call`).
+    pub calls_cancelled: u64,
     /// Requests delivered to the application (each exactly once).
     pub requests_delivered: u64,
     /// Responses delivered to the application (each exactly once).
