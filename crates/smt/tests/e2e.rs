@@ -55,6 +55,26 @@ fn spawn_holding_server(
     })
 }
 
+/// A server that holds every request it receives (in `held`), and a client with a
+/// session to it.
+struct HoldingServer {
+    server: Endpoint,
+    held: Arc<Mutex<Vec<smt::IncomingRequest>>>,
+    server_loop: tokio::task::JoinHandle<usize>,
+    client: Endpoint,
+    session: Session,
+}
+
+async fn holding_server() -> HoldingServer {
+    let id = support::identity(&["localhost"]);
+    let server = loopback_server(support::server_config(&id));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let server_loop = spawn_holding_server(server.clone(), held.clone());
+    let client = loopback_client(support::client_config(&id));
+    let session = connect(&client, server.local_addr(), "localhost").await;
+    HoldingServer { server, held, server_loop, client, session }
+}
+
 fn assert_echo(got: &[u8], sent: &[u8], what: &str) {
     assert_eq!(got.len(), sent.len(), "{what}: response length");
     if let Some(at) = got.iter().zip(sent).position(|(a, b)| a != b) {
@@ -718,12 +738,7 @@ async fn respond_larger_than_server_max_message_len_fails_with_message_too_large
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_in_flight_when_client_endpoint_closes_fail_with_session_closed() {
-    let id = support::identity(&["localhost"]);
-    let server = loopback_server(support::server_config(&id));
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let server_loop = spawn_holding_server(server.clone(), held.clone());
-    let client = loopback_client(support::client_config(&id));
-    let session = connect(&client, server.local_addr(), "localhost").await;
+    let HoldingServer { server, held, server_loop, client, session } = holding_server().await;
 
     let mut calls = Vec::new();
     for i in 0..10usize {
@@ -762,12 +777,7 @@ async fn calls_in_flight_when_client_endpoint_closes_fail_with_session_closed() 
 
 #[tokio::test]
 async fn server_close_fails_client_calls_in_flight_with_peer_closed() {
-    let id = support::identity(&["localhost"]);
-    let server = loopback_server(support::server_config(&id));
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let server_loop = spawn_holding_server(server.clone(), held.clone());
-    let client = loopback_client(support::client_config(&id));
-    let session = connect(&client, server.local_addr(), "localhost").await;
+    let HoldingServer { server, held, server_loop, client, session } = holding_server().await;
     let mut calls = Vec::new();
     for i in 0..5u64 {
         let session = session.clone();
@@ -908,12 +918,7 @@ async fn connecting_where_nothing_answers_reports_no_reply_with_the_port() {
 /// it sends later (the client acknowledges what it no longer wants).
 #[tokio::test]
 async fn dropping_a_call_future_frees_the_rpc_on_both_sides() {
-    let id = support::identity(&["localhost"]);
-    let server = loopback_server(support::server_config(&id));
-    let held = Arc::new(Mutex::new(Vec::new()));
-    let server_loop = spawn_holding_server(server.clone(), held.clone());
-    let client = loopback_client(support::client_config(&id));
-    let session = connect(&client, server.local_addr(), "localhost").await;
+    let HoldingServer { server, held, server_loop, client, session } = holding_server().await;
     let waited = tokio::time::timeout(Duration::from_millis(200), session.call(pattern(100, 1)));
     assert!(waited.await.is_err(), "the server holds the request: the call cannot finish");
     assert_eq!(client.stats().calls_cancelled, 1);
