@@ -242,7 +242,7 @@ impl Endpoint {
         };
         debug!(%addr, server_name, session_id, "connecting");
         rx.await.map_err(|_| Error::EndpointClosed)??;
-        Ok(Session::new(self.clone(), handle, addr))
+        Ok(Session::owned(self.clone(), handle, addr))
     }
 
     /// Installs a session whose keys were negotiated elsewhere (the kTLS model: the

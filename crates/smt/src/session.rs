@@ -28,11 +28,36 @@ pub(crate) const SEAL_INLINE_MAX: usize = 64 * 1024;
 /// assert_eq!(b?.len(), 1 << 20);
 /// # Ok(()) }
 /// ```
+///
+/// A session opened with [`Endpoint::connect`] is closed (and the peer told) when
+/// the last clone of its `Session` is dropped; one from
+/// [`Endpoint::install_session`] or [`IncomingRequest::session`] lives until
+/// [`close`](Session::close)d or the endpoint closes.
 #[derive(Clone)]
 pub struct Session {
     endpoint: Endpoint,
     handle: SessionHandle,
     peer: SocketAddr,
+    /// Shared by the clones of a connected session; the last one closes it.
+    _owner: Option<std::sync::Arc<CloseOnLastDrop>>,
+}
+
+/// Closes a connected session when the last handle to it goes.
+struct CloseOnLastDrop {
+    endpoint: Endpoint,
+    handle: SessionHandle,
+}
+
+impl Drop for CloseOnLastDrop {
+    fn drop(&mut self) {
+        let shared = self.endpoint.shared();
+        let mut state = shared.lock();
+        if state.shutdown || state.engine.session_info(self.handle).is_none() {
+            return; // already ended
+        }
+        state.engine.close_session(Instant::now(), self.handle);
+        shared.flush(state);
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -52,7 +77,13 @@ fn call_error(state: &State, e: CallError) -> Error {
 
 impl Session {
     pub(crate) fn new(endpoint: Endpoint, handle: SessionHandle, peer: SocketAddr) -> Session {
-        Session { endpoint, handle, peer }
+        Session { endpoint, handle, peer, _owner: None }
+    }
+
+    /// A handle whose last clone closes the session (for `Endpoint::connect`).
+    pub(crate) fn owned(endpoint: Endpoint, handle: SessionHandle, peer: SocketAddr) -> Session {
+        let owner = CloseOnLastDrop { endpoint: endpoint.clone(), handle };
+        Session { endpoint, handle, peer, _owner: Some(std::sync::Arc::new(owner)) }
     }
 
     /// Sends `request` and waits for the response. Fails with a precise [`Error`]:

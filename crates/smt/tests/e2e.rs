@@ -952,3 +952,21 @@ async fn dropping_a_call_future_frees_the_rpc_on_both_sides() {
     assert_eq!(echo_back.expect("echo"), "again");
     server_loop.abort();
 }
+
+/// The last clone of a connected session closes it, telling the server; clones
+/// dropped before that change nothing.
+#[tokio::test]
+async fn dropping_the_last_handle_of_a_connected_session_closes_it_on_both_sides() {
+    let (server, client) = echo_server_and_client();
+    let session = connect(&client, server.local_addr(), "localhost").await;
+    let clone = session.clone();
+    drop(session);
+    assert_eq!(
+        within(STEP, "call on a clone", clone.call("still here")).await.unwrap(),
+        "still here"
+    );
+    eventually(STEP, "server has the session", || server.session_count() == 1).await;
+    drop(clone);
+    assert_eq!(client.session_count(), 0, "the client closed it at once");
+    eventually(STEP, "server told", || server.session_count() == 0).await;
+}
