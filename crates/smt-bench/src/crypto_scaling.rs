@@ -41,13 +41,7 @@ fn config(messages: usize, size: usize) -> Config {
 }
 
 fn drain(endpoint: &mut Endpoint, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
-    let mut buf = Vec::new();
-    while let Some(t) = endpoint.poll_transmit(now, &mut buf) {
-        let segment = t.segment_size.unwrap_or(t.size);
-        for chunk in buf[..t.size].chunks(segment) {
-            out.push((t.destination, chunk.to_vec()));
-        }
-    }
+    smt_sim::take_datagrams(endpoint, now, &mut Vec::new(), out);
 }
 
 /// A client and a server engine with a session, kept across exchanges so that

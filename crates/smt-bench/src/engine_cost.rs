@@ -94,12 +94,9 @@ fn exchange(messages: usize, size: usize) -> Result<Costs> {
                 endpoint.respond(now, session, id, b"k").context("respond")?;
             }
             let mut back = Vec::new();
-            while let Some(tx) = endpoint.poll_transmit(now, &mut buf) {
-                let segment = tx.segment_size.unwrap_or(tx.size);
-                back.extend(buf[..tx.size].chunks(segment).map(<[u8]>::to_vec));
-            }
+            smt_sim::take_datagrams(endpoint, now, &mut buf, &mut back);
             let endpoint = net.endpoint(client);
-            for d in &back {
+            for (_, d) in &back {
                 endpoint.handle_datagram(now, saddr, d);
             }
             while let Some(event) = endpoint.poll_event() {

@@ -8,4 +8,4 @@
 pub mod network;
 pub mod workload;
 
-pub use network::{HostId, LinkConfig, Network, TraceEvent};
+pub use network::{take_datagrams, HostId, LinkConfig, Network, TraceEvent};

@@ -485,12 +485,11 @@ impl Network {
             let mut progressed = false;
             let now = self.now();
             let mut buf = std::mem::take(&mut self.buf);
-            while let Some(t) = self.hosts[i].endpoint.poll_transmit(now, &mut buf) {
-                progressed = true;
-                let seg = t.segment_size.unwrap_or(t.size);
-                for chunk in buf[..t.size].chunks(seg) {
-                    self.send(i, t.destination, chunk.to_vec());
-                }
+            let mut out = Vec::new();
+            take_datagrams(&mut self.hosts[i].endpoint, now, &mut buf, &mut out);
+            progressed |= !out.is_empty();
+            for (destination, datagram) in out {
+                self.send(i, destination, datagram);
             }
             self.buf = buf;
             while let Some(event) = self.hosts[i].endpoint.poll_event() {
@@ -585,5 +584,20 @@ impl Network {
         if let Some(t) = self.trace.as_mut() {
             t.push(line);
         }
+    }
+}
+
+/// Appends every datagram `endpoint` has to send now to `out` as (destination,
+/// bytes), GSO batches cut into their segments; `buf` is the transmit buffer.
+/// (Tests and in-process benchmarks that move datagrams by hand use it too.)
+pub fn take_datagrams(
+    endpoint: &mut Endpoint,
+    now: Instant,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<(SocketAddr, Vec<u8>)>,
+) {
+    while let Some(t) = endpoint.poll_transmit(now, buf) {
+        let segment = t.segment_size.unwrap_or(t.size);
+        out.extend(buf[..t.size].chunks(segment).map(|c| (t.destination, c.to_vec())));
     }
 }

@@ -30,15 +30,9 @@ fn pair() -> Pair {
 }
 
 /// Every datagram `from` has to send, as (destination, bytes).
-fn drain(endpoint: &mut Endpoint, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
+fn drain(endpoint: &mut Endpoint, now: std::time::Instant) -> Vec<(SocketAddr, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut buf = Vec::new();
-    while let Some(t) = endpoint.poll_transmit(now, &mut buf) {
-        let segment = t.segment_size.unwrap_or(t.size);
-        for chunk in buf[..t.size].chunks(segment) {
-            out.push((t.destination, chunk.to_vec()));
-        }
-    }
+    smt_sim::take_datagrams(endpoint, now, &mut Vec::new(), &mut out);
     out
 }
 

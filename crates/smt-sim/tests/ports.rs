@@ -10,11 +10,7 @@ use smt_sim::{LinkConfig, Network};
 
 fn drain(endpoint: &mut Endpoint, now: std::time::Instant) -> Vec<(SocketAddr, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut buf = Vec::new();
-    while let Some(t) = endpoint.poll_transmit(now, &mut buf) {
-        let segment = t.segment_size.unwrap_or(t.size);
-        out.extend(buf[..t.size].chunks(segment).map(|c| (t.destination, c.to_vec())));
-    }
+    smt_sim::take_datagrams(endpoint, now, &mut Vec::new(), &mut out);
     out
 }
 
