@@ -401,9 +401,7 @@ impl Shared {
         self.flush_with(state, &mut outbox, Instant::now());
         outbox.spare.truncate(SPARE_BUFFERS);
         SPARE.with(|spare| std::mem::swap(&mut outbox.spare, &mut spare.borrow_mut()));
-        if !outbox.requests.is_empty() {
-            crate::serve::run_inline(self, &mut outbox);
-        }
+        self.answer_inline(&mut outbox);
     }
 
     /// After an API call (`call`, `respond`) changed the engine: sends now, unless
@@ -561,9 +559,7 @@ impl Shared {
         if state.engine.pending_events() > 0 && rx.received.iter().any(|d| !small(&d)) {
             self.flush_with(state, &mut rx.outbox, now);
             completed += rx.outbox.completed;
-            while !rx.outbox.requests.is_empty() {
-                crate::serve::run_inline(self, &mut rx.outbox);
-            }
+            self.answer_inline(&mut rx.outbox);
             state = self.lock();
         }
         for datagram in rx.received.iter().filter(|d| !small(d)) {
@@ -575,6 +571,8 @@ impl Shared {
         let mut opening = state.engine.take_records_to_open();
         self.flush_with(state, &mut rx.outbox, now);
         completed += rx.outbox.completed;
+        // Requests already delivered are answered before the bulk crypto too.
+        self.answer_inline(&mut rx.outbox);
         if !opening.is_empty() {
             self.crypto.open(&mut opening);
             let mut state = self.lock();
@@ -582,11 +580,16 @@ impl Shared {
             state.engine.finish_opening(now, opening);
             self.flush_with(state, &mut rx.outbox, now);
             completed += rx.outbox.completed;
-        }
-        while !rx.outbox.requests.is_empty() {
-            crate::serve::run_inline(self, &mut rx.outbox);
+            self.answer_inline(&mut rx.outbox);
         }
         Some(Round { completed, full })
+    }
+
+    /// Runs the inline handler (`Endpoint::serve`) on the requests a flush delivered.
+    fn answer_inline(&self, outbox: &mut Outbox) {
+        while !outbox.requests.is_empty() {
+            crate::serve::run_inline(self, outbox);
+        }
     }
 
     /// Runs due timers, sends what others left; `(deadline, pending, done)`.
