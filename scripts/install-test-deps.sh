@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root).
 # Idempotent: skips packages that are already present.
 set -euo pipefail
-packages=(iproute2 nftables tcpdump python3-cryptography time)
+packages=(iproute2 nftables tcpdump tshark python3-cryptography python3-prometheus-client time)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -7,6 +7,7 @@
 
 mod call;
 mod demo;
+mod inspect;
 mod keygen;
 mod load;
 mod pem_files;
@@ -43,6 +44,8 @@ enum Command {
     Call(call::CallArgs),
     /// Run a server and a client on loopback and print a latency/throughput table.
     Demo(demo::DemoArgs),
+    /// Decode the SMT sessions of a packet capture (pcap/pcapng) with a TLS key log.
+    Inspect(inspect::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     let command = match command {
         Command::Keygen(args) => return keygen::run(&args),
+        Command::Inspect(args) => return inspect::run(&args),
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -90,6 +94,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             Command::Call(args) => call::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Keygen(args) => keygen::run(args),
+            Command::Inspect(args) => inspect::run(args),
         }
     });
     // Don't wait for stray tasks (e.g. a response still being sealed).
