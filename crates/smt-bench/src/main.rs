@@ -11,6 +11,7 @@ mod client;
 mod crypto_scaling;
 mod engine_cost;
 mod frame;
+mod handshakes;
 mod machine;
 mod open_loop;
 mod plan;
@@ -81,6 +82,20 @@ enum Cmd {
         size: usize,
         #[arg(long, default_value_t = 15)]
         reps: usize,
+    },
+    /// Handshake latency and handshakes per second on loopback, X25519 against
+    /// X25519MLKEM768, SMT and TLS over TCP.
+    Handshakes {
+        /// Handshakes one after another, for latency.
+        #[arg(long, default_value_t = 300)]
+        sequential: usize,
+        /// Clients making handshakes at once, for the rate.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Regenerate PERFORMANCE.md and the charts from results.json.
     Report {
@@ -186,6 +201,9 @@ fn main() -> Result<()> {
                 .context("reading results.json")?;
             let records: Vec<Record> = serde_json::from_str(&json)?;
             write_report(&out, &records)
+        }
+        Cmd::Handshakes { sequential, concurrency, seconds, rounds } => {
+            handshakes::run(sequential, concurrency, seconds, rounds)
         }
         Cmd::EngineCost { messages, size, reps } => engine_cost::run(messages, size, reps),
         Cmd::CryptoScaling { messages, size, threads, reps } => {

@@ -7,8 +7,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::load::{self, LoadReport, LoadSpec};
-use crate::pem_files::{self, Identity};
-use crate::tls_config;
+use crate::tls_config::Kx;
 use crate::transport::{self, Transport};
 
 /// Bound on the handshake (the transport's own handshake timeout is shorter; this
@@ -45,6 +44,10 @@ pub struct CallArgs {
     pub key: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub transport: Transport,
+    /// Key-exchange groups the ClientHello offers (post-quantum sends X25519MLKEM768
+    /// and X25519 key shares).
+    #[arg(long, value_enum, default_value_t)]
+    pub kx: Kx,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -71,12 +74,12 @@ fn parse_count(text: &str) -> std::result::Result<u64, String> {
 }
 
 pub async fn run(args: &CallArgs) -> Result<()> {
-    let roots = pem_files::load_certs(&args.ca)?;
+    let roots = smt::tls::load_certs(&args.ca)?;
     let identity = match (&args.cert, &args.key) {
-        (Some(cert), Some(key)) => Some(Identity::load(cert, key)?),
+        (Some(cert), Some(key)) => Some(smt::tls::Identity::from_pem_files(cert, key)?),
         _ => None,
     };
-    let tls = tls_config::client(tls_config::default_provider(), &roots, identity)?;
+    let tls = smt::tls::client_config(args.kx.provider(), &roots, identity)?;
     let server = transport::resolve(&args.connect).await?;
     let endpoint = args.transport.client_endpoint(server, tls)?;
 

@@ -8,7 +8,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::load::{self, LoadReport, LoadSpec};
-use crate::pem_files::Identity;
 use crate::transport::Transport;
 use crate::{keygen, serve, tls_config};
 
@@ -48,9 +47,9 @@ async fn demo(transport: Transport) -> Result<()> {
     let cert = generated.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
     let provider = tls_config::pinned_provider();
-    let identity = Identity { certs: vec![cert.clone()], key };
-    let server_tls = tls_config::server(provider.clone(), identity, None)?;
-    let client_tls = tls_config::client(provider, std::slice::from_ref(&cert), None)?;
+    let identity = smt::tls::Identity { certs: vec![cert.clone()], key };
+    let server_tls = smt::tls::server_config(provider.clone(), identity, None)?;
+    let client_tls = smt::tls::client_config(provider, std::slice::from_ref(&cert), None)?;
 
     let server = transport.server_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), server_tls)?;
     let echo = tokio::spawn(serve::echo(server.clone()));

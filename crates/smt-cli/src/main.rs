@@ -10,7 +10,6 @@ mod demo;
 mod inspect;
 mod keygen;
 mod load;
-mod pem_files;
 mod serve;
 mod stats;
 mod tls_config;

@@ -8,9 +8,9 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info};
 
-use crate::pem_files::{self, Identity};
+use crate::stats;
+use crate::tls_config::Kx;
 use crate::transport::{self, Transport};
-use crate::{stats, tls_config};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -29,12 +29,15 @@ pub struct ServeArgs {
     pub client_ca: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t)]
     pub transport: Transport,
+    /// Key-exchange groups the server accepts, in order of preference.
+    #[arg(long, value_enum, default_value_t)]
+    pub kx: Kx,
 }
 
 pub async fn run(args: &ServeArgs) -> Result<()> {
-    let identity = Identity::load(&args.cert, &args.key)?;
-    let client_ca = args.client_ca.as_deref().map(pem_files::load_certs).transpose()?;
-    let tls = tls_config::server(tls_config::default_provider(), identity, client_ca.as_deref())?;
+    let identity = smt::tls::Identity::from_pem_files(&args.cert, &args.key)?;
+    let client_ca = args.client_ca.as_deref().map(smt::tls::load_certs).transpose()?;
+    let tls = smt::tls::server_config(args.kx.provider(), identity, client_ca.as_deref())?;
     let listen = transport::resolve(&args.listen).await?;
     // Handlers first: a signal arriving right after "listening on" must stop us cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

@@ -184,3 +184,70 @@ fn client_without_the_required_certificate_is_refused_with_certificate_required(
         "the endpoint remembers why the session ended"
     );
 }
+
+/// A client offering only the hybrid post-quantum group, so the handshake succeeds
+/// only if X25519MLKEM768 is negotiated.
+fn post_quantum_only_client(trusted: &Identity) -> Arc<rustls::ClientConfig> {
+    let provider = rustls::crypto::CryptoProvider {
+        kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::X25519MLKEM768],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots(trusted))
+        .with_no_client_auth();
+    client_config(&config)
+}
+
+#[test]
+fn post_quantum_client_hello_spans_datagrams_and_survives_losing_its_second_part() {
+    use smt_proto::wire::{Body, PacketRepr};
+    let link = LinkConfig { loss: 0.1, duplicate: 0.05, reorder: 0.2, ..LinkConfig::default() };
+    let server_id = identity("server.test");
+    for seed in [11u64, 12, 13] {
+        let mut net = Network::new(seed, link.clone());
+        let client = net.add_host(Config::default());
+        let server = net.add_host(Config::default());
+        net.set_echo(server);
+        net.record_sends();
+        // The first copy of every client HANDSHAKE datagram past offset 0 (the rest of
+        // the ClientHello) is lost, on top of the link's random loss.
+        let dropped = std::rc::Rc::new(std::cell::RefCell::new(std::collections::HashSet::new()));
+        let dropped_once = dropped.clone();
+        net.set_drop_filter(move |from, _to, bytes| {
+            let Ok(PacketRepr { body: Body::Handshake(h), .. }) = PacketRepr::parse(bytes) else {
+                return false;
+            };
+            from == client
+                && h.stream_offset > 0
+                && dropped_once.borrow_mut().insert(h.stream_offset)
+        });
+        net.endpoint(server).set_acceptor(Box::new(server_tls(&server_id, None)));
+        let cs = connect(&mut net, client, server, post_quantum_only_client(&server_id));
+        assert!(
+            net.run_until(Duration::from_secs(20), |n| established(n, client, cs)),
+            "seed {seed}: no session after {:?}",
+            net.elapsed()
+        );
+        // The ClientHello (X25519MLKEM768 share: 1216 bytes) did not fit one datagram.
+        let client_hello_end = net
+            .sends()
+            .iter()
+            .filter(|s| s.from == client)
+            .filter_map(|s| match PacketRepr::parse(&s.bytes).ok()?.body {
+                Body::Handshake(h) => Some(h.stream_offset as usize + h.data.len()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(client_hello_end > 1300, "seed {seed}: client handshake bytes {client_hello_end}");
+        assert!(!dropped.borrow().is_empty(), "seed {seed}: the filter dropped nothing");
+        let id = net.call(client, cs, b"post-quantum ping");
+        assert!(net.run_until(Duration::from_secs(20), |n| {
+            common::responses(n, client).contains_key(&id)
+        }));
+        assert_eq!(common::responses(&net, client)[&id], b"post-quantum ping");
+        assert_eq!(net.endpoint_ref(server).stats().handshakes_failed, 0);
+    }
+}

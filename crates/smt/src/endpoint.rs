@@ -158,7 +158,7 @@ impl EndpointBuilder {
         // alone, at once as they complete (their bytes still in the cache).
         engine.set_defer_opening(crypto.threads() > 1);
         if let Some(server) = &self.server {
-            engine.set_acceptor(Box::new(RustlsAcceptor::new(tls::server_config(server))));
+            engine.set_acceptor(Box::new(RustlsAcceptor::new(tls::adapt_server_config(server))));
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let over_udp = socket.is_udp();
@@ -184,7 +184,7 @@ impl EndpointBuilder {
             inner: Arc::new(Inner {
                 shared,
                 requests: AsyncMutex::new(rx),
-                client_config: self.client.map(|c| tls::client_config(&c)),
+                client_config: self.client.map(|c| tls::adapt_client_config(&c)),
                 driver: std::sync::Mutex::new(Some(driver)),
             }),
         })

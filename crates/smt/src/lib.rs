@@ -66,7 +66,7 @@ mod keys;
 mod serve;
 mod session;
 mod socket;
-mod tls;
+pub mod tls;
 
 pub use crypto_pool::CryptoPool;
 pub use endpoint::{Endpoint, EndpointBuilder};
