@@ -80,5 +80,10 @@ pub use smt_proto::engine::{
 pub use smt_proto::record::CipherSuite;
 pub use socket::Transport;
 
+// The README's Rust examples are doctests of this crate: they compile and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 /// Re-export of the rustls version SMT is built with.
 pub use rustls;
