@@ -10,6 +10,7 @@ mod demo;
 mod inspect;
 mod keygen;
 mod load;
+mod metrics_http;
 mod serve;
 mod stats;
 mod tls_config;

@@ -1,6 +1,7 @@
 //! `smt serve`: an echo server that prints its counters as JSON when stopped (and on
 //! SIGUSR1, without stopping).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,9 +9,9 @@ use anyhow::{Context, Result};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{debug, info};
 
-use crate::stats;
 use crate::tls_config::Kx;
 use crate::transport::{self, Transport};
+use crate::{metrics_http, stats};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -32,6 +33,10 @@ pub struct ServeArgs {
     /// Key-exchange groups the server accepts, in order of preference.
     #[arg(long, value_enum, default_value_t)]
     pub kx: Kx,
+    /// Serve metrics at http://ADDR/metrics (OpenMetrics text, for Prometheus);
+    /// the line "metrics on ADDR" on stderr tells the bound address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 pub async fn run(args: &ServeArgs) -> Result<()> {
@@ -48,6 +53,14 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     let endpoint = args.transport.server_endpoint(listen, tls)?;
     eprintln!("listening on {}", endpoint.local_addr());
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let (bound, task) = metrics_http::spawn(addr, endpoint.clone()).await?;
+            eprintln!("metrics on http://{bound}/metrics");
+            Some(task)
+        }
+        None => None,
+    };
     let echo = tokio::spawn(echo(endpoint.clone()));
     let signal = loop {
         tokio::select! {
@@ -58,6 +71,9 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         }
     };
     info!(signal, "shutting down");
+    if let Some(task) = metrics {
+        task.abort();
+    }
     stop_echo(echo).await;
     // Tells connected clients goodbye; bounded so a stuck peer cannot block exit.
     if tokio::time::timeout(Duration::from_secs(5), endpoint.close()).await.is_err() {

@@ -122,6 +122,8 @@ fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
 struct Server {
     child: ChildGuard,
     addr: String,
+    /// "HOST:PORT" of the metrics listener, if `--metrics` was given.
+    metrics: Option<String>,
 }
 
 impl Server {
@@ -140,6 +142,7 @@ impl Server {
             .stderr(Stdio::piped());
         let mut child = ChildGuard(command.spawn().expect("spawn smt serve"));
         let (tx, rx) = mpsc::channel();
+        let (metrics_tx, metrics_rx) = mpsc::channel();
         let stderr = child.0.stderr.take().unwrap();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
@@ -148,10 +151,16 @@ impl Server {
                 if let Some(addr) = line.strip_prefix("listening on ") {
                     let _ = tx.send(addr.to_owned());
                 }
+                if let Some(url) = line.strip_prefix("metrics on http://") {
+                    let _ = metrics_tx.send(url.trim_end_matches("/metrics").to_owned());
+                }
             }
         });
         let addr = rx.recv_timeout(QUICK).expect("smt serve did not print 'listening on ADDR'");
-        Server { child, addr }
+        let metrics = extra.contains(&"--metrics").then(|| {
+            metrics_rx.recv_timeout(QUICK).expect("smt serve did not print 'metrics on URL'")
+        });
+        Server { child, addr, metrics }
     }
 
     /// Stops the server with `signal` and returns the one JSON line it prints.
@@ -379,4 +388,88 @@ fn serve_prints_counters_on_sigusr1_survives_sighup_and_stops_on_sigterm() {
     stdout.read_to_string(&mut rest).unwrap();
     let last: serde_json::Value = serde_json::from_str(rest.trim()).expect("final counters");
     assert_eq!(last["requests_delivered"], 5, "{last}");
+}
+
+/// `GET /metrics` over a plain TCP connection: (status line, body).
+fn scrape(addr: &str, path: &str) -> (String, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics port");
+    stream.set_read_timeout(Some(QUICK)).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read the response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// The exposition parsed by the Prometheus Python client's OpenMetrics parser (an
+/// implementation independent of the one that wrote it), as "name value" lines for
+/// every sample without labels and "name{le} value" for histogram buckets.
+fn parse_with_prometheus_client(exposition: &str) -> std::collections::HashMap<String, f64> {
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        le = s.labels.get("le")
+        print(s.name + ("{" + le + "}" if le else ""), s.value)
+"#;
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run python3 (scripts/install-test-deps.sh installs python3-prometheus-client)");
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser rejected the exposition: {}\n{exposition}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let (name, value) = line.rsplit_once(' ').unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn serve_exposes_metrics_that_a_prometheus_parser_accepts_and_that_count_the_calls() {
+    let tmp = TempDir::new("metrics");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let server = Server::start("127.0.0.1:0", &cert, &key, &["--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics.clone().unwrap();
+    // Before any session: valid, and zero.
+    let (status, body) = scrape(&metrics, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let before = parse_with_prometheus_client(&body);
+    assert_eq!(before["smt_requests_delivered_total"], 0.0);
+    assert_eq!(before["smt_service_time_seconds_count"], 0.0);
+
+    let out = call(&server.addr, "localhost", &cert, &["--count", "40", "--size", "3000"]);
+    out.assert_success();
+    let (_, body) = scrape(&metrics, "/metrics");
+    let after = parse_with_prometheus_client(&body);
+    assert_eq!(after["smt_requests_delivered_total"], 40.0);
+    assert_eq!(after["smt_sessions_accepted_total"], 1.0);
+    assert_eq!(after["smt_service_time_seconds_count"], 40.0);
+    assert_eq!(after["smt_service_time_seconds_bucket{+Inf}"], 40.0);
+    assert!(after["smt_bytes_received_total"] > 40.0 * 3000.0, "{after:?}");
+    assert!(after["smt_bytes_sent_total"] > 40.0 * 3000.0, "{after:?}");
+    // The server makes no calls of its own.
+    assert_eq!(after["smt_call_latency_seconds_count"], 0.0);
+    assert_eq!(after["smt_calls_in_flight"], 0.0);
+
+    let (status, _) = scrape(&metrics, "/other");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let json = server.stop("-INT");
+    assert_eq!(json["requests_delivered"], 40);
 }

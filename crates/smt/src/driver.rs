@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub closed: Notify,
     /// This value itself, for the tasks the inline handler hands requests to.
     pub me: std::sync::Weak<Shared>,
+    /// Call latency and service time (recorded without the state lock).
+    pub histograms: crate::metrics::Histograms,
 }
 
 /// One batch of datagrams for one destination (GSO segments if `segment_size`).

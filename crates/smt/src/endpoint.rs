@@ -177,6 +177,7 @@ impl EndpointBuilder {
             flush_requested: Default::default(),
             closed: Notify::new(),
             me: me.clone(),
+            histograms: Default::default(),
         });
         let span = info_span!("smt_endpoint", %local_addr);
         let driver = tokio::spawn(driver::run(shared.clone()).instrument(span));
@@ -274,6 +275,24 @@ impl Endpoint {
     /// Counters of the protocol engine (requests delivered, replays rejected, ...).
     pub fn stats(&self) -> Stats {
         self.inner.shared.lock().engine.stats().clone()
+    }
+
+    /// Everything an operator watches, in one snapshot: the counters, gauges of what
+    /// the endpoint holds, calls in flight, and the latency histograms (see
+    /// [`metrics`](crate::metrics) for what they measure).
+    pub fn metrics(&self) -> crate::Metrics {
+        let shared = &self.inner.shared;
+        let (stats, memory, calls_in_flight) = {
+            let state = shared.lock();
+            (state.engine.stats().clone(), state.engine.memory_usage(), state.calls.len())
+        };
+        crate::Metrics {
+            stats,
+            memory,
+            calls_in_flight,
+            call_latency: shared.histograms.call_latency.snapshot(),
+            service_time: shared.histograms.service_time.snapshot(),
+        }
     }
 
     /// Number of established sessions.

@@ -63,6 +63,7 @@ mod driver;
 mod endpoint;
 mod error;
 mod keys;
+pub mod metrics;
 mod serve;
 mod session;
 mod socket;
@@ -72,6 +73,7 @@ pub use crypto_pool::CryptoPool;
 pub use endpoint::{Endpoint, EndpointBuilder};
 pub use error::{Error, Result};
 pub use keys::{SessionKeys, TrafficKey};
+pub use metrics::Metrics;
 pub use serve::Request;
 pub use session::{IncomingRequest, Session};
 pub use smt_proto::engine::{

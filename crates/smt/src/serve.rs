@@ -152,13 +152,16 @@ pub(crate) fn run_inline(shared: &Shared, outbox: &mut Outbox) {
     let mut cx = Context::from_waker(Waker::noop());
     for ((session, id, payload), peer) in requests.into_iter().zip(peers) {
         let request = Request { shared: me.clone(), session, payload, peer };
+        let started = Instant::now();
         let mut response = handler(request);
         match response.as_mut().poll(&mut cx) {
             Poll::Ready(bytes) if bytes.len() <= SEAL_INLINE_MAX => {
+                shared.histograms.service_time.record(started.elapsed());
                 ready.push((session, id, bytes))
             }
             // Large responses are sealed off the I/O task.
             Poll::Ready(bytes) => {
+                shared.histograms.service_time.record(started.elapsed());
                 let shared = me.clone();
                 tokio::spawn(async move { answer(&shared, session, id, bytes) });
             }
@@ -168,6 +171,7 @@ pub(crate) fn run_inline(shared: &Shared, outbox: &mut Outbox) {
                 let shared = me.clone();
                 tokio::spawn(async move {
                     let bytes = response.await;
+                    shared.histograms.service_time.record(started.elapsed());
                     answer(&shared, session, id, bytes);
                 });
             }

@@ -90,6 +90,7 @@ impl Session {
     /// [`Error::Timeout`] if the server stays silent, [`Error::PeerReset`] if it
     /// restarted, [`Error::MessageTooLarge`], [`Error::SessionClosed`], ...
     pub async fn call(&self, request: impl Into<Bytes>) -> Result<Bytes> {
+        let started = Instant::now();
         let request = request.into();
         let shared = self.endpoint.shared();
         let (tx, rx) = oneshot::channel();
@@ -131,6 +132,9 @@ impl Session {
             rx.await.map_err(|_| Error::EndpointClosed)?
         };
         guard.armed = false;
+        if result.is_ok() {
+            shared.histograms.call_latency.record(started.elapsed());
+        }
         result
     }
 
@@ -177,6 +181,8 @@ pub struct IncomingRequest {
     payload: Bytes,
     peer: SocketAddr,
     answered: bool,
+    /// When the application got it (the start of the service time).
+    received: Instant,
 }
 
 impl std::fmt::Debug for IncomingRequest {
@@ -197,7 +203,15 @@ impl IncomingRequest {
         payload: Bytes,
         peer: SocketAddr,
     ) -> Self {
-        IncomingRequest { endpoint, session, id, payload, peer, answered: false }
+        IncomingRequest {
+            endpoint,
+            session,
+            id,
+            payload,
+            peer,
+            answered: false,
+            received: Instant::now(),
+        }
     }
 
     /// The request's bytes.
@@ -217,7 +231,9 @@ impl IncomingRequest {
 
     /// Sends the response. Fails if the session ended meanwhile.
     pub fn respond(mut self, response: impl Into<Bytes>) -> Result<()> {
-        respond_on(self.endpoint.shared(), self.session, self.id, response.into())?;
+        let shared = self.endpoint.shared();
+        shared.histograms.service_time.record(self.received.elapsed());
+        respond_on(shared, self.session, self.id, response.into())?;
         // Only now: if responding failed, dropping `self` abandons the request so the
         // client is not left waiting on a server that will never answer.
         self.answered = true;

@@ -157,6 +157,14 @@ pub struct Stats {
     pub datagrams_received: u64,
     /// Datagrams handed out by `poll_transmit` (a GSO batch counts each segment).
     pub datagrams_sent: u64,
+    /// Bytes of the datagrams given to `handle_datagram` (SMT headers included, UDP
+    /// and IP headers not).
+    pub bytes_received: u64,
+    /// Bytes of the datagrams handed out by `poll_transmit`.
+    pub bytes_sent: u64,
+    /// DATA packets sent again (asked for by a RESEND, or a message restarted after
+    /// a timeout).
+    pub data_retransmitted: u64,
     /// Packets that shared a datagram with others (bundles) instead of taking one.
     pub packets_bundled: u64,
     /// Datagrams that failed to parse, or described impossible messages.
@@ -207,6 +215,42 @@ pub struct Stats {
     pub timers_fired: u64,
 }
 
+impl Stats {
+    /// Every counter as `(name, description, value)`, in declaration order: for
+    /// exporters (metrics, JSON) that should not need a list of their own.
+    pub fn counters(&self) -> Vec<(&'static str, &'static str, u64)> {
+        vec![
+            ("datagrams_received", "Datagrams given to `handle_datagram`", self.datagrams_received),
+            ("datagrams_sent", "Datagrams handed out by `poll_transmit` (a GSO batch counts each segment)", self.datagrams_sent),
+            ("bytes_received", "Bytes of the datagrams given to `handle_datagram` (SMT headers included, UDP and IP headers not)", self.bytes_received),
+            ("bytes_sent", "Bytes of the datagrams handed out by `poll_transmit`", self.bytes_sent),
+            ("data_retransmitted", "DATA packets sent again (asked for by a RESEND, or a message restarted after a timeout)", self.data_retransmitted),
+            ("packets_bundled", "Packets that shared a datagram with others (bundles) instead of taking one", self.packets_bundled),
+            ("malformed", "Datagrams that failed to parse, or described impossible messages", self.malformed),
+            ("misdirected", "Datagrams whose header names another destination port", self.misdirected),
+            ("unknown_session", "Datagrams for no session of this endpoint", self.unknown_session),
+            ("unknown_rpc", "Packets about an RPC the session does not hold", self.unknown_rpc),
+            ("duplicate_packets", "DATA that carried no new bytes (retransmissions, duplicates, replays of a request already delivered)", self.duplicate_packets),
+            ("dropped_while_opening", "DATA for a message whose records were out being opened (see `Endpoint::take_records_to_open`): dropped, asked for again if needed", self.dropped_while_opening),
+            ("calls_cancelled", "Client RPCs the application abandoned (`Endpoint::cancel_call`)", self.calls_cancelled),
+            ("requests_delivered", "Requests delivered to the application (each exactly once)", self.requests_delivered),
+            ("responses_delivered", "Responses delivered to the application (each exactly once)", self.responses_delivered),
+            ("replays_rejected", "DATA for request IDs the replay window refused (already run, or too old)", self.replays_rejected),
+            ("auth_failures", "Records that failed authentication, and messages whose prologue was forged", self.auth_failures),
+            ("admission_refused", "New incoming messages refused by memory limits", self.admission_refused),
+            ("resends_sent", "RESEND packets sent", self.resends_sent),
+            ("grants_sent", "GRANT packets sent", self.grants_sent),
+            ("rpc_timeouts", "RPCs freed for lack of progress", self.rpc_timeouts),
+            ("sessions_accepted", "Server sessions established by the in-band handshake", self.sessions_accepted),
+            ("handshakes_failed", "Handshakes that failed (either side)", self.handshakes_failed),
+            ("handshakes_refused", "ClientHellos dropped because `max_pending_handshakes` were in progress", self.handshakes_refused),
+            ("key_updates_sent", "Key updates of our sending key", self.key_updates_sent),
+            ("key_updates_received", "Key updates of the peer's key, seen on its messages", self.key_updates_received),
+            ("timers_fired", "RPC, acknowledgement and handshake timers that fired", self.timers_fired),
+        ]
+    }
+}
+
 /// A snapshot of what the endpoint holds in memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -252,4 +296,16 @@ pub struct PathInfo {
     pub resend_after: std::time::Duration,
     /// Time without progress after which an RPC fails.
     pub rpc_timeout: std::time::Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_counters_lists_every_field() {
+        // Debug prints every field; a field missing from `counters` fails here.
+        let fields = format!("{:?}", Stats::default()).matches(": 0").count();
+        assert_eq!(Stats::default().counters().len(), fields);
+    }
 }

@@ -28,6 +28,7 @@ impl Endpoint {
     /// whatever the bytes.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.core.stats.datagrams_received += 1;
+        self.core.stats.bytes_received += datagram.len() as u64;
         self.core.last_now = Some(now);
         let mut rest = datagram;
         let mut first = true;

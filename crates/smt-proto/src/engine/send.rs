@@ -40,6 +40,7 @@ impl Endpoint {
         if first.segment_size.is_none() && !handshake {
             self.fill_bundle(first.destination, buf);
         }
+        self.core.stats.bytes_sent += buf.len() as u64;
         Some(Transmit { size: buf.len(), ..first })
     }
 
@@ -231,6 +232,7 @@ impl Endpoint {
                     }
                     let Some((range, retransmit)) = out.next_packet(max_payload) else { break };
                     header.flags.set(Flags::RETRANSMIT, retransmit);
+                    self.core.stats.data_retransmitted += u64::from(retransmit);
                     header.flags.set(Flags::KEY_PHASE, out.phase());
                     let data = DataRepr {
                         message_length: out.len(),
