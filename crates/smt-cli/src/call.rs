@@ -99,7 +99,7 @@ pub async fn run(args: &CallArgs) -> Result<()> {
         count: args.count,
         concurrency: usize::try_from(args.concurrency).context("--concurrency")?,
     };
-    let report = load::run(&session, spec).await;
+    let report = load::run(&session, spec, load::Progress::Interactive).await;
     let path = session.path();
     endpoint.close().await;
     let report = report.map_err(explain_rejection)?;
@@ -107,6 +107,13 @@ pub async fn run(args: &CallArgs) -> Result<()> {
         println!("{}", report_json(server, handshake, &report, path.as_ref()));
     } else {
         print_report(server, &args.server_name, handshake, &report, path.as_ref());
+    }
+    if report.interrupted {
+        bail!(
+            "interrupted (Ctrl-C) after {} of {} calls; the results above cover those",
+            report.completed,
+            report.spec.count
+        );
     }
     Ok(())
 }
@@ -133,9 +140,15 @@ fn print_report(
 ) {
     println!("connected to {server} (server name {name}) in {} us", handshake.as_micros());
     println!(
-        "{} calls of {} B, concurrency {}: all responses verified",
-        r.spec.count, r.spec.size, r.spec.concurrency
+        "{} calls of {} B, concurrency {}: all responses verified{}",
+        r.completed,
+        r.spec.size,
+        r.spec.concurrency,
+        if r.interrupted { " (interrupted)" } else { "" }
     );
+    if r.completed == 0 {
+        return;
+    }
     println!(
         "latency us: p50 {} p90 {} p99 {} max {}",
         r.percentile_us(50.0),
@@ -171,7 +184,8 @@ fn report_json(
         "size": r.spec.size,
         "count": r.spec.count,
         "concurrency": r.spec.concurrency,
-        "verified": r.spec.count,
+        "verified": r.completed,
+        "interrupted": r.interrupted,
         "p50_us": r.percentile_us(50.0),
         "p90_us": r.percentile_us(90.0),
         "p99_us": r.percentile_us(99.0),

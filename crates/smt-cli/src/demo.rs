@@ -124,7 +124,7 @@ async fn demo(transport: Transport) -> Result<()> {
     let run_started = Instant::now();
     for &(size, count) in STEPS {
         let spec = LoadSpec { size, count, concurrency: 1 };
-        let report = load::run(&session, spec)
+        let report = load::run(&session, spec, load::Progress::Quiet)
             .await
             .with_context(|| format!("{} calls of {}", count, human_size(size)))?;
         print_row(&report);

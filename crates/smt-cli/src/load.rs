@@ -3,7 +3,7 @@
 //! per-call latencies in an HDR histogram.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
@@ -21,9 +21,13 @@ pub struct LoadSpec {
     pub concurrency: usize,
 }
 
-/// What happened: every call succeeded and echoed its payload exactly.
+/// What happened: every completed call succeeded and echoed its payload exactly.
 pub struct LoadReport {
     pub spec: LoadSpec,
+    /// Calls completed and verified: `spec.count`, unless the run was interrupted.
+    pub completed: u64,
+    /// The run was stopped by Ctrl-C (SIGINT) before all calls completed.
+    pub interrupted: bool,
     /// Wall time from the first call's start to the last call's end.
     pub elapsed: Duration,
     /// Per-call latency in microseconds.
@@ -41,51 +45,104 @@ impl LoadReport {
     }
 
     pub fn calls_per_sec(&self) -> f64 {
-        self.spec.count as f64 / self.elapsed.as_secs_f64()
+        self.completed as f64 / self.elapsed.as_secs_f64()
     }
 
     /// Request plus response payload bits per second, in Gbit/s (headers, TLS
     /// overhead and retransmissions not counted).
     pub fn payload_gbit_per_sec(&self) -> f64 {
-        let bits = 2.0 * 8.0 * self.spec.size as f64 * self.spec.count as f64;
+        let bits = 2.0 * 8.0 * self.spec.size as f64 * self.completed as f64;
         bits / self.elapsed.as_secs_f64() / 1e9
     }
 }
 
+/// How a run reports while it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing until the end.
+    Quiet,
+    /// A line on stderr every second once the run has lasted a second, and partial
+    /// results on Ctrl-C (SIGINT) instead of an abrupt exit.
+    Interactive,
+}
+
+/// How often progress is reported.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs `spec.count` echo calls on `session` and verifies each response.
 /// The error names the first call that failed and why.
-pub async fn run(session: &smt::Session, spec: LoadSpec) -> Result<LoadReport> {
+pub async fn run(session: &smt::Session, spec: LoadSpec, progress: Progress) -> Result<LoadReport> {
     if spec.count == 0 || spec.concurrency == 0 {
         bail!("count and concurrency must be at least 1");
     }
     let workers = spec.concurrency.min(usize::try_from(spec.count).unwrap_or(usize::MAX));
-    let next = Arc::new(AtomicU64::new(0));
+    let shared = Arc::new(Shared {
+        next: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        latency_us: Mutex::new(new_histogram()),
+    });
     let mut tasks = tokio::task::JoinSet::new();
     let start = Instant::now();
     for _ in 0..workers {
-        let (session, next) = (session.clone(), next.clone());
-        tasks.spawn(async move { worker(session, spec, next).await });
+        let (session, shared) = (session.clone(), shared.clone());
+        tasks.spawn(async move { worker(session, spec, &shared).await });
     }
-    let mut latency_us = new_histogram();
-    while let Some(joined) = tasks.join_next().await {
-        // Returning early drops `tasks`, which aborts the other workers.
-        let histogram = joined.map_err(|e| anyhow!("load worker crashed: {e}"))??;
-        latency_us.add(histogram).map_err(|e| anyhow!("merging histograms: {e}"))?;
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let interactive = progress == Progress::Interactive;
+    let interrupt = async {
+        if !interactive || tokio::signal::ctrl_c().await.is_err() {
+            // No Ctrl-C handling: wait forever.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                // Returning early drops `tasks`, which aborts the other workers.
+                Some(joined) => joined.map_err(|e| anyhow!("load worker crashed: {e}"))??,
+                None => break,
+            },
+            _ = ticks.tick(), if interactive => {
+                let done = shared.done.load(Ordering::Relaxed);
+                let rate = done as f64 / start.elapsed().as_secs_f64();
+                eprintln!(
+                    "progress: {done}/{} calls ({:.1} %), {rate:.0} calls/s",
+                    spec.count,
+                    100.0 * done as f64 / spec.count as f64
+                );
+            }
+            _ = &mut interrupt => {
+                interrupted = true;
+                tasks.abort_all();
+                break;
+            }
+        }
     }
-    Ok(LoadReport { spec, elapsed: start.elapsed(), latency_us })
+    let elapsed = start.elapsed();
+    let latency_us = shared.latency_us.lock().map_err(|_| anyhow!("a worker panicked"))?.clone();
+    let completed = latency_us.len();
+    Ok(LoadReport { spec, completed, interrupted, elapsed, latency_us })
 }
 
-/// Takes call numbers from `next` until all are taken.
-async fn worker(
-    session: smt::Session,
-    spec: LoadSpec,
-    next: Arc<AtomicU64>,
-) -> Result<Histogram<u64>> {
-    let mut latency_us = new_histogram();
+/// What the workers share.
+struct Shared {
+    /// The next call number to take.
+    next: AtomicU64,
+    /// Calls completed and verified.
+    done: AtomicU64,
+    latency_us: Mutex<Histogram<u64>>,
+}
+
+/// Takes call numbers until all are taken; each verified call's latency goes into
+/// the shared histogram at once, so an interrupted run keeps what it measured.
+async fn worker(session: smt::Session, spec: LoadSpec, shared: &Shared) -> Result<()> {
     loop {
-        let call = next.fetch_add(1, Ordering::Relaxed);
+        let call = shared.next.fetch_add(1, Ordering::Relaxed);
         if call >= spec.count {
-            return Ok(latency_us);
+            return Ok(());
         }
         let what = || format!("call {} of {} ({} B)", call + 1, spec.count, spec.size);
         let request = payload(call, spec.size);
@@ -96,7 +153,13 @@ async fn worker(
             .map_err(|e| anyhow::Error::new(e).context(format!("{} failed", what())))?;
         let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
         check_echo(&request, &response).map_err(|e| anyhow!("{} failed: {e}", what()))?;
-        latency_us.record(micros).map_err(|e| anyhow!("recording latency: {e}"))?;
+        shared
+            .latency_us
+            .lock()
+            .map_err(|_| anyhow!("a worker panicked"))?
+            .record(micros)
+            .map_err(|e| anyhow!("recording latency: {e}"))?;
+        shared.done.fetch_add(1, Ordering::Relaxed);
     }
 }
 

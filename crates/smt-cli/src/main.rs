@@ -2,7 +2,8 @@
 //!
 //! Every command exits 0 on success; on failure it prints one line `error: ...` to
 //! stderr and exits non-zero (2 for bad arguments). Logs go to stderr, filtered by
-//! `RUST_LOG` (default `warn`).
+//! `RUST_LOG` (default `info` for `serve`, `warn` otherwise), as text (coloured only on
+//! a terminal) or, with `--log-format json`, one JSON object per line.
 #![forbid(unsafe_code)]
 
 mod call;
@@ -29,8 +30,21 @@ use tracing_subscriber::EnvFilter;
     about = "SMT: encrypted message-based RPC (TLS 1.3 records over a Homa-like transport)"
 )]
 struct Cli {
+    /// Log line format on stderr (the filter is RUST_LOG; default: info for
+    /// `serve`, warn otherwise).
+    #[arg(long, value_enum, default_value_t, global = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (fields as keys), for log collectors.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,12 +80,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format, &cli.command);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -100,6 +109,41 @@ fn run(command: Command) -> anyhow::Result<()> {
     // Don't wait for stray tasks (e.g. a response still being sealed).
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     result
+}
+
+/// Logs to stderr, filtered by `RUST_LOG`. A server says by default why handshakes
+/// failed or sessions were refused (info); other commands report their own errors
+/// and stay quiet below warnings.
+fn init_logging(format: LogFormat, command: &Command) {
+    use std::io::IsTerminal;
+    let default = match command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LossyStderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
+/// Stderr for log lines, ignoring write errors: a server whose stderr was closed
+/// (a detached daemon, a supervisor that stopped reading) must keep serving, and
+/// tracing-subscriber reports a failed write by printing to stderr again, which
+/// panics when stderr is gone.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(line);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
 }
 
 /// Clap's message without its "error: " prefix and usage block, on one line.

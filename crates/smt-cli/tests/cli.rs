@@ -124,6 +124,8 @@ struct Server {
     addr: String,
     /// "HOST:PORT" of the metrics listener, if `--metrics` was given.
     metrics: Option<String>,
+    /// Every line the server wrote to stderr so far.
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -144,10 +146,13 @@ impl Server {
         let (tx, rx) = mpsc::channel();
         let (metrics_tx, metrics_rx) = mpsc::channel();
         let stderr = child.0.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 eprintln!("[smt serve] {line}");
+                kept.lock().unwrap().push(line.clone());
                 if let Some(addr) = line.strip_prefix("listening on ") {
                     let _ = tx.send(addr.to_owned());
                 }
@@ -160,7 +165,19 @@ impl Server {
         let metrics = extra.contains(&"--metrics").then(|| {
             metrics_rx.recv_timeout(QUICK).expect("smt serve did not print 'metrics on URL'")
         });
-        Server { child, addr, metrics }
+        Server { child, addr, metrics, stderr: lines }
+    }
+
+    /// Waits (bounded) for a stderr line containing `needle` and returns it.
+    fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + QUICK;
+        loop {
+            if let Some(line) = self.stderr.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            assert!(Instant::now() < deadline, "no stderr line containing {needle:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the server with `signal` and returns the one JSON line it prints.
@@ -472,4 +489,113 @@ fn serve_exposes_metrics_that_a_prometheus_parser_accepts_and_that_count_the_cal
     assert_eq!(status, "HTTP/1.1 404 Not Found");
     let json = server.stop("-INT");
     assert_eq!(json["requests_delivered"], 40);
+}
+
+#[test]
+fn serve_logs_failed_handshakes_with_peer_and_reason_without_colour_codes() {
+    let tmp = TempDir::new("handshake-log");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let (other_cert, _) = keygen(&tmp.path().join("other"), "localhost");
+    let server = Server::start("127.0.0.1:0", &cert, &key, &[]);
+    // A client that trusts another certificate aborts the handshake.
+    let out = call(&server.addr, "localhost", &other_cert, &[]);
+    assert!(!out.status.success());
+    let line = server.wait_for_log("client handshake failed");
+    assert!(line.contains("INFO"), "{line}");
+    assert!(line.contains("peer=127.0.0.1:"), "{line}");
+    assert!(line.contains("reason="), "{line}");
+    let all = server.stderr.lock().unwrap().join("\n");
+    assert!(!all.contains('\u{1b}'), "ANSI escape codes in a non-terminal stderr:\n{all}");
+    server.stop("-TERM");
+}
+
+#[test]
+fn log_format_json_writes_one_json_object_per_line() {
+    let tmp = TempDir::new("json-log");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let (other_cert, _) = keygen(&tmp.path().join("other"), "localhost");
+    let server = Server::start("127.0.0.1:0", &cert, &key, &["--log-format", "json"]);
+    let out = call(&server.addr, "localhost", &other_cert, &[]);
+    assert!(!out.status.success());
+    let line = server.wait_for_log("client handshake failed");
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(json["level"], "INFO");
+    assert!(json["fields"]["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{json}");
+    assert!(json["fields"]["reason"].is_string(), "{json}");
+    server.stop("-TERM");
+}
+
+#[test]
+fn call_shows_progress_on_long_runs_and_prints_partial_results_on_ctrl_c() {
+    let tmp = TempDir::new("progress");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let server = Server::start("127.0.0.1:0", &cert, &key, &[]);
+    let mut command = smt();
+    command
+        .args(["call", "--connect", &server.addr, "--server-name", "localhost", "--ca"])
+        .arg(&cert)
+        .args(["--count", "100000000", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard(command.spawn().expect("spawn smt call"));
+    let stdout = read_all_in_background(child.0.stdout.take().unwrap());
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.0.stderr.take().unwrap();
+    let stderr_lines = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.starts_with("progress: ") {
+                let _ = tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    // A run this long reports progress within about a second.
+    rx.recv_timeout(QUICK).expect("no progress line");
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = wait_bounded(&mut child.0, QUICK).expect("smt call did not stop on SIGINT");
+    assert_eq!(status.code(), Some(1), "an interrupted run is not a success");
+    let json: serde_json::Value =
+        serde_json::from_str(stdout.join().unwrap().trim()).expect("partial results as JSON");
+    assert_eq!(json["interrupted"], true);
+    let verified = json["verified"].as_u64().unwrap();
+    assert!(verified > 0 && verified < 100_000_000, "{json}");
+    assert!(json["p50_us"].as_u64().unwrap() > 0, "{json}");
+    let lines = stderr_lines.join().unwrap();
+    let progress = lines.iter().find(|l| l.starts_with("progress: ")).unwrap();
+    assert!(progress.contains("/100000000 calls"), "{progress}");
+    let last = lines.last().unwrap();
+    assert!(last.starts_with("error: interrupted (Ctrl-C) after "), "{last}");
+    server.stop("-TERM");
+}
+
+#[test]
+fn serve_keeps_serving_and_reports_after_its_stderr_is_closed() {
+    let tmp = TempDir::new("closed-stderr");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let mut command = smt();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = ChildGuard(command.spawn().expect("spawn smt serve"));
+    let mut first = String::new();
+    BufReader::new(child.0.stderr.take().unwrap()).read_line(&mut first).unwrap();
+    // The reader (and with it the pipe) is gone: every later log line fails to write.
+    let addr = first.trim().strip_prefix("listening on ").expect("listening line").to_owned();
+    let (other_cert, _) = keygen(&tmp.path().join("other"), "localhost");
+    assert!(!call(&addr, "localhost", &other_cert, &[]).status.success()); // logs at info
+    call(&addr, "localhost", &cert, &["--count", "5"]).assert_success();
+    let pid = child.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stdout = read_all_in_background(child.0.stdout.take().unwrap());
+    let status = wait_bounded(&mut child.0, QUICK).expect("smt serve did not exit");
+    assert!(status.success(), "smt serve exited with {status:?}");
+    let json: serde_json::Value = serde_json::from_str(stdout.join().unwrap().trim()).unwrap();
+    assert_eq!(json["requests_delivered"], 5);
 }

@@ -190,6 +190,11 @@ pub(crate) struct Core {
     pub open_queue: Vec<RpcKey>,
     /// The time of the latest input, for work `poll_event` does without a clock.
     pub last_now: Option<Instant>,
+    /// Refused ClientHellos and failed server-side handshakes are logged at most
+    /// ten times a second each (a flood of spoofed ClientHellos must not become a log
+    /// flood).
+    pub refusal_log: super::log_throttle::LogThrottle,
+    pub server_failure_log: super::log_throttle::LogThrottle,
 }
 
 /// What packet handlers work with besides the session: the queues and the RPCs.
@@ -307,6 +312,8 @@ impl Endpoint {
                 buffers: BufferPool::new(buffer_pool_bytes),
                 open_queue: Vec::new(),
                 last_now: None,
+                refusal_log: Default::default(),
+                server_failure_log: Default::default(),
             },
             rpcs,
             acceptor: None,

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, trace};
+use tracing::{debug, info, trace};
 
 use super::endpoint::{Endpoint, Timer};
 use super::event::{Event, Role, RpcError, SessionHandle};
@@ -247,6 +247,14 @@ impl Endpoint {
             }
             if self.pending_handshakes() >= self.core.config.max_pending_handshakes {
                 self.core.stats.handshakes_refused += 1;
+                if let Some(not_logged) = self.core.refusal_log.due(now) {
+                    info!(
+                        peer = %from,
+                        not_logged,
+                        limit = self.core.config.max_pending_handshakes,
+                        "ClientHello refused: too many handshakes in progress"
+                    );
+                }
                 return;
             }
             let tls = acceptor.start(from);
@@ -322,7 +330,7 @@ impl Endpoint {
             Some(session) => describe_alert(session.rx.current(), bytes),
             None => TlsError::PeerAborted,
         };
-        debug!(peer = %hs.peer, %reason, "server rejected the completed handshake");
+        info!(peer = %hs.peer, %reason, "handshake failed: the server rejected it");
         self.end_session(hs.handle, RpcError::Handshake(reason));
     }
 
@@ -396,7 +404,14 @@ impl Endpoint {
     fn fail_handshake(&mut self, now: Instant, key: HandshakeKey, reason: TlsError) {
         let Some(mut hs) = self.handshakes.remove(&key) else { return };
         self.core.timers.cancel(Timer::Handshake(key));
-        debug!(peer = %hs.peer, %reason, "handshake failed");
+        match hs.role {
+            Role::Client => info!(peer = %hs.peer, %reason, "handshake failed"),
+            Role::Server => {
+                if let Some(not_logged) = self.core.server_failure_log.due(now) {
+                    info!(peer = %hs.peer, %reason, not_logged, "client handshake failed");
+                }
+            }
+        }
         self.core.stats.handshakes_failed += 1;
         // Send whatever the TLS library queued (typically an alert) so the peer
         // learns why, then forget the handshake.
