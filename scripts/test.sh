@@ -6,5 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 cargo test --workspace --release
+# The optional tower integration: its tests, and the balancer example (which checks
+# its own outcome).
+cargo test --release -p smt --features tower --test tower
+cargo run --release -q -p smt --features tower --example tower_balance
 # Independent verification of docs/test-vectors/records.json (Python, no SMT code).
 /usr/bin/python3 scripts/check-vectors.py

@@ -68,6 +68,8 @@ mod serve;
 mod session;
 mod socket;
 pub mod tls;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use crypto_pool::CryptoPool;
 pub use endpoint::{Endpoint, EndpointBuilder};

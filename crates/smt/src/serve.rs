@@ -47,6 +47,15 @@ impl std::fmt::Debug for Request {
 }
 
 impl Request {
+    /// A view of `incoming` for a handler (the payload is shared, not copied).
+    #[cfg(feature = "tower")]
+    pub(crate) fn new(shared: &Shared, incoming: &crate::IncomingRequest) -> Request {
+        let (session, payload, peer) = incoming.parts();
+        // `shared.me` points at `shared` itself, which is alive: we borrow it.
+        let shared = shared.me.upgrade().expect("a borrowed Shared is alive");
+        Request { shared, session, payload, peer }
+    }
+
     /// The request's bytes.
     pub fn payload(&self) -> &Bytes {
         &self.payload

@@ -157,6 +157,12 @@ impl Session {
         state.engine.path_info(self.handle)
     }
 
+    /// Whether the session has ended (closed by either side, or failed).
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn has_ended(&self) -> bool {
+        self.endpoint.shared().lock().engine.session_info(self.handle).is_none()
+    }
+
     /// Whether this side initiated the session.
     pub fn is_client(&self) -> bool {
         self.endpoint.role_of(self.handle) == Some(smt_proto::engine::Role::Client)
@@ -222,6 +228,12 @@ impl IncomingRequest {
     /// The client's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Session, payload and peer, for building a [`Request`](crate::Request) view.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    pub(crate) fn parts(&self) -> (SessionHandle, Bytes, SocketAddr) {
+        (self.session, self.payload.clone(), self.peer)
     }
 
     /// The session the request came on (e.g. to read the client's certificate).
