@@ -104,7 +104,7 @@ pub async fn run(args: &CallArgs) -> Result<()> {
     endpoint.close().await;
     let report = report.map_err(explain_rejection)?;
     if args.json {
-        println!("{}", report_json(server, handshake, &report, path.as_ref()));
+        say!("{}", report_json(server, handshake, &report, path.as_ref()));
     } else {
         print_report(server, &args.server_name, handshake, &report, path.as_ref());
     }
@@ -138,8 +138,8 @@ fn print_report(
     r: &LoadReport,
     path: Option<&smt::PathInfo>,
 ) {
-    println!("connected to {server} (server name {name}) in {} us", handshake.as_micros());
-    println!(
+    say!("connected to {server} (server name {name}) in {} us", handshake.as_micros());
+    say!(
         "{} calls of {} B, concurrency {}: all responses verified{}",
         r.completed,
         r.spec.size,
@@ -149,14 +149,14 @@ fn print_report(
     if r.completed == 0 {
         return;
     }
-    println!(
+    say!(
         "latency us: p50 {} p90 {} p99 {} max {}",
         r.percentile_us(50.0),
         r.percentile_us(90.0),
         r.percentile_us(99.0),
         r.max_us()
     );
-    println!(
+    say!(
         "throughput: {:.1} calls/s, {:.3} Gbit/s request+response payload, {:.3} s total",
         r.calls_per_sec(),
         r.payload_gbit_per_sec(),
@@ -164,7 +164,7 @@ fn print_report(
     );
     if let Some(p) = path {
         let rtt = p.smoothed_rtt.map_or("not measured".into(), |d| format!("{} us", d.as_micros()));
-        println!(
+        say!(
             "path: {} B per DATA packet (from the path MTU), grant round trip {rtt} \
              ({} samples), grant window {} B",
             p.max_payload, p.rtt_samples, p.grant_window

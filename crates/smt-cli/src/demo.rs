@@ -67,7 +67,7 @@ async fn demo(transport: Transport) -> Result<()> {
     }
 
     let defaults = smt::TransportConfig::default();
-    println!(
+    say!(
         "SMT demo: encrypted echo RPCs over loopback (TLS 1.3, {}, in-band handshake)",
         tls_config::PINNED_SUITE
     );
@@ -114,8 +114,8 @@ async fn demo(transport: Transport) -> Result<()> {
         ),
     );
     detail("calls", "one at a time; every response compared byte for byte with its request");
-    println!();
-    println!(
+    say!();
+    say!(
         "{:>8} {:>6} {:>8} {:>8} {:>9} {:>8}",
         "size", "calls", "p50 us", "p99 us", "calls/s", "Gbit/s*"
     );
@@ -131,10 +131,10 @@ async fn demo(transport: Transport) -> Result<()> {
         total_calls += count;
     }
     let run_time = run_started.elapsed();
-    println!(
+    say!(
         "* request + response payload bits / wall time (TLS, SMT, UDP, IP headers not counted)"
     );
-    println!();
+    say!();
 
     client.close().await;
     let client_stats = client.stats();
@@ -174,7 +174,7 @@ async fn demo(transport: Transport) -> Result<()> {
     if stats.replays_rejected != 0 || stats.auth_failures != 0 {
         bail!("unexpected replays or authentication failures on loopback");
     }
-    println!("OK: {total_calls} calls verified in {:.1} s", run_time.as_secs_f64());
+    say!("OK: {total_calls} calls verified in {:.1} s", run_time.as_secs_f64());
     Ok(())
 }
 
@@ -187,11 +187,11 @@ async fn connect(client: &smt::Endpoint, server: SocketAddr) -> Result<smt::Sess
 
 /// One indented "label  text" line of the header or summary.
 fn detail(label: &str, text: impl std::fmt::Display) {
-    println!("  {label:<10} {text}");
+    say!("  {label:<10} {text}");
 }
 
 fn print_row(r: &LoadReport) {
-    println!(
+    say!(
         "{:>8} {:>6} {:>8} {:>8} {:>9.0} {:>8.3}",
         human_size(r.spec.size),
         r.spec.count,

@@ -26,8 +26,8 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
     let key_file = args.out.join("key.pem");
     write_file(&cert_file, generated.cert.pem().as_bytes(), 0o644)?;
     write_file(&key_file, generated.key_pair.serialize_pem().as_bytes(), 0o600)?;
-    println!("{}", cert_file.display());
-    println!("{}", key_file.display());
+    say!("{}", cert_file.display());
+    say!("{}", key_file.display());
     Ok(())
 }
 

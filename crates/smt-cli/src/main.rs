@@ -6,6 +6,15 @@
 //! a terminal) or, with `--log-format json`, one JSON object per line.
 #![forbid(unsafe_code)]
 
+/// `println!` that ignores a closed stdout (`smt call | head -1`): the output is
+/// then unwanted, which is no reason to panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod call;
 mod demo;
 mod inspect;

@@ -66,7 +66,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
-            _ = sigusr1.recv() => println!("{}", stats::to_json(&endpoint.stats())),
+            _ = sigusr1.recv() => say!("{}", stats::to_json(&endpoint.stats())),
             _ = sighup.recv() => info!("SIGHUP ignored (SIGINT or SIGTERM stop the server)"),
         }
     };
@@ -79,7 +79,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     if tokio::time::timeout(Duration::from_secs(5), endpoint.close()).await.is_err() {
         debug!("endpoint close timed out");
     }
-    println!("{}", stats::to_json(&endpoint.stats()));
+    say!("{}", stats::to_json(&endpoint.stats()));
     Ok(())
 }
 
