@@ -167,7 +167,9 @@ fn print_report(
         say!(
             "path: {} B per DATA packet (from the path MTU), grant round trip {rtt} \
              ({} samples), grant window {} B",
-            p.max_payload, p.rtt_samples, p.grant_window
+            p.max_payload,
+            p.rtt_samples,
+            p.grant_window
         );
     }
 }

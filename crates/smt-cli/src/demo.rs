@@ -117,7 +117,12 @@ async fn demo(transport: Transport) -> Result<()> {
     say!();
     say!(
         "{:>8} {:>6} {:>8} {:>8} {:>9} {:>8}",
-        "size", "calls", "p50 us", "p99 us", "calls/s", "Gbit/s*"
+        "size",
+        "calls",
+        "p50 us",
+        "p99 us",
+        "calls/s",
+        "Gbit/s*"
     );
 
     let mut total_calls = 0;
@@ -131,9 +136,7 @@ async fn demo(transport: Transport) -> Result<()> {
         total_calls += count;
     }
     let run_time = run_started.elapsed();
-    say!(
-        "* request + response payload bits / wall time (TLS, SMT, UDP, IP headers not counted)"
-    );
+    say!("* request + response payload bits / wall time (TLS, SMT, UDP, IP headers not counted)");
     say!();
 
     client.close().await;
