@@ -37,7 +37,9 @@ async fn main() -> anyhow::Result<()> {
         roots.add(cert?)?;
     }
 
-    // 2. A rustls client configuration: aws-lc-rs, TLS 1.3 only.
+    // 2. A rustls client configuration: aws-lc-rs (X25519MLKEM768 key exchange
+    //    preferred), TLS 1.3 only. `smt::tls::client_config_from_pem` does steps 1
+    //    and 2 in one call; this spells out the plain rustls way.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?

@@ -40,7 +40,9 @@ async fn main() -> anyhow::Result<()> {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
 
     // 2. A rustls server configuration: SMT runs a real TLS 1.3 handshake with it.
-    //    Pick the crypto provider explicitly and allow TLS 1.3 only (SMT requires it).
+    //    Pick the crypto provider explicitly and allow TLS 1.3 only (SMT requires it);
+    //    aws-lc-rs prefers the X25519MLKEM768 key exchange. From PEM files,
+    //    `smt::tls::server_config_from_pem` builds the same in one call.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
