@@ -533,3 +533,44 @@ fn a_bundle_with_a_handshake_or_a_bad_length_is_dropped_from_there_on() {
     let id2 = net.call(client, cs, b"again");
     assert!(net.run_until(Duration::from_secs(5), |n| responses(n, client).contains_key(&id2)));
 }
+
+#[test]
+fn a_response_packet_with_an_implausible_length_is_dropped_without_failing_the_call() {
+    // The red team's single flipped bit in a response's Message Length failed the
+    // call at once ("message of 536151048 bytes exceeds the maximum"). The length is
+    // not authenticated before the first record opens: the packet must be dropped.
+    let mut net = Network::new(71, LinkConfig::default());
+    let client = net.add_host(Config::default());
+    let server = net.add_host(Config::default());
+    net.set_echo(server);
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    let (_, _, session_id) = net.endpoint_ref(client).session_info(cs).unwrap();
+    let (caddr, saddr) = (net.addr(client), net.addr(server));
+    let malformed_before = net.endpoint_ref(client).stats().malformed;
+    let id = net.call(client, cs, b"ping");
+    let forged = PacketRepr {
+        header: HeaderRepr {
+            src_port: saddr.port(),
+            dst_port: caddr.port(),
+            packet_type: PacketType::Data,
+            flags: Flags::empty(),
+            session_id,
+            message_id: id,
+        },
+        body: Body::Data(DataRepr {
+            message_length: 536_151_048,
+            offset: 0,
+            unscheduled: 1400,
+            record_size: 16384,
+            priority: 0,
+            payload: &[0x17; 64],
+        }),
+    }
+    .to_vec();
+    // Arrives before the server's real response.
+    net.inject(client, saddr, forged);
+    assert!(net.run_until(Duration::from_secs(1), |n| responses(n, client).contains_key(&id)));
+    assert_eq!(responses(&net, client)[&id], b"ping");
+    assert!(failures(&net, client).is_empty(), "{:?}", failures(&net, client));
+    assert_eq!(net.endpoint_ref(client).stats().malformed, malformed_before + 1);
+}

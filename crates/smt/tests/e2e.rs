@@ -669,7 +669,10 @@ async fn call_larger_than_max_message_len_fails_immediately_with_message_too_lar
 }
 
 #[tokio::test]
-async fn response_larger_than_client_max_message_len_fails_with_message_too_large() {
+async fn response_larger_than_client_max_message_len_fails_with_message_too_large_at_the_rpc_timeout(
+) {
+    // The announced length is unauthenticated, so its packets are dropped (a flipped
+    // bit must not fail the call); the RPC then times out, and the error says why.
     let id = support::identity(&["localhost"]);
     let server = loopback_server(support::server_config(&id));
     let accept = server.clone();

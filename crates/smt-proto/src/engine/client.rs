@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use super::endpoint::Context;
-use super::event::{Event, RpcError};
+use super::event::Event;
 use super::incoming::{open_whole, Absorbed, IncomingMessage};
 use super::recv::{absorb, new_incoming, on_grant, resend_outgoing, Step};
 use super::rpc::{ClientPhase, ClientRpc, Rpc, RpcState};
@@ -135,12 +135,13 @@ fn start_response(
     let Some(response) = new_incoming(cx, session, now, data, phase) else { return false };
     let (len, max) = (response.layout().payload_len(), cx.core.config.max_message_len);
     if len > max {
-        // Our own RPC: fail it clearly rather than wait for a timeout.
-        cx.rpcs.remove(key);
-        cx.core.events.push_back(Event::RpcFailed {
-            session: key.0,
-            id: key.1,
-            error: RpcError::ResponseTooLarge { len, max },
+        // The length is unauthenticated here: a corrupted or forged packet must not
+        // fail the RPC. Drop the packet; remember the length for the timeout's error.
+        cx.core.stats.malformed += 1;
+        cx.rpcs.update(key, |rpc| {
+            if let Some(c) = client_mut(rpc) {
+                c.oversized_response = c.oversized_response.max(Some(len));
+            }
         });
         return false;
     }

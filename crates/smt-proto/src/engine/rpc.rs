@@ -73,6 +73,11 @@ pub(crate) struct ClientRpc {
     pub last_restart: Instant,
     /// Key generation the request was sealed with.
     pub tx_generation: u64,
+    /// The largest response length over `max_message_len` that DATA announced. The
+    /// length is not authenticated before the first record opens, so such packets are
+    /// only dropped (one flipped bit must not fail the RPC); if the RPC then times
+    /// out, this is the likelier reason and is reported instead of the timeout.
+    pub oversized_response: Option<usize>,
 }
 
 /// A server's RPC: the request arriving, the application working, the response.
@@ -141,6 +146,7 @@ impl Rpc {
                 restarts: 0,
                 last_restart: now,
                 tx_generation,
+                oversized_response: None,
             }),
         }
     }
@@ -164,6 +170,14 @@ impl Rpc {
                 phase: ServerPhase::InService { charge },
                 tx_generation: 0,
             }),
+        }
+    }
+
+    /// A client RPC's oversized response announcement, if any (see [`ClientRpc`]).
+    pub(crate) fn oversized_response(&self) -> Option<usize> {
+        match &self.state {
+            RpcState::Client(c) => c.oversized_response,
+            RpcState::Server(_) => None,
         }
     }
 

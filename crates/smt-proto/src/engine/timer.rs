@@ -56,15 +56,16 @@ impl Endpoint {
         let Timeouts { resend_after, rpc_timeout } = rpc.live.timeouts;
         if !rpc.in_service() && now.saturating_duration_since(rpc.live.last_progress) >= rpc_timeout
         {
-            let role = rpc.role();
+            let (role, oversized) = (rpc.role(), rpc.oversized_response());
             self.rpcs.remove(key);
             self.core.stats.rpc_timeouts += 1;
             if role == Role::Client {
-                self.core.events.push_back(Event::RpcFailed {
-                    session: key.0,
-                    id: key.1,
-                    error: RpcError::Timeout(rpc_timeout),
-                });
+                let max = self.core.config.max_message_len;
+                let error = match oversized {
+                    Some(len) => RpcError::ResponseTooLarge { len, max },
+                    None => RpcError::Timeout(rpc_timeout),
+                };
+                self.core.events.push_back(Event::RpcFailed { session: key.0, id: key.1, error });
             }
             return;
         }
