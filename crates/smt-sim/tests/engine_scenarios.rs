@@ -574,3 +574,50 @@ fn a_response_packet_with_an_implausible_length_is_dropped_without_failing_the_c
     assert!(failures(&net, client).is_empty(), "{:?}", failures(&net, client));
     assert_eq!(net.endpoint_ref(client).stats().malformed, malformed_before + 1);
 }
+
+#[test]
+fn a_request_with_a_message_id_the_client_never_used_is_freed_on_its_rpc_unknown() {
+    // The red team flipped a bit of a request's message ID: the server began a
+    // request no client holds and asked for the missing bytes every few
+    // milliseconds, forever, while the client answered RPC_UNKNOWN each time.
+    let mut net = Network::new(72, LinkConfig::default());
+    let client = net.add_host(Config::default());
+    let server = net.add_host(Config::default());
+    net.set_echo(server);
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    let (_, _, session_id) = net.endpoint_ref(client).session_info(cs).unwrap();
+    let (caddr, saddr) = (net.addr(client), net.addr(server));
+    let forged = PacketRepr {
+        header: HeaderRepr {
+            src_port: caddr.port(),
+            dst_port: saddr.port(),
+            packet_type: PacketType::Data,
+            flags: Flags::FROM_INITIATOR,
+            session_id,
+            message_id: MessageId::new(0x0000_4000_0000_0001).unwrap(),
+        },
+        body: Body::Data(DataRepr {
+            message_length: 10_000,
+            offset: 0,
+            unscheduled: 10_000,
+            record_size: 16384,
+            priority: 0,
+            payload: &[0x17; 1000],
+        }),
+    }
+    .to_vec();
+    let resends_before = net.endpoint_ref(server).stats().resends_sent;
+    net.inject(server, caddr, forged);
+    let start = net.elapsed();
+    net.run_until(start + Duration::from_millis(1), |_| false);
+    assert_eq!(net.endpoint_ref(server).memory_usage().rpcs, 1, "the bogus request began");
+    // Within a few of the server's resend intervals the client's RPC_UNKNOWN ends it.
+    net.run_until(start + Duration::from_millis(200), |_| false);
+    assert_eq!(net.endpoint_ref(server).memory_usage().rpcs, 0, "the bogus request is freed");
+    let resends = net.endpoint_ref(server).stats().resends_sent - resends_before;
+    assert!(resends <= 2, "{resends} RESENDs for a request no client holds");
+    // The session still works.
+    let id = net.call(client, cs, b"after");
+    let deadline = net.elapsed() + Duration::from_secs(1);
+    assert!(net.run_until(deadline, |n| responses(n, client).contains_key(&id)));
+}

@@ -1320,6 +1320,32 @@ fn forged_rpc_unknown_to_server_spares_requests_in_service() {
 }
 
 #[test]
+fn forged_rpc_unknown_to_a_server_receiving_a_request_costs_only_a_restart() {
+    // The server frees a request still arriving when told RPC_UNKNOWN (so that a
+    // corrupted message ID cannot leave it asking for bytes forever). Forged, that
+    // costs the genuine client a restart, never a lost or repeated request.
+    let mut r = Rig::new(108);
+    let request = pattern(2 << 20, 8);
+    let a = r.call(&request);
+    let server = r.server;
+    assert!(r.net.run_until(r.net.elapsed() + Duration::from_secs(5), |n| {
+        n.endpoint_ref(server).memory_usage().incoming_messages == 1
+    }));
+    // (That it frees the request is shown in engine_scenarios; here the client's
+    // packets in flight may begin it again at once.)
+    r.forge_server(a, Body::RpcUnknown);
+    r.until_delivered(a);
+    let delivered: Vec<_> =
+        requests(&r.net, r.server).into_iter().filter(|(_, i, _)| *i == a).collect();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].2, request);
+    r.respond(a, b"done");
+    assert_eq!(r.until_done(a, Duration::from_secs(5)), Ok(b"done".to_vec()));
+    assert_eq!(r.net.endpoint_ref(r.server).stats().requests_delivered, 1);
+    r.settle_and_check(1, 1);
+}
+
+#[test]
 fn forged_grants_with_huge_offsets_cause_no_wrong_or_duplicate_delivery() {
     let mut r = Rig::new(106);
     let req = pattern(3 << 20, 7);

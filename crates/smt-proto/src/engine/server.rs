@@ -58,9 +58,16 @@ pub(crate) fn on_packet(
                 }
             }
         },
-        // The client no longer wants the response.
+        // The client holds no such RPC: it no longer wants the response, or the
+        // request we are receiving never came from it (a corrupted or forged message
+        // ID); either way nothing will complete it. A client that does hold the RPC
+        // keeps sending its request, which starts it again.
         Body::RpcUnknown => {
-            if cx.rpcs.get(key).is_some_and(|rpc| rpc.outgoing().is_some()) {
+            let abandoned = cx
+                .rpcs
+                .get(key)
+                .is_some_and(|rpc| rpc.outgoing().is_some() || rpc.incoming().is_some());
+            if abandoned {
                 cx.rpcs.remove(key);
             }
         }
