@@ -1372,6 +1372,30 @@ fn forged_grants_with_huge_offsets_cause_no_wrong_or_duplicate_delivery() {
 }
 
 #[test]
+fn a_flood_of_forged_resends_draws_each_byte_again_at_most_once_per_interval() {
+    // The red team's on-path RESEND(0, 0xffffffff), repeated, made a sender
+    // retransmit up to 29 000x the forged bytes. Now a byte is queued again at most
+    // once per resend interval, however many RESENDs ask for it.
+    let mut r = Rig::new(109);
+    let a = r.call(b"send me a lot");
+    r.until_delivered(a);
+    let resp = pattern(1 << 20, 11);
+    r.respond(a, &resp);
+    run_for(&mut r.net, Duration::from_micros(300)); // part of the response is out
+    let before = r.net.endpoint_ref(r.server).stats().data_retransmitted;
+    for _ in 0..500 {
+        r.forge_server(a, Body::Resend(ResendRepr { offset: 0, length: u32::MAX, priority: 0 }));
+    }
+    let got = r.until_done(a, Duration::from_secs(5)).expect("RPC completes");
+    assert!(got == resp);
+    let retransmitted = r.net.endpoint_ref(r.server).stats().data_retransmitted - before;
+    // 500 forged RESENDs arriving together: about one copy of what was sent (~750
+    // packets for 1 MiB), not 500.
+    assert!(retransmitted <= 800, "{retransmitted} DATA packets retransmitted");
+    r.settle_and_check(1, 1);
+}
+
+#[test]
 fn forged_resends_beyond_the_message_cause_no_wrong_or_duplicate_delivery() {
     let mut r = Rig::new(107);
     let req = pattern(500_000, 9);

@@ -21,9 +21,8 @@ async fn a_session_answers_as_a_service_and_is_not_ready_once_closed() {
     let server = loopback_server(server_config(&id));
     let _echo = spawn_echo(server.clone());
     let client = loopback_client(client_config(&id));
-    let session = within(LIMIT, "connect", client.connect(server.local_addr(), "localhost"))
-        .await
-        .unwrap();
+    let session =
+        within(LIMIT, "connect", client.connect(server.local_addr(), "localhost")).await.unwrap();
     let mut service = session.clone();
     let reply = within(LIMIT, "call", service.ready().await.unwrap().call(Bytes::from("hi")))
         .await
@@ -53,9 +52,8 @@ async fn serve_service_never_runs_more_requests_at_once_than_its_limit() {
     let serving = server.clone();
     let task = tokio::spawn(async move { serving.serve_service(slow, 4).await });
     let client = loopback_client(client_config(&id));
-    let session = within(LIMIT, "connect", client.connect(server.local_addr(), "localhost"))
-        .await
-        .unwrap();
+    let session =
+        within(LIMIT, "connect", client.connect(server.local_addr(), "localhost")).await.unwrap();
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..40u8 {
         let session = session.clone();
@@ -77,9 +75,8 @@ async fn a_failing_service_leaves_the_call_to_the_clients_timeout_layer() {
     let serving = server.clone();
     let task = tokio::spawn(async move { serving.serve_service(failing, 8).await });
     let client = loopback_client(client_config(&id));
-    let session = within(LIMIT, "connect", client.connect(server.local_addr(), "localhost"))
-        .await
-        .unwrap();
+    let session =
+        within(LIMIT, "connect", client.connect(server.local_addr(), "localhost")).await.unwrap();
     let timed = ServiceBuilder::new().timeout(Duration::from_millis(300)).service(session);
     let err = within(LIMIT, "call", timed.oneshot(Bytes::from("q"))).await.unwrap_err();
     assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");

@@ -1,6 +1,7 @@
 //! The sender's side of one message: its sealed wire image and what may be sent next.
 
 use core::ops::Range;
+use std::time::{Duration, Instant};
 
 use super::buffers::Buffer;
 use super::ranges::RangeSet;
@@ -21,6 +22,11 @@ pub(crate) struct OutgoingMessage {
     next_offset: u32,
     /// Ranges below `next_offset` the receiver asked for again.
     resend: RangeSet,
+    /// Ranges queued again on request since `resent_since`: each byte is sent again
+    /// at most once per resend interval, so repeated (or forged) RESENDs cannot
+    /// multiply the traffic a message causes.
+    recently_resent: RangeSet,
+    resent_since: Option<Instant>,
     /// Priority from the latest GRANT or RESEND, echoed in DATA headers.
     priority: u8,
     /// Whether the next packets repeat bytes sent before (restart after RPC_UNKNOWN).
@@ -40,6 +46,8 @@ impl OutgoingMessage {
             granted: unscheduled,
             next_offset: 0,
             resend: RangeSet::default(),
+            recently_resent: RangeSet::default(),
+            resent_since: None,
             priority: 0,
             restarted_below: 0,
             phase: false,
@@ -104,12 +112,25 @@ impl OutgoingMessage {
         self.priority = priority;
     }
 
-    /// Queues `range` for retransmission; bytes not yet sent need no queueing.
-    pub(crate) fn request_resend(&mut self, range: Range<u32>) {
+    /// Queues `range` for retransmission: only bytes already sent (others need no
+    /// queueing), and only those not already queued again within the last
+    /// `interval` (a receiver asks again only after its own resend interval).
+    pub(crate) fn request_resend(&mut self, range: Range<u32>, now: Instant, interval: Duration) {
         let end = range.end.min(self.next_offset);
-        if range.start < end {
-            self.resend.insert(range.start..end);
+        if range.start >= end {
+            return;
         }
+        let fresh_window =
+            self.resent_since.is_none_or(|since| now.saturating_duration_since(since) >= interval);
+        if fresh_window {
+            self.recently_resent = RangeSet::default();
+            self.resent_since = Some(now);
+        }
+        let resend = &mut self.resend;
+        self.recently_resent.for_each_missing(range.start..end, |part| {
+            resend.insert(part);
+        });
+        self.recently_resent.insert(range.start..end);
     }
 
     /// Starts over from byte 0 (the receiver lost all state for the message).
@@ -118,6 +139,8 @@ impl OutgoingMessage {
         self.next_offset = 0;
         self.granted = self.unscheduled;
         self.resend = RangeSet::default();
+        self.recently_resent = RangeSet::default();
+        self.resent_since = None;
     }
 
     /// The next range to put in a DATA packet, and whether it is a retransmission.
@@ -174,10 +197,35 @@ mod tests {
     fn resend_goes_first_and_is_flagged() {
         let mut m = message(10_000);
         while m.next_packet(1400).is_some() {}
-        m.request_resend(100..200);
-        m.request_resend(9000..9100); // never sent: nothing to queue
+        let now = Instant::now();
+        m.request_resend(100..200, now, INTERVAL);
+        m.request_resend(9000..9100, now, INTERVAL); // never sent: nothing to queue
         assert_eq!(m.next_packet(1400), Some((100..200, true)));
         assert_eq!(m.next_packet(1400), None);
+    }
+
+    const INTERVAL: Duration = Duration::from_millis(3);
+
+    #[test]
+    fn repeated_resends_within_one_interval_queue_each_byte_once() {
+        let mut m = message(10_000);
+        m.grant(u32::MAX, 0);
+        while m.next_packet(1400).is_some() {}
+        let now = Instant::now();
+        // A forger repeating RESEND(0, everything) at line rate...
+        for i in 0..1000 {
+            m.request_resend(0..u32::MAX, now + Duration::from_micros(i), INTERVAL);
+        }
+        let mut resent = 0;
+        while let Some((range, _)) = m.next_packet(1400) {
+            resent += range.end - range.start;
+        }
+        // ...draws the message once per interval, not once per RESEND.
+        assert_eq!(resent, m.len());
+        m.request_resend(100..200, now + INTERVAL / 2, INTERVAL);
+        assert_eq!(m.next_packet(1400), None, "asked again too soon");
+        m.request_resend(100..200, now + INTERVAL, INTERVAL);
+        assert_eq!(m.next_packet(1400), Some((100..200, true)), "a later ask is honoured");
     }
 
     #[test]
@@ -194,7 +242,7 @@ mod tests {
         let mut m = message(10_000);
         m.grant(u32::MAX, 0);
         m.next_packet(1000);
-        m.request_resend(10..20);
+        m.request_resend(10..20, Instant::now(), INTERVAL);
         for _ in 0..20 {
             let peek = m.peek_packet_len(1400);
             let next = m.next_packet(1400).map(|(r, _)| (r.end - r.start) as usize);

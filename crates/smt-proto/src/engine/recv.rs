@@ -296,10 +296,13 @@ pub(crate) fn resend_outgoing(
             return false;
         }
         rpc.live.last_heard = now;
+        // Half our own resend interval: a peer's (RTT-derived) interval may be a
+        // little shorter than ours, and its honest second ask must get through.
+        let interval = rpc.live.timeouts.resend_after / 2;
         let Some(out) = rpc.outgoing_mut() else { return false };
         let end = resend.offset.saturating_add(resend.length);
         out.grant(end, resend.priority);
-        out.request_resend(resend.offset..end);
+        out.request_resend(resend.offset..end, now, interval);
         true
     })
 }
