@@ -1,122 +1,16 @@
 //! End-to-end tests of the `smt` binary: every command, driven as a script would.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Bound on any single command that should be quick.
-const QUICK: Duration = Duration::from_secs(60);
-
-fn smt() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_smt"));
-    command.env_remove("RUST_LOG");
-    command
-}
-
-/// Kills the child when dropped, so a failing test leaves no process behind.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir()
-            .join(format!("smt-cli-test-{}-{name}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn assert_success(&self) {
-        assert!(
-            self.status.success(),
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-    }
-
-    /// A failure reported as the one-line `error: ...` message the CLI promises.
-    fn assert_one_line_error(&self) -> &str {
-        assert!(!self.status.success(), "expected failure; stdout:\n{}", self.stdout);
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "stderr should be one line:\n{}", self.stderr);
-        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-        lines[0]
-    }
-}
-
-/// Runs `command` to completion, killing it (and failing) after `limit`.
-fn run(mut command: Command, limit: Duration) -> Output {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = ChildGuard(command.spawn().expect("spawn smt"));
-    let stdout = read_all_in_background(child.0.stdout.take().unwrap());
-    let stderr = read_all_in_background(child.0.stderr.take().unwrap());
-    let status = wait_bounded(&mut child.0, limit)
-        .unwrap_or_else(|| panic!("{command:?} did not finish within {limit:?}"));
-    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
-}
-
-fn read_all_in_background(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// `smt keygen --out DIR --name NAME`, returning (cert.pem, key.pem).
-fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let mut command = smt();
-    command.arg("keygen").arg("--out").arg(dir).args(["--name", name]);
-    run(command, QUICK).assert_success();
-    (dir.join("cert.pem"), dir.join("key.pem"))
-}
+use support::{
+    keygen, read_all_in_background, run, smt, wait_bounded, ChildGuard, Output, TempDir, QUICK,
+};
 
 /// A running `smt serve`.
 struct Server {
@@ -182,9 +76,7 @@ impl Server {
 
     /// Stops the server with `signal` and returns the one JSON line it prints.
     fn stop(mut self, signal: &str) -> serde_json::Value {
-        let pid = self.child.0.id().to_string();
-        let killed = Command::new("kill").args([signal, &pid]).status().expect("run kill");
-        assert!(killed.success());
+        support::signal(&self.child.0, signal);
         let stdout = read_all_in_background(self.child.0.stdout.take().unwrap());
         let status = wait_bounded(&mut self.child.0, QUICK).expect("smt serve did not exit");
         assert!(status.success(), "smt serve exited with {status:?}");

@@ -7,132 +7,30 @@
 //! them the tests print SKIPPED and pass, unless SMT_REQUIRE_PRIVILEGED_TESTS is set
 //! (CI sets it), in which case they fail.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::{keygen, run, signal, skip, smt, wait_bounded, ChildGuard, Output, TempDir, QUICK};
 
-/// Bound on any single command.
-const QUICK: Duration = Duration::from_secs(60);
 /// The calls recorded: several records per message, several DATA packets each.
 const CALLS: u64 = 3;
 const SIZE: usize = 100_000;
 /// Records of a SIZE-byte message in 16 KiB records: ceil((SIZE + 8) / 16384).
 const RECORDS: u64 = 7;
 
-fn smt() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_smt"));
-    command.env_remove("RUST_LOG").env_remove("SSLKEYLOGFILE");
-    command
-}
-
-/// Kills the child when dropped, so a failing test leaves no process behind.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let dir = std::env::temp_dir()
-            .join(format!("smt-inspect-test-{}-{name}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-fn read_all_in_background(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
-/// Runs `command` to completion, killing it (and failing) after `limit`.
-fn run(mut command: Command, limit: Duration) -> Output {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = ChildGuard(command.spawn().expect("spawn"));
-    let stdout = read_all_in_background(child.0.stdout.take().unwrap());
-    let stderr = read_all_in_background(child.0.stderr.take().unwrap());
-    let status = wait_bounded(&mut child.0, limit)
-        .unwrap_or_else(|| panic!("{command:?} did not finish within {limit:?}"));
-    Output { status, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
-}
-
+/// Runs `command` (bounded by [`QUICK`]) and fails unless it succeeds.
 fn run_ok(command: Command) -> Output {
-    let shown = format!("{command:?}");
     let out = run(command, QUICK);
-    assert!(
-        out.status.success(),
-        "{shown}: exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        out.stdout,
-        out.stderr
-    );
+    out.assert_success();
     out
-}
-
-/// The SKIP-or-FAIL convention of tests/testbed.rs.
-fn skip(reason: &str) {
-    assert!(
-        std::env::var_os("SMT_REQUIRE_PRIVILEGED_TESTS").is_none(),
-        "{reason}, and SMT_REQUIRE_PRIVILEGED_TESTS is set"
-    );
-    // Straight to stderr, not eprintln!: the test harness captures the macros'
-    // output of passing tests, and a skip should be visible.
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
-}
-
-/// Sends `signal` to `child` (with kill(1): the tests use no libc).
-fn signal(child: &Child, signal: &str) {
-    let status = Command::new("kill").args([signal, &child.id().to_string()]).status();
-    assert!(status.is_ok_and(|s| s.success()), "kill {signal} failed");
 }
 
 /// A running `smt serve` on a loopback port; killed on drop.
@@ -265,10 +163,7 @@ struct Capture {
 /// SKIPPED) if capturing, or native IP mode, is not possible here.
 fn record_capture(name: &str, transport: &str) -> Option<Capture> {
     let dir = TempDir::new(name);
-    let mut keygen = smt();
-    keygen.arg("keygen").arg("--out").arg(dir.path()).args(["--name", "localhost"]);
-    run_ok(keygen);
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let (cert, key) = keygen(dir.path(), "localhost");
     let server = match Server::start(&cert, &key, transport) {
         Ok(server) => server,
         Err(said) if transport == "ip" => {

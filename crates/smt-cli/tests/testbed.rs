@@ -6,15 +6,15 @@
 //! Needs root (namespaces, raw sockets). Without it the tests print SKIPPED and pass,
 //! unless SMT_REQUIRE_PRIVILEGED_TESTS is set (CI sets it), in which case they fail.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn smt() -> &'static str {
-    env!("CARGO_BIN_EXE_smt")
-}
+use support::{run, skip, smt_bin, wait_bounded, ChildGuard, TempDir};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testbed.sh")
@@ -25,11 +25,7 @@ fn privileged() -> bool {
     let tools = Command::new("nft").arg("--version").output().is_ok()
         && Command::new("ip").arg("-V").output().is_ok();
     if !(root && tools) {
-        assert!(
-            std::env::var_os("SMT_REQUIRE_PRIVILEGED_TESTS").is_none(),
-            "testbed tests need root, iproute2 and nftables, and SMT_REQUIRE_PRIVILEGED_TESTS is set"
-        );
-        eprintln!("SKIPPED: testbed tests need root, iproute2 and nftables");
+        skip("testbed tests need root, iproute2 and nftables");
     }
     root && tools
 }
@@ -72,7 +68,7 @@ impl Testbed {
 
     fn in_host(&self, host: u32) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &format!("{}-h{host}", self.prefix), smt()]);
+        c.args(["netns", "exec", &format!("{}-h{host}", self.prefix), smt_bin()]);
         c
     }
 }
@@ -90,23 +86,24 @@ impl Drop for Testbed {
 
 /// An `smt serve` process; killed on drop.
 struct Server {
-    child: Child,
+    child: ChildGuard,
 }
 
 impl Server {
     fn start(bed: &Testbed, host: u32, listen: &str, certs: &Path, transport: &str) -> Server {
-        let mut child = bed
-            .in_host(host)
-            .args(["serve", "--listen", listen, "--transport", transport])
-            .arg("--cert")
-            .arg(certs.join("cert.pem"))
-            .arg("--key")
-            .arg(certs.join("key.pem"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start smt serve");
-        let stderr = child.stderr.take().expect("piped");
+        let mut child = ChildGuard(
+            bed.in_host(host)
+                .args(["serve", "--listen", listen, "--transport", transport])
+                .arg("--cert")
+                .arg(certs.join("cert.pem"))
+                .arg("--key")
+                .arg(certs.join("key.pem"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start smt serve"),
+        );
+        let stderr = child.0.stderr.take().expect("piped");
         let mut line = String::new();
         BufReader::new(stderr).read_line(&mut line).expect("read serve output");
         assert!(line.contains("listening on"), "smt serve said: {line}");
@@ -115,15 +112,12 @@ impl Server {
 
     /// SIGTERM, then the one JSON line of counters.
     fn stop(mut self) -> serde_json::Value {
-        let pid = self.child.id().to_string();
+        let pid = self.child.0.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().expect("wait").is_none() {
-            assert!(Instant::now() < deadline, "smt serve did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_bounded(&mut self.child.0, Duration::from_secs(10))
+            .expect("smt serve did not exit after SIGTERM");
         let mut out = String::new();
-        std::io::Read::read_to_string(self.child.stdout.as_mut().expect("piped"), &mut out)
+        std::io::Read::read_to_string(self.child.0.stdout.as_mut().expect("piped"), &mut out)
             .unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1, "expected one JSON line, got {out:?}");
@@ -131,23 +125,10 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keygen(name: &str) -> tempdir::Dir {
-    let dir = tempdir::Dir::new();
-    let status = Command::new(smt())
-        .args(["keygen", "--out"])
-        .arg(dir.path())
-        .args(["--name", name])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// A directory holding a new certificate for `name` and its key (cert.pem, key.pem).
+fn keygen(name: &str) -> TempDir {
+    let dir = TempDir::new("testbed");
+    support::keygen(dir.path(), name);
     dir
 }
 
@@ -164,8 +145,8 @@ struct Target<'a> {
 fn call(bed: &Testbed, host: u32, target: Target<'_>, size: usize, count: u32) {
     let Target { server, name, certs, transport } = target;
     let concurrency = if size >= 1 << 20 { "2" } else { "8" };
-    let mut child = bed
-        .in_host(host)
+    let mut command = bed.in_host(host);
+    command
         .args(["call", "--connect", server, "--server-name", name, "--transport", transport])
         .arg("--ca")
         .arg(certs.join("cert.pem"))
@@ -176,29 +157,14 @@ fn call(bed: &Testbed, host: u32, target: Target<'_>, size: usize, count: u32) {
             &count.to_string(),
             "--concurrency",
             concurrency,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start smt call");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                status.success(),
-                "smt call {transport} size {size} failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("smt call {transport} size {size} did not finish in time");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        ]);
+    let out = run(command, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "smt call {transport} size {size} failed: {}{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 /// Sizes from 1 B to 16 MiB, with how many calls of each.
@@ -428,31 +394,5 @@ fn a_wildcard_bound_server_answers_from_the_address_each_client_dialled() {
         call(&bed, 1, target, 300_000, 2);
         let stats = server.stop();
         assert_eq!(stats["requests_delivered"], 7, "{listen} dialled at {connect}: {stats}");
-    }
-}
-
-/// A temporary directory removed on drop (no extra dependency).
-mod tempdir {
-    use std::path::{Path, PathBuf};
-
-    pub struct Dir(PathBuf);
-
-    impl Dir {
-        pub fn new() -> Dir {
-            static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let path = std::env::temp_dir().join(format!("smt-testbed-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&path).unwrap();
-            Dir(path)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 }

@@ -7,13 +7,20 @@
 //! SMT_REQUIRE_PRIVILEGED_TESTS is set (CI sets it; the convention of testbed.rs), in
 //! which case they fail.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use support::{
+    keygen, read_all_in_background, run, signal, skip, smt, tool_runs, wait_bounded, ChildGuard,
+    TempDir,
+};
 
 /// Hard bound on every child process; each normally takes well under a second.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -30,118 +37,6 @@ const RECORD_OVERHEAD: u64 = 22;
 
 fn dissector() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/wireshark/smt.lua")
-}
-
-/// Skips the test with `reason`, or fails it if privileged tests are required.
-fn skip(reason: &str) {
-    assert!(
-        std::env::var_os("SMT_REQUIRE_PRIVILEGED_TESTS").is_none(),
-        "{reason}, and SMT_REQUIRE_PRIVILEGED_TESTS is set"
-    );
-    eprintln!("SKIPPED: {reason}");
-}
-
-fn tool_runs(program: &str) -> bool {
-    Command::new(program)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// Kills the child when dropped, so a failing test leaves no process behind.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir()
-            .join(format!("smt-wireshark-test-{}-{name}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-fn read_all_in_background(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for a child") {
-            return Some(status);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `command` to completion, killing it (and failing) after [`LIMIT`].
-fn run(mut command: Command) -> Output {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child =
-        ChildGuard(command.spawn().unwrap_or_else(|e| panic!("spawn {command:?}: {e}")));
-    // Both pipes were requested just above.
-    let stdout = read_all_in_background(child.0.stdout.take().expect("piped stdout"));
-    let stderr = read_all_in_background(child.0.stderr.take().expect("piped stderr"));
-    let status = wait_bounded(&mut child.0, LIMIT)
-        .unwrap_or_else(|| panic!("{command:?} did not finish within {LIMIT:?}"));
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    }
-}
-
-fn smt() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_smt"));
-    command.env_remove("RUST_LOG");
-    command
-}
-
-/// `smt keygen` for "localhost": (cert.pem, key.pem).
-fn keygen(dir: &Path) -> (PathBuf, PathBuf) {
-    let mut command = smt();
-    command.arg("keygen").arg("--out").arg(dir).args(["--name", "localhost"]);
-    let out = run(command);
-    assert!(out.status.success(), "smt keygen: {}", out.stderr);
-    (dir.join("cert.pem"), dir.join("key.pem"))
 }
 
 /// A running `smt serve` on 127.0.0.1 and a port of its choosing.
@@ -184,8 +79,7 @@ impl Server {
 
     /// SIGTERM, then the one JSON line of counters it prints.
     fn stop(mut self) -> serde_json::Value {
-        let pid = self.child.0.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("run kill").success());
+        signal(&self.child.0, "-TERM");
         let stdout = read_all_in_background(self.child.0.stdout.take().expect("piped stdout"));
         let status = wait_bounded(&mut self.child.0, LIMIT).expect("smt serve did not exit");
         assert!(status.success(), "smt serve exited with {status:?}");
@@ -201,7 +95,7 @@ fn call(server: &Server, ca: &Path, (size, count): (u64, u32)) {
         .args(["call", "--connect", &server.addr, "--server-name", "localhost", "--ca"])
         .arg(ca)
         .args(["--size", &size.to_string(), "--count", &count.to_string()]);
-    let out = run(command);
+    let out = run(command, LIMIT);
     assert!(out.status.success(), "smt call --size {size}: {}{}", out.stdout, out.stderr);
 }
 
@@ -280,8 +174,7 @@ impl Capture {
 
     /// SIGINT (tcpdump's normal way to stop), then wait for it to exit.
     fn stop(mut self) {
-        let pid = self.child.0.id().to_string();
-        assert!(Command::new("kill").args(["-INT", &pid]).status().expect("run kill").success());
+        signal(&self.child.0, "-INT");
         let status = wait_bounded(&mut self.child.0, LIMIT).expect("tcpdump did not exit");
         assert!(status.success(), "tcpdump exited with {status:?}");
     }
@@ -297,7 +190,7 @@ fn tshark(home: &Path, pcap: &Path, args: &[&str]) -> String {
     // installed in ~/.local/lib/wireshark/plugins that would register "smt" twice.
     command.env("HOME", home).env_remove("XDG_CONFIG_HOME");
     command.arg("-n").arg("-r").arg(pcap).args(["-X", &script]).args(args);
-    let out = run(command);
+    let out = run(command, LIMIT);
     assert!(out.status.success(), "tshark {args:?} failed ({}): {}", out.status, out.stderr);
     out.stdout
 }
@@ -493,7 +386,7 @@ fn dissector_decodes_a_live_loopback_capture_of_handshakes_calls_and_bad_datagra
         return;
     }
     let tmp = TempDir::new("live");
-    let (cert, key) = keygen(tmp.path());
+    let (cert, key) = keygen(tmp.path(), "localhost");
     let server = Server::start(&cert, &key);
     let port = server.port();
     let pcap = tmp.path().join("live.pcap");

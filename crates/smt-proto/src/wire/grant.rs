@@ -12,9 +12,10 @@
 //! +---------------+-----------------------------------------------+
 //! ```
 //!
-//! Offset: the sender may transmit wire-image bytes `[0, offset)`. Grants only grow;
-//! a smaller offset than one already received is ignored. Priority: the priority the
-//! sender should use for the granted bytes (0 lowest).
+//! Offset: the sender may transmit wire-image bytes `[0, offset)`. Grants only grow:
+//! the sender ignores an offset at or below what it already may send, but still takes
+//! the new priority (PROTOCOL.md 4.2). Priority: the priority the sender should use
+//! for the granted bytes (0 lowest).
 
 use core::fmt;
 
@@ -89,7 +90,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> GrantPacket<T> {
 pub struct GrantRepr {
     /// The sender may transmit wire-image bytes `[0, offset)`. Any value is valid on
     /// the wire: the sender clips it to the message length and ignores values at or
-    /// below what it may already send (PROTOCOL.md 4.2).
+    /// below what it may already send, still taking the new priority (PROTOCOL.md
+    /// 4.2).
     pub offset: u32,
     /// Priority for the granted bytes, 0 lowest; the sender echoes it in DATA.
     pub priority: u8,

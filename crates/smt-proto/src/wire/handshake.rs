@@ -21,9 +21,13 @@
 //!   TLS records rustls writes: ClientHello, ServerHello, encrypted handshake records).
 //! * Acknowledged: how many bytes of the *peer's* stream the sender has received
 //!   contiguously from offset 0; the peer stops retransmitting those.
-//! * Length: how many TLS bytes follow; the rest of the datagram is padding. Clients
-//!   pad their first packet so that a server may answer with a bounded multiple of its
-//!   size without becoming an amplifier (see PROTOCOL.md, "Handshake").
+//! * Length: how many TLS bytes follow; the rest of the datagram is padding. Every
+//!   HANDSHAKE datagram a client sends until its own TLS handshake has completed (the
+//!   ClientHello, every retransmission, every pure acknowledgement) is padded so that
+//!   the SMT packet is at least 1200 bytes; the client's last flight, produced as its
+//!   handshake completes, and anything it sends after that are not padded. A server
+//!   may then answer with a bounded multiple of what it received without becoming an
+//!   amplifier (PROTOCOL.md 8.4).
 //!
 //! The header's message ID is zero; the session ID names the session being set up.
 

@@ -25,10 +25,17 @@
 //! cuts a datagram into its packets; parsing a packet strips the flag.
 //!
 //! All integers are big-endian. Ports make the header usable directly over IP (native
-//! mode); over UDP they repeat the UDP ports. The session ID is chosen at random by the
-//! session's initiator (client) and names the session together with the peer's address
-//! and the `FROM_INITIATOR` flag. The message ID is 48 bits because it forms the upper
-//! bits of the TLS record sequence number.
+//! IP mode, PROTOCOL.md sections 2 and 3), where they are the only ports there are and
+//! a receiver drops a packet whose destination port is not its own. In UDP mode a
+//! sender writes its own UDP port as the source port and the UDP port it sends to as
+//! the destination port, but there the header ports are informational: receivers
+//! neither drop nor demultiplex on them, since the UDP socket has already chosen the
+//! endpoint and NAT, a port mapping or a load balancer may have rewritten the UDP ports
+//! on the way.
+//!
+//! The session ID is chosen at random by the session's initiator (client) and names the
+//! session together with the peer's address and the `FROM_INITIATOR` flag. The message
+//! ID is 48 bits because it forms the upper bits of the TLS record sequence number.
 
 use core::fmt;
 
@@ -164,7 +171,9 @@ impl<T: AsRef<[u8]>> Header<T> {
     pub fn src_port(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::SRC_PORT])
     }
-    /// The receiver's port (bytes 2-3); a receiver drops packets not addressed to its own.
+    /// The receiver's port as the sender addresses it (bytes 2-3). In native IP mode a
+    /// receiver drops packets not addressed to its own port; in UDP mode it ignores
+    /// the field (PROTOCOL.md sections 2 and 3).
     pub fn dst_port(&self) -> u16 {
         read_u16(&self.buffer.as_ref()[field::DST_PORT])
     }
@@ -250,9 +259,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
 /// The parsed common header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HeaderRepr {
-    /// The sender's port; over UDP it repeats the UDP source port.
+    /// The sender's port. In UDP mode the sender writes its UDP source port here, but
+    /// the field is informational: the peer's address comes from the UDP socket.
     pub src_port: u16,
-    /// The receiver's port; a packet for another port is dropped.
+    /// The receiver's port as the sender addresses it. In native IP mode a packet for
+    /// another port is dropped; in UDP mode the field is informational and not
+    /// checked (PROTOCOL.md sections 2 and 3).
     pub dst_port: u16,
     /// Which body follows the header (PROTOCOL.md section 4).
     pub packet_type: PacketType,

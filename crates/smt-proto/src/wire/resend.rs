@@ -14,12 +14,23 @@
 //! +---------------+-----------------------------------------------+
 //! ```
 //!
-//! The sender answers with DATA packets (RETRANSMIT flag set) carrying byte-identical
-//! ciphertext for `[offset, offset + length)`, clipped to what it has transmitted or
-//! been granted, or with BUSY if it has nothing to send yet, or RPC_UNKNOWN if it has
-//! no such message. A server that receives RESEND for a request it has delivered and
-//! not answered yet (the application is working on it) answers BUSY; while the
-//! request is still arriving it stays silent (its own RESENDs drive recovery).
+//! What the receiver of a RESEND does (PROTOCOL.md 4.3; section 7.5 gives the full
+//! rules):
+//!
+//! * it holds the message asked about: the RESEND is also a grant up to
+//!   `offset + length` with the given priority, and it retransmits the part of
+//!   `[offset, offset + length)` it has transmitted before, as byte-identical DATA
+//!   with the RETRANSMIT flag set, ahead of new data;
+//! * it is a server whose RPC has delivered its request to the application and has
+//!   no response queued yet (the request is *in service*): it answers BUSY, the only
+//!   case in which BUSY is sent;
+//! * it is a server still receiving that request: it does not answer (its own
+//!   RESENDs and GRANTs drive the transfer);
+//! * it is a server holding no state for that ID and its replay window (section 7.8)
+//!   says the ID already ran, or is too old to tell: it does not answer, so a request
+//!   that ran is never solicited again;
+//! * otherwise, holding no state for that message ID, it answers RPC_UNKNOWN;
+//! * it is a client holding the RPC but no request to send: it does not answer.
 
 use core::fmt;
 
