@@ -251,3 +251,54 @@ fn post_quantum_client_hello_spans_datagrams_and_survives_losing_its_second_part
         assert_eq!(net.endpoint_ref(server).stats().handshakes_failed, 0);
     }
 }
+
+#[test]
+fn a_first_call_waits_out_a_lost_client_finished_instead_of_timing_out() {
+    // At 30 % handshake loss the red team saw a first call time out: the client had
+    // finished its handshake, but its last flight was lost, so the server did not
+    // have the session yet and dropped the request. The call must wait for the
+    // handshake (bounded by handshake_timeout), not fail by its own timeout.
+    use smt_proto::wire::{Body, PacketRepr};
+    let server_id = identity("server.test");
+    let mut config = Config::default();
+    config.rpc_timeout = Duration::from_millis(40);
+    let mut net = Network::new(21, LinkConfig::default());
+    let client = net.add_host(config.clone());
+    let server = net.add_host(config);
+    net.set_echo(server);
+    // The client's final flight (handshake bytes past its ClientHello at offset 0)
+    // is lost six times: with backoff, about 190 ms, far beyond rpc_timeout.
+    let lost = std::rc::Rc::new(std::cell::Cell::new(0u32));
+    let count = lost.clone();
+    net.set_drop_filter(move |from, _to, bytes| {
+        let Ok(PacketRepr { body: Body::Handshake(h), .. }) = PacketRepr::parse(bytes) else {
+            return false;
+        };
+        let final_flight = from == client && h.stream_offset > 0 && !h.data.is_empty();
+        if final_flight && count.get() < 6 {
+            count.set(count.get() + 1);
+            return true;
+        }
+        false
+    });
+    net.endpoint(server).set_acceptor(Box::new(server_tls(&server_id, None)));
+    let classical = rustls::crypto::CryptoProvider {
+        kx_groups: vec![rustls::crypto::aws_lc_rs::kx_group::X25519],
+        ..rustls::crypto::aws_lc_rs::default_provider()
+    };
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(classical))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots(&server_id))
+        .with_no_client_auth();
+    let cs = connect(&mut net, client, server, client_config(&tls));
+    assert!(net.run_until(Duration::from_secs(5), |n| established(n, client, cs)));
+    let id = net.call(client, cs, b"first call");
+    assert!(net.run_until(net.elapsed() + Duration::from_secs(5), |n| {
+        common::responses(n, client).contains_key(&id)
+            || common::failures(n, client).iter().any(|(i, _)| *i == id)
+    }));
+    assert_eq!(common::failures(&net, client), vec![]);
+    assert_eq!(lost.get(), 6, "the final flight was not lost as planned");
+    assert_eq!(common::responses(&net, client)[&id], b"first call");
+}

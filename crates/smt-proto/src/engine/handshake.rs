@@ -334,6 +334,18 @@ impl Endpoint {
         self.end_session(hs.handle, RpcError::Handshake(reason));
     }
 
+    /// Whether `session` is a client session whose final handshake flight the
+    /// server has not acknowledged yet.
+    pub(crate) fn client_handshake_unconfirmed(&self, session: SessionHandle) -> bool {
+        let Some(s) = self.sessions.get(&session) else { return false };
+        if s.role() != Role::Client {
+            return false;
+        }
+        self.handshakes
+            .get(&(s.peer, s.session_id, Role::Client))
+            .is_some_and(|hs| hs.established && (hs.acked as usize) < hs.send.len())
+    }
+
     fn ack_established(&mut self, to: SocketAddr, header: &HeaderRepr, packet: &HandshakeRepr<'_>) {
         let end = packet.stream_offset.saturating_add(packet.data.len() as u32);
         let mut flags = Flags::empty();

@@ -52,6 +52,13 @@ impl Endpoint {
 
     fn on_rpc_timer(&mut self, key: RpcKey, now: Instant) {
         let unscheduled = self.core.config.unscheduled_bytes;
+        if self.client_handshake_unconfirmed(key.0) {
+            // Our handshake finished but the server has not acknowledged our last
+            // flight (it was lost): the server cannot have the session yet, so
+            // silence is not the RPC's fault. The handshake's own retransmissions and
+            // `handshake_timeout` bound this wait.
+            self.rpcs.update(key, |rpc| rpc.live.last_progress = now);
+        }
         let Some(rpc) = self.rpcs.get(key) else { return };
         let Timeouts { resend_after, rpc_timeout } = rpc.live.timeouts;
         if !rpc.in_service() && now.saturating_duration_since(rpc.live.last_progress) >= rpc_timeout
