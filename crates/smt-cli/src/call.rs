@@ -16,7 +16,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, clap::Args)]
 pub struct CallArgs {
-    /// Server address, HOST:PORT.
+    /// Server address, HOST:PORT. A name's addresses are all tried at once and the
+    /// first handshake to succeed is used; `localhost` means both 127.0.0.1 and ::1.
     #[arg(long, value_name = "ADDR")]
     pub connect: String,
     /// Name the server's certificate must be valid for (DNS name or IP address).
@@ -80,18 +81,9 @@ pub async fn run(args: &CallArgs) -> Result<()> {
         _ => None,
     };
     let tls = smt::tls::client_config(args.kx.provider(), &roots, identity)?;
-    let server = transport::resolve(&args.connect).await?;
-    let endpoint = args.transport.client_endpoint(server, tls)?;
-
+    let candidates = transport::resolve_all(&args.connect).await?;
     let started = Instant::now();
-    let session =
-        match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(server, &args.server_name))
-            .await
-        {
-            Ok(Ok(session)) => session,
-            Ok(Err(e)) => bail!("handshake with {server} ({}) failed: {e}", args.server_name),
-            Err(_) => bail!("handshake with {server} timed out after {CONNECT_TIMEOUT:?}"),
-        };
+    let (server, endpoint, session) = connect_first(args, &candidates, &tls).await?;
     let handshake = started.elapsed();
 
     let spec = LoadSpec {
@@ -116,6 +108,51 @@ pub async fn run(args: &CallArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Handshakes with every address of `candidates` at once (a name such as
+/// `localhost` may have an IPv4 and an IPv6 address, and the server may listen on
+/// only one) and keeps the first session that succeeds; the others are dropped,
+/// which closes them. If all fail, the error names each address and why.
+async fn connect_first(
+    args: &CallArgs,
+    candidates: &[std::net::SocketAddr],
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+) -> Result<(std::net::SocketAddr, smt::Endpoint, smt::Session)> {
+    let mut attempts = tokio::task::JoinSet::new();
+    for &server in candidates {
+        let endpoint = args.transport.client_endpoint(server, tls.clone())?;
+        let name = args.server_name.clone();
+        attempts.spawn(async move {
+            let outcome =
+                tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect(server, &name)).await;
+            (server, endpoint, outcome)
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(joined) = attempts.join_next().await {
+        let (server, endpoint, outcome) = joined.context("a connection attempt crashed")?;
+        match outcome {
+            Ok(Ok(session)) => return Ok((server, endpoint, session)),
+            // No answer from this address: another may still answer.
+            Ok(Err(e @ smt::Error::Handshake(smt::TlsError::NoReply { .. })))
+            | Ok(Err(e @ smt::Error::Timeout(_))) => failures.push((server, format!("{e}"))),
+            // A server answered and the handshake failed: that is the answer.
+            Ok(Err(e)) => bail!("handshake with {server} ({}) failed: {e}", args.server_name),
+            Err(_) => failures.push((server, format!("timed out after {CONNECT_TIMEOUT:?}"))),
+        }
+    }
+    failures.sort_by_key(|(server, _)| candidates.iter().position(|c| c == server));
+    if let [(server, reason)] = failures.as_slice() {
+        bail!("handshake with {server} ({}) failed: {reason}", args.server_name);
+    }
+    let reasons: Vec<String> = failures.iter().map(|(s, e)| format!("{s}: {e}")).collect();
+    bail!(
+        "handshake with {} ({}) failed at every address: {}",
+        args.connect,
+        args.server_name,
+        reasons.join("; ")
+    )
 }
 
 /// In TLS 1.3 the client finishes its handshake before the server has checked the

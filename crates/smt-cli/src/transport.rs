@@ -65,6 +65,33 @@ impl Transport {
     }
 }
 
+/// Every address of `HOST:PORT` (an IP address or a name), the system's order
+/// kept. `localhost` always includes both loopback addresses, 127.0.0.1 and ::1
+/// (RFC 6761 section 6.3), whatever /etc/hosts lists, so a client finds a server
+/// listening on either.
+pub async fn resolve_all(addr: &str) -> Result<Vec<SocketAddr>> {
+    let mut all: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve {addr:?} (expected HOST:PORT)"))?
+        .collect();
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    if host.eq_ignore_ascii_case("localhost") {
+        if let Some(port) = all.first().map(SocketAddr::port) {
+            for ip in [IpAddr::from(Ipv4Addr::LOCALHOST), IpAddr::from(Ipv6Addr::LOCALHOST)] {
+                let candidate = SocketAddr::new(ip, port);
+                if !all.contains(&candidate) {
+                    all.push(candidate);
+                }
+            }
+        }
+    }
+    all.dedup();
+    if all.is_empty() {
+        anyhow::bail!("{addr:?} resolves to no address");
+    }
+    Ok(all)
+}
+
 /// Resolves `HOST:PORT` (an IP address or a name) to its first address.
 pub async fn resolve(addr: &str) -> Result<SocketAddr> {
     tokio::net::lookup_host(addr)

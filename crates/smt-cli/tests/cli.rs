@@ -491,3 +491,23 @@ fn serve_keeps_serving_and_reports_after_its_stderr_is_closed() {
     let json: serde_json::Value = serde_json::from_str(stdout.join().unwrap().trim()).unwrap();
     assert_eq!(json["requests_delivered"], 5);
 }
+
+#[test]
+fn call_to_localhost_finds_a_server_listening_on_either_loopback_address() {
+    // /etc/hosts often maps localhost to 127.0.0.1 only; a server on [::1] must
+    // still be found (and one on 127.0.0.1, as before).
+    let tmp = TempDir::new("localhost");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    for listen in ["[::1]:0", "127.0.0.1:0"] {
+        let server = Server::start(listen, &cert, &key, &[]);
+        let port = server.addr.rsplit_once(':').unwrap().1.to_owned();
+        let started = Instant::now();
+        let out = call(&format!("localhost:{port}"), "localhost", &cert, &["--json"]);
+        out.assert_success();
+        let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(json["server"], server.addr, "connected to the wrong address");
+        // The race does not wait for the silent address's handshake timeout.
+        assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+        server.stop("-TERM");
+    }
+}
