@@ -51,7 +51,9 @@ async fn demo(transport: Transport) -> Result<()> {
     let server_tls = smt::tls::server_config(provider.clone(), identity, None)?;
     let client_tls = smt::tls::client_config(provider, std::slice::from_ref(&cert), None)?;
 
-    let server = transport.server_endpoint(SocketAddr::from(([127, 0, 0, 1], 0)), server_tls)?;
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server =
+        transport.server_endpoint(loopback, server_tls, smt::TransportConfig::default())?;
     let echo = tokio::spawn(serve::echo(server.clone()));
     let client = transport.client_endpoint(server.local_addr(), client_tls)?;
     let started = Instant::now();

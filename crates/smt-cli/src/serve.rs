@@ -37,6 +37,29 @@ pub struct ServeArgs {
     /// the line "metrics on ADDR" on stderr tells the bound address.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Most sessions held at once. At the limit, the session idle longest (at least
+    /// a second) is closed to make room; if none is, the new client is refused and
+    /// told so.
+    #[arg(long, value_name = "N", default_value_t = smt::TransportConfig::default().max_sessions,
+          value_parser = clap::value_parser!(usize))]
+    pub max_sessions: usize,
+    /// Close a session that has had no traffic and no RPC for SECONDS (0: never).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub idle_timeout: u64,
+}
+
+impl ServeArgs {
+    /// The transport settings these options ask for.
+    fn transport_config(&self) -> Result<smt::TransportConfig> {
+        let mut config = smt::TransportConfig::default();
+        if self.max_sessions == 0 {
+            anyhow::bail!("--max-sessions must be at least 1");
+        }
+        config.max_sessions = self.max_sessions;
+        config.idle_timeout =
+            (self.idle_timeout > 0).then(|| std::time::Duration::from_secs(self.idle_timeout));
+        Ok(config)
+    }
 }
 
 pub async fn run(args: &ServeArgs) -> Result<()> {
@@ -51,7 +74,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     // config-reload habit) must not kill the server without its counters.
     let mut sigusr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let endpoint = args.transport.server_endpoint(listen, tls)?;
+    let endpoint = args.transport.server_endpoint(listen, tls, args.transport_config()?)?;
     eprintln!("listening on {}", endpoint.local_addr());
     let metrics = match args.metrics {
         Some(addr) => {

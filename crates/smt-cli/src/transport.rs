@@ -36,10 +36,12 @@ impl Transport {
         self,
         listen: SocketAddr,
         tls: Arc<rustls::ServerConfig>,
+        config: smt::TransportConfig,
     ) -> Result<smt::Endpoint> {
         self.builder()
             .bind(listen)
             .server_config(tls)
+            .transport_config(config)
             .build()
             .with_context(|| format!("cannot listen on {} {listen}", self.name()))
     }

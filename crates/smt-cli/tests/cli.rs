@@ -511,3 +511,65 @@ fn call_to_localhost_finds_a_server_listening_on_either_loopback_address() {
         server.stop("-TERM");
     }
 }
+
+/// `smt call` running in the background until killed (a client that will crash).
+fn call_forever(addr: &str, ca: &Path) -> ChildGuard {
+    let mut command = smt();
+    command
+        .args(["call", "--connect", addr, "--server-name", "localhost", "--ca"])
+        .arg(ca)
+        .args(["--count", "1000000000", "--concurrency", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    ChildGuard(command.spawn().expect("spawn smt call"))
+}
+
+/// Kills a client with SIGKILL: it sends nothing more, not even CLOSE.
+fn crash(mut client: ChildGuard) {
+    client.0.kill().expect("kill smt call");
+    wait_bounded(&mut client.0, QUICK).expect("smt call did not die");
+}
+
+#[test]
+fn a_full_server_refuses_with_a_clear_error_while_busy_and_reclaims_crashed_clients_sessions() {
+    let tmp = TempDir::new("max-sessions");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let extra = ["--max-sessions", "2", "--idle-timeout", "0"];
+    let server = Server::start("127.0.0.1:0", &cert, &key, &extra);
+    let busy = [call_forever(&server.addr, &cert), call_forever(&server.addr, &cert)];
+    std::thread::sleep(Duration::from_millis(1500));
+    // Both sessions are in use: the third client is told why it cannot get in.
+    let refused = call(&server.addr, "localhost", &cert, &["--count", "1"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.stderr);
+    let error = refused.assert_one_line_error();
+    assert!(error.contains("session limit"), "{error}");
+    server.wait_for_log("max_sessions reached");
+    // The two clients crash; their sessions stay behind, idle. The server frees the
+    // longest-idle one for each newcomer instead of locking itself out. (Each
+    // crashed session is idle once its last RPC timed out, 2 s, plus the 1 s a
+    // session must be idle to be reclaimed.)
+    busy.into_iter().for_each(crash);
+    std::thread::sleep(Duration::from_millis(3500));
+    for _ in 0..3 {
+        call(&server.addr, "localhost", &cert, &["--count", "2"]).assert_success();
+    }
+    let counters = server.stop("-TERM");
+    assert!(counters["sessions_refused"].as_u64() >= Some(1), "{counters}");
+    assert!(counters["sessions_reclaimed"].as_u64() >= Some(1), "{counters}");
+}
+
+#[test]
+fn serve_frees_a_crashed_clients_session_after_the_idle_timeout() {
+    let tmp = TempDir::new("idle-timeout");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let server = Server::start("127.0.0.1:0", &cert, &key, &["--idle-timeout", "1"]);
+    let client = call_forever(&server.addr, &cert);
+    std::thread::sleep(Duration::from_millis(800));
+    crash(client);
+    // Calls in flight at the crash time out (2 s), then the session is idle for 1 s.
+    std::thread::sleep(Duration::from_millis(4500));
+    let counters = server.stop("-TERM");
+    assert_eq!(counters["sessions_expired"], 1, "{counters}");
+    assert!(counters["requests_delivered"].as_u64() > Some(0), "{counters}");
+}

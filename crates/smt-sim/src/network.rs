@@ -314,6 +314,7 @@ impl Network {
         suite: CipherSuite,
     ) -> (SessionHandle, SessionHandle) {
         let session_id: u64 = self.rng.gen();
+        let now = self.now();
         // Random traffic secrets (as a handshake would produce), so that sessions can
         // also exercise key updates.
         let secret_len = if suite == CipherSuite::Aes256GcmSha384 { 48 } else { 32 };
@@ -326,27 +327,33 @@ impl Network {
         let (caddr, saddr) = (self.addr(client), self.addr(server));
         let c = self.hosts[client.0]
             .endpoint
-            .install_session(SessionParams {
-                peer: saddr,
-                session_id,
-                role: Role::Client,
-                tx: c2s.record_key(),
-                rx: s2c.record_key(),
-                tx_secret: Some(c2s.clone()),
-                rx_secret: Some(s2c.clone()),
-            })
+            .install_session(
+                now,
+                SessionParams {
+                    peer: saddr,
+                    session_id,
+                    role: Role::Client,
+                    tx: c2s.record_key(),
+                    rx: s2c.record_key(),
+                    tx_secret: Some(c2s.clone()),
+                    rx_secret: Some(s2c.clone()),
+                },
+            )
             .expect("fresh session");
         let s = self.hosts[server.0]
             .endpoint
-            .install_session(SessionParams {
-                peer: caddr,
-                session_id,
-                role: Role::Server,
-                tx: s2c.record_key(),
-                rx: c2s.record_key(),
-                tx_secret: Some(s2c),
-                rx_secret: Some(c2s),
-            })
+            .install_session(
+                now,
+                SessionParams {
+                    peer: caddr,
+                    session_id,
+                    role: Role::Server,
+                    tx: s2c.record_key(),
+                    rx: c2s.record_key(),
+                    tx_secret: Some(s2c),
+                    rx_secret: Some(c2s),
+                },
+            )
             .expect("fresh session");
         (c, s)
     }

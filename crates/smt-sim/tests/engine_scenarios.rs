@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use smt_proto::engine::{Config, Event, RpcError, SessionHandle};
+use smt_proto::engine::{Event, RpcError, SessionHandle};
 use smt_proto::record::CipherSuite;
 use smt_proto::wire::{
     Body, DataRepr, Flags, GrantRepr, HeaderRepr, MessageId, PacketRepr, PacketType, ResendRepr,
@@ -15,12 +15,12 @@ use smt_proto::wire::{
 use smt_sim::{HostId, LinkConfig, Network};
 
 mod common;
-use common::{failures, payload, responses};
+use common::{failures, payload, quiet_config, responses};
 
 #[test]
 fn incast_of_16_one_mib_requests_completes_within_max_incoming() {
     let mut net = Network::new(21, LinkConfig::default());
-    let config = Config::default();
+    let config = quiet_config();
     let max_incoming = u64::from(config.max_incoming);
     let server = net.add_host(config.clone());
     net.set_responder(server, |req| req[..16].to_vec());
@@ -49,8 +49,8 @@ fn incast_of_16_one_mib_requests_completes_within_max_incoming() {
 #[test]
 fn small_rpc_overtakes_a_16_mib_message_on_the_same_session() {
     let mut net = Network::new(31, LinkConfig::default());
-    let client = net.add_host(Config::default());
-    let server = net.add_host(Config::default());
+    let client = net.add_host(quiet_config());
+    let server = net.add_host(quiet_config());
     net.set_echo(server);
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
     let rpc_time = |net: &mut Network, cs: SessionHandle| {
@@ -80,8 +80,8 @@ fn small_rpc_overtakes_a_16_mib_message_on_the_same_session() {
 #[test]
 fn replayed_datagrams_deliver_nothing_and_run_no_request_again() {
     let mut net = Network::new(41, LinkConfig::default());
-    let client = net.add_host(Config::default());
-    let server = net.add_host(Config::default());
+    let client = net.add_host(quiet_config());
+    let server = net.add_host(quiet_config());
     net.set_echo(server);
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
     net.capture();
@@ -117,7 +117,7 @@ fn replayed_datagrams_deliver_nothing_and_run_no_request_again() {
 
 #[test]
 fn forged_flood_stays_within_memory_bounds_and_delivers_nothing() {
-    let config = Config::default();
+    let config = quiet_config();
     let mut net = Network::new(51, LinkConfig::default());
     let client = net.add_host(config.clone());
     let server = net.add_host(config.clone());
@@ -196,7 +196,7 @@ fn forged_flood_stays_within_memory_bounds_and_delivers_nothing() {
 
 #[test]
 fn silent_peer_fails_rpcs_with_timeout_and_frees_all_state() {
-    let config = Config::default();
+    let config = quiet_config();
     let mut net = Network::new(61, LinkConfig::default());
     let client = net.add_host(config.clone());
     let server = net.add_host(config.clone());
@@ -236,7 +236,7 @@ fn a_client_asking_for_its_response_does_not_silence_the_servers_resends() {
     // the RPC times out.
     let mut net = Network::new(62, LinkConfig::default());
     let with_resend_after = |ms| {
-        let mut config = Config::default();
+        let mut config = quiet_config();
         config.resend_after = Duration::from_millis(ms);
         config
     };
@@ -276,12 +276,12 @@ fn a_client_asking_for_its_response_does_not_silence_the_servers_resends() {
 #[test]
 fn two_hundred_clients_with_twenty_concurrent_rpcs_each_complete() {
     let mut net = Network::new(71, LinkConfig::default());
-    let server = net.add_host(Config::default());
+    let server = net.add_host(quiet_config());
     net.set_echo(server);
     let mut rng = ChaCha8Rng::seed_from_u64(71);
     let mut expected = Vec::new();
     for _ in 0..200 {
-        let client = net.add_host(Config::default());
+        let client = net.add_host(quiet_config());
         let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
         for _ in 0..20 {
             let len = rng.gen_range(0..8000);
@@ -310,8 +310,8 @@ fn same_seed_gives_the_same_trace_and_different_seeds_differ() {
         let link =
             LinkConfig { loss: 0.05, duplicate: 0.05, reorder: 0.2, ..LinkConfig::default() };
         let mut net = Network::new(seed, link);
-        let client = net.add_host(Config::default());
-        let server = net.add_host(Config::default());
+        let client = net.add_host(quiet_config());
+        let server = net.add_host(quiet_config());
         net.set_echo(server);
         let (cs, _) = net.connect(client, server, CipherSuite::Chacha20Poly1305Sha256);
         let mut ids = Vec::new();
@@ -330,12 +330,12 @@ fn sessions_refuse_to_seal_past_the_key_usage_limit_while_an_update_is_unconfirm
     // 10 records per key, update after 5. All calls are issued before any answer
     // returns, so the first update (after 5 records) cannot be confirmed and no second
     // one may follow: 5 + 10 one-record requests go out, the 16th is refused.
-    let mut config = Config::default();
+    let mut config = quiet_config();
     config.key_usage_limit = Some(10);
     config.key_update_after = Some(5);
     let mut net = Network::new(91, LinkConfig::default());
     let client = net.add_host(config.clone());
-    let server = net.add_host(Config::default());
+    let server = net.add_host(quiet_config());
     net.set_echo(server);
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
     let now = net.now();
@@ -361,7 +361,7 @@ fn keys_update_many_times_under_loss_and_reordering_without_losing_a_message() {
     // A new key every 5 records: 300 RPCs (2 to 7 records each way) force dozens of
     // updates in both directions, while loss, duplication and reordering keep
     // messages of the old and new key in flight together.
-    let mut config = Config::default();
+    let mut config = quiet_config();
     config.key_update_after = Some(5);
     config.record_size = 4096;
     let link = LinkConfig { loss: 0.05, duplicate: 0.05, reorder: 0.3, ..LinkConfig::default() };
@@ -408,8 +408,8 @@ fn requests_waiting_for_the_application_count_against_the_memory_limits() {
     // (the client retries after RPC_UNKNOWN) instead of queueing without bound, and
     // in the end every request is answered exactly once.
     let mut net = Network::new(97, LinkConfig::default());
-    let client = net.add_host(Config::default());
-    let mut config = Config::default();
+    let client = net.add_host(quiet_config());
+    let mut config = quiet_config();
     config.max_incoming_bytes_per_session = 64 * 1024;
     let server = net.add_host(config.clone());
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
@@ -456,8 +456,8 @@ fn requests_waiting_for_the_application_count_against_the_memory_limits() {
 #[test]
 fn small_messages_share_datagrams_and_an_ack_rides_with_the_next_request() {
     let mut net = Network::new(98, LinkConfig::default());
-    let client = net.add_host(Config::default());
-    let server = net.add_host(Config::default());
+    let client = net.add_host(quiet_config());
+    let server = net.add_host(quiet_config());
     net.set_echo(server);
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
     // 32 requests of 100 B issued together: a few datagrams, not 32.
@@ -489,8 +489,8 @@ fn small_messages_share_datagrams_and_an_ack_rides_with_the_next_request() {
 fn a_bundle_with_a_handshake_or_a_bad_length_is_dropped_from_there_on() {
     use smt_proto::wire::{mark_bundled, HandshakeRepr};
     let mut net = Network::new(99, LinkConfig::default());
-    let client = net.add_host(Config::default());
-    let server = net.add_host(Config::default());
+    let client = net.add_host(quiet_config());
+    let server = net.add_host(quiet_config());
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
     let id = net.call(client, cs, b"hello");
     assert!(net.run_until(Duration::from_secs(1), |n| n
@@ -540,8 +540,8 @@ fn a_response_packet_with_an_implausible_length_is_dropped_without_failing_the_c
     // call at once ("message of 536151048 bytes exceeds the maximum"). The length is
     // not authenticated before the first record opens: the packet must be dropped.
     let mut net = Network::new(71, LinkConfig::default());
-    let client = net.add_host(Config::default());
-    let server = net.add_host(Config::default());
+    let client = net.add_host(quiet_config());
+    let server = net.add_host(quiet_config());
     net.set_echo(server);
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
     let (_, _, session_id) = net.endpoint_ref(client).session_info(cs).unwrap();
@@ -581,8 +581,8 @@ fn a_request_with_a_message_id_the_client_never_used_is_freed_on_its_rpc_unknown
     // request no client holds and asked for the missing bytes every few
     // milliseconds, forever, while the client answered RPC_UNKNOWN each time.
     let mut net = Network::new(72, LinkConfig::default());
-    let client = net.add_host(Config::default());
-    let server = net.add_host(Config::default());
+    let client = net.add_host(quiet_config());
+    let server = net.add_host(quiet_config());
     net.set_echo(server);
     let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
     let (_, _, session_id) = net.endpoint_ref(client).session_info(cs).unwrap();

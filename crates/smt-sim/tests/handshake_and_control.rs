@@ -233,8 +233,17 @@ impl TlsAcceptor for FakeAcceptor {
 // Helpers.
 // ---------------------------------------------------------------------------------
 
+/// The default configuration without the idle timeout: these tests run the network
+/// until it goes quiet (every timer disarmed), which a session's idle timer never
+/// lets happen; the idle timeout has its own scenarios (`lifecycle.rs`).
+fn quiet_config() -> Config {
+    let mut config = Config::default();
+    config.idle_timeout = None;
+    config
+}
+
 fn config() -> Config {
-    Config::default()
+    quiet_config()
 }
 
 /// A lossy link with duplication and reordering.
@@ -1493,28 +1502,35 @@ fn mismatched_session_keys_end_in_a_timeout_not_a_hang() {
     net.set_echo(server);
     let (caddr, saddr) = (net.addr(client), net.addr(server));
     let sid = 0x4B45;
+    let now = net.now();
     let cs = net
         .endpoint(client)
-        .install_session(SessionParams {
-            peer: saddr,
-            session_id: sid,
-            role: Role::Client,
-            tx: derive_key(1, C2S),
-            rx: derive_key(1, S2C),
-            tx_secret: None,
-            rx_secret: None,
-        })
+        .install_session(
+            now,
+            SessionParams {
+                peer: saddr,
+                session_id: sid,
+                role: Role::Client,
+                tx: derive_key(1, C2S),
+                rx: derive_key(1, S2C),
+                tx_secret: None,
+                rx_secret: None,
+            },
+        )
         .unwrap();
     net.endpoint(server)
-        .install_session(SessionParams {
-            peer: caddr,
-            session_id: sid,
-            role: Role::Server,
-            tx: derive_key(2, S2C),
-            rx: derive_key(2, C2S),
-            tx_secret: None,
-            rx_secret: None,
-        })
+        .install_session(
+            now,
+            SessionParams {
+                peer: caddr,
+                session_id: sid,
+                role: Role::Server,
+                tx: derive_key(2, S2C),
+                rx: derive_key(2, C2S),
+                tx_secret: None,
+                rx_secret: None,
+            },
+        )
         .unwrap();
     let mut ids = Vec::new();
     for size in [10, 5000, 100_000] {

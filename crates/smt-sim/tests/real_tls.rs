@@ -7,101 +7,11 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use smt_proto::engine::{Alert, Config, Event, RpcError, SessionHandle, TlsError};
-use smt_proto::rustls::{client_config, server_config, RustlsAcceptor, RustlsSession};
-use smt_sim::{HostId, LinkConfig, Network};
-
-struct Identity {
-    cert: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
-}
-
-/// A self-signed certificate for `name`, issued by a CA called `ca` (distinct names
-/// keep verifiers from mistaking one test CA for another).
-fn identity_by(name: &str, ca: &str) -> Identity {
-    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params");
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, ca);
-    let key_pair = rcgen::KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key_pair).expect("self-signed");
-    Identity { cert: cert.der().clone(), key: PrivatePkcs8KeyDer::from(key_pair.serialize_der()) }
-}
-
-fn identity(name: &str) -> Identity {
-    identity_by(name, name)
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-fn roots(trusted: &Identity) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(trusted.cert.clone()).expect("root");
-    roots
-}
-
-fn server_tls(id: &Identity, client_ca: Option<&Identity>) -> RustlsAcceptor {
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3");
-    let builder = match client_ca {
-        Some(ca) => builder.with_client_cert_verifier(
-            rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots(ca)),
-                provider(),
-            )
-            .build()
-            .expect("verifier"),
-        ),
-        None => builder.with_no_client_auth(),
-    };
-    let config = builder
-        .with_single_cert(vec![id.cert.clone()], PrivateKeyDer::Pkcs8(id.key.clone_key()))
-        .expect("server cert");
-    RustlsAcceptor::new(server_config(&config))
-}
-
-fn client_tls(trusted: &Identity, me: Option<&Identity>) -> Arc<rustls::ClientConfig> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3")
-        .with_root_certificates(roots(trusted));
-    let config = match me {
-        Some(me) => builder
-            .with_client_auth_cert(vec![me.cert.clone()], PrivateKeyDer::Pkcs8(me.key.clone_key()))
-            .expect("client cert"),
-        None => builder.with_no_client_auth(),
-    };
-    client_config(&config)
-}
-
-fn connect(
-    net: &mut Network,
-    client: HostId,
-    server: HostId,
-    config: Arc<rustls::ClientConfig>,
-) -> SessionHandle {
-    let tls = RustlsSession::client(config, "server.test").expect("client session");
-    let (now, peer) = (net.now(), net.addr(server));
-    let handle = net.endpoint(client).connect(now, peer, 0x5157_0001, Box::new(tls));
-    net.pump_host(client);
-    handle
-}
-
-fn established(net: &Network, host: HostId, session: SessionHandle) -> bool {
-    net.events(host)
-        .iter()
-        .any(|(_, e)| matches!(e, Event::SessionEstablished { session: s } if *s == session))
-}
-
-fn closed(net: &Network, host: HostId, session: SessionHandle) -> Option<RpcError> {
-    net.events(host).iter().find_map(|(_, e)| match e {
-        Event::SessionClosed { session: s, reason } if *s == session => Some(reason.clone()),
-        _ => None,
-    })
-}
+use common::tls::{client_tls, connect, identity, identity_by, roots, server_tls, Identity};
+use common::{closed, established};
+use smt_proto::engine::{Alert, Config, RpcError, TlsError};
+use smt_proto::rustls::client_config;
+use smt_sim::{LinkConfig, Network};
 
 #[test]
 fn rustls_handshake_completes_under_loss_duplication_and_reordering_and_carries_rpcs() {

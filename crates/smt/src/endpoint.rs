@@ -255,8 +255,10 @@ impl Endpoint {
         let shared = &self.inner.shared;
         let mut state = shared.lock();
         state.learn_path(peer);
-        let handle =
-            state.engine.install_session(params).map_err(|e| Error::Config(e.to_string()))?;
+        let handle = state
+            .engine
+            .install_session(Instant::now(), params)
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok(Session::new(self.clone(), handle, peer))
     }
 

@@ -27,9 +27,17 @@ pub enum Error {
     /// The session was closed by this side.
     #[error("session closed locally")]
     SessionClosed,
-    /// The peer closed the session.
+    /// The peer closed the session (explicitly, or because it was idle there for
+    /// the peer's idle timeout, or to make room at its session limit).
     #[error("session closed by the peer")]
     PeerClosed,
+    /// Nothing arrived on the session, which had no RPC in flight, for the idle
+    /// timeout (`TransportConfig::idle_timeout`), and it was closed. Connect again,
+    /// or set `TransportConfig::keep_alive` to keep quiet sessions open.
+    #[error(
+        "the session expired after {0:?} without traffic: connect again, or enable keep-alive"
+    )]
+    IdleTimeout(Duration),
     /// The peer no longer knows the session, typically because it restarted.
     #[error("the peer has no state for this session (did it restart?)")]
     PeerReset,
@@ -76,6 +84,8 @@ impl From<RpcError> for Error {
             RpcError::PeerReset => Error::PeerReset,
             RpcError::ResponseTooLarge { len, max } => Error::MessageTooLarge { len, max },
             RpcError::Handshake(reason) => Error::Handshake(reason),
+            RpcError::IdleTimeout(idle) => Error::IdleTimeout(idle),
+            RpcError::Reclaimed => Error::SessionClosed,
             other => Error::Config(other.to_string()),
         }
     }

@@ -98,6 +98,26 @@ pub struct Config {
     pub max_pending_handshakes: usize,
     /// A handshake not finished after this long fails.
     pub handshake_timeout: Duration,
+    /// A session that has received nothing from its peer for this long, and holds
+    /// no RPC, is closed (the peer is told with CLOSE) and its state freed, on
+    /// either side (`smt::Error::IdleTimeout`). RPCs in flight keep their session:
+    /// their own timeouts decide when it has gone quiet. `None`: sessions live until
+    /// closed. Like QUIC's common setting, 30 s; a client that calls less often
+    /// either reconnects or sets `keep_alive`.
+    pub idle_timeout: Option<Duration>,
+    /// A client session that has received nothing for this long sends a keep-alive
+    /// probe (NEED_ACK with Message ID 0, answered with BUSY with Message ID 0), so
+    /// that both sides see traffic and neither expires the session; a dead server is
+    /// then detected by `idle_timeout`. Servers never probe: a session is kept by the
+    /// client that wants it. `None` (the default): no probes. Must be shorter than
+    /// `idle_timeout`.
+    pub keep_alive: Option<Duration>,
+    /// When a new session would exceed `max_sessions`, the server-side session that
+    /// has been idle longest (no RPC, nothing received) is closed to make room, if
+    /// it has been idle at least this long; otherwise the new client is refused
+    /// (its handshake fails with `TlsError::ServerFull`, counted in
+    /// `Stats::sessions_refused`).
+    pub reclaim_idle_after: Duration,
 }
 
 impl Default for Config {
@@ -128,6 +148,9 @@ impl Default for Config {
             insecure_null_cipher: false,
             max_pending_handshakes: 1024,
             handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(30)),
+            keep_alive: None,
+            reclaim_idle_after: Duration::from_secs(1),
         }
     }
 }
@@ -175,6 +198,17 @@ impl Config {
         {
             return fail("max_message_len does not fit 65536 records of record_size");
         }
+        if self.idle_timeout.is_some_and(|idle| idle < self.tick) {
+            return fail("idle_timeout must be at least tick");
+        }
+        if let Some(keep_alive) = self.keep_alive {
+            if keep_alive < self.tick || self.idle_timeout.is_some_and(|idle| keep_alive >= idle) {
+                return fail("need tick <= keep_alive < idle_timeout");
+            }
+        }
+        if self.max_sessions == 0 {
+            return fail("max_sessions must be at least 1");
+        }
         Ok(())
     }
 }
@@ -200,6 +234,19 @@ mod tests {
         c = Config { max_segments: 1000, ..Config::default() };
         assert!(c.validate().is_err());
         c = Config { rpc_timeout: Duration::from_micros(1), ..Config::default() };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_keep_alive_not_shorter_than_the_idle_timeout_is_rejected() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let c = Config { keep_alive: secs(30), ..Config::default() };
+        assert!(c.validate().is_err(), "keep_alive equal to idle_timeout");
+        let c = Config { keep_alive: secs(10), ..Config::default() };
+        assert!(c.validate().is_ok());
+        let c = Config { keep_alive: secs(60), idle_timeout: None, ..Config::default() };
+        assert!(c.validate().is_ok(), "keep-alive without idle timeout is allowed");
+        let c = Config { max_sessions: 0, ..Config::default() };
         assert!(c.validate().is_err());
     }
 }

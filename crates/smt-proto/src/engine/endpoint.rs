@@ -159,6 +159,8 @@ pub(crate) enum Timer {
     Acks(SessionHandle),
     /// A handshake needs a retransmission or has timed out.
     Handshake(HandshakeKey),
+    /// A session may have been idle too long, or owe its peer a keep-alive probe.
+    Idle(SessionHandle),
 }
 
 /// Output queues, counters and non-RPC timers, shared by all sessions.
@@ -358,10 +360,11 @@ impl Endpoint {
     /// or by the in-band handshake.
     pub fn install_session(
         &mut self,
+        now: Instant,
         params: SessionParams,
     ) -> Result<SessionHandle, InstallError> {
         let handle = self.allocate_handle();
-        self.install_with_handle(handle, params)?;
+        self.install_with_handle(now, handle, params)?;
         Ok(handle)
     }
 
@@ -373,6 +376,7 @@ impl Endpoint {
 
     pub(crate) fn install_with_handle(
         &mut self,
+        now: Instant,
         handle: SessionHandle,
         params: SessionParams,
     ) -> Result<(), InstallError> {
@@ -380,15 +384,16 @@ impl Endpoint {
         if self.by_key.contains_key(&key) {
             return Err(InstallError::Duplicate);
         }
-        if self.sessions.len() >= self.core.config.max_sessions {
+        if self.sessions.len() >= self.core.config.max_sessions && !self.reclaim_idle_session(now) {
             return Err(InstallError::TooManySessions(self.core.config.max_sessions));
         }
         self.by_key.insert(key, handle);
-        let mut session = Session::new(handle, params, &self.core.config);
+        let mut session = Session::new(handle, params, &self.core.config, now);
         if let Some(&payload) = self.core.path_payloads.get(&session.peer.ip()) {
             session.path.set_max_datagram(payload + DATA_HEADER_LEN, &self.core.config);
         }
         self.sessions.insert(handle, session);
+        self.arm_idle_timer(handle, now);
         Ok(())
     }
 
@@ -682,6 +687,7 @@ impl Endpoint {
         }
         self.core.acks_due.remove(&handle);
         self.core.timers.cancel(Timer::Acks(handle));
+        self.core.timers.cancel(Timer::Idle(handle));
         self.closed.bury(handle, reason.clone());
         self.core.events.push_back(Event::SessionClosed { session: handle, reason });
     }

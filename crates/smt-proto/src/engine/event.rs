@@ -88,6 +88,14 @@ pub enum RpcError {
     /// The TLS handshake failed.
     #[error("handshake failed: {0}")]
     Handshake(super::TlsError),
+    /// Nothing was received on the session, which held no RPC, for
+    /// `Config::idle_timeout`: it expired.
+    #[error("session idle for {0:?}: expired")]
+    IdleTimeout(std::time::Duration),
+    /// The session was idle and closed to make room for a new one
+    /// (`Config::max_sessions` reached).
+    #[error("idle session closed to make room for a new one (max_sessions reached)")]
+    Reclaimed,
 }
 
 /// Why [`Endpoint::call`](super::Endpoint::call), `respond`, their `begin_*` halves
@@ -205,6 +213,15 @@ pub struct Stats {
     pub handshakes_failed: u64,
     /// ClientHellos dropped because `max_pending_handshakes` were in progress.
     pub handshakes_refused: u64,
+    /// New clients refused because `max_sessions` sessions were live and none had
+    /// been idle for `reclaim_idle_after` (each was told: `TlsError::ServerFull`).
+    pub sessions_refused: u64,
+    /// Idle sessions closed to make room for new ones at `max_sessions`.
+    pub sessions_reclaimed: u64,
+    /// Sessions closed by the idle timeout.
+    pub sessions_expired: u64,
+    /// Keep-alive probes sent.
+    pub keep_alives_sent: u64,
     /// Key updates of our sending key.
     pub key_updates_sent: u64,
     /// Key updates of the peer's key, seen on its messages.
@@ -244,6 +261,10 @@ impl Stats {
             ("sessions_accepted", "Server sessions established by the in-band handshake", self.sessions_accepted),
             ("handshakes_failed", "Handshakes that failed (either side)", self.handshakes_failed),
             ("handshakes_refused", "ClientHellos dropped because `max_pending_handshakes` were in progress", self.handshakes_refused),
+            ("sessions_refused", "New clients refused because `max_sessions` sessions were live and none had been idle for `reclaim_idle_after`", self.sessions_refused),
+            ("sessions_reclaimed", "Idle sessions closed to make room for new ones at `max_sessions`", self.sessions_reclaimed),
+            ("sessions_expired", "Sessions closed by the idle timeout", self.sessions_expired),
+            ("keep_alives_sent", "Keep-alive probes sent", self.keep_alives_sent),
             ("key_updates_sent", "Key updates of our sending key", self.key_updates_sent),
             ("key_updates_received", "Key updates of the peer's key, seen on its messages", self.key_updates_received),
             ("timers_fired", "RPC, acknowledgement and handshake timers that fired", self.timers_fired),

@@ -237,10 +237,10 @@ impl Endpoint {
                 self.core.stats.unknown_session += 1;
                 return;
             }
-            let Some(acceptor) = self.acceptor.as_ref() else {
+            if self.acceptor.is_none() {
                 self.core.stats.unknown_session += 1;
                 return;
-            };
+            }
             if datagram_len < MIN_FIRST_DATAGRAM {
                 self.core.stats.malformed += 1;
                 return; // an unpadded first flight could be an amplification probe
@@ -257,6 +257,11 @@ impl Endpoint {
                 }
                 return;
             }
+            if !self.room_for_new_session(now) {
+                self.refuse_new_client(now, from, header);
+                return;
+            }
+            let Some(acceptor) = self.acceptor.as_ref() else { return };
             let tls = acceptor.start(from);
             let handle = self.allocate_handle();
             let hs = Handshake::new(
@@ -398,7 +403,7 @@ impl Endpoint {
         }
         let (tx_secret, rx_secret) = secrets.map_or((None, None), |(t, r)| (Some(t), Some(r)));
         let params = SessionParams { peer, session_id, role, tx, rx, tx_secret, rx_secret };
-        match self.install_with_handle(handle, params) {
+        match self.install_with_handle(now, handle, params) {
             Ok(()) => {
                 if let Some(certs) = certs {
                     self.peer_certs.insert(handle, certs);
@@ -413,7 +418,7 @@ impl Endpoint {
         }
     }
 
-    fn fail_handshake(&mut self, now: Instant, key: HandshakeKey, reason: TlsError) {
+    pub(crate) fn fail_handshake(&mut self, now: Instant, key: HandshakeKey, reason: TlsError) {
         let Some(mut hs) = self.handshakes.remove(&key) else { return };
         self.core.timers.cancel(Timer::Handshake(key));
         match hs.role {

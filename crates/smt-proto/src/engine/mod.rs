@@ -17,6 +17,7 @@ mod grants;
 mod handshake;
 mod incoming;
 mod keys;
+mod lifecycle;
 mod log_throttle;
 mod opening;
 mod outgoing;

@@ -10,6 +10,7 @@ use tracing::{debug, trace};
 use super::endpoint::{Context, Endpoint};
 use super::event::{Role, RpcError};
 use super::incoming::{Absorbed, IncomingMessage};
+use super::lifecycle::KEEP_ALIVE_ID;
 use super::rpc_table::RpcKey;
 use super::session::Session;
 use super::{client, server};
@@ -92,6 +93,9 @@ impl Endpoint {
         }
         let key = (from, header.session_id, role);
         let Some(&handle) = self.by_key.get(&key) else {
+            if self.on_refusal_during_handshake(now, key, &header) {
+                return;
+            }
             self.core.stats.unknown_session += 1;
             // While the handshake is still finishing, data may overtake the client's
             // last flight: drop it quietly, the client's timers will resend it.
@@ -106,6 +110,12 @@ impl Endpoint {
             body => {
                 let (sessions, mut cx) = self.context();
                 let Some(session) = sessions.get_mut(&handle) else { return };
+                session.last_activity = now;
+                if header.message_id == KEEP_ALIVE_ID && matches!(body, Body::NeedAck) {
+                    // A keep-alive probe: answer that we are here.
+                    cx.core.send_control(session, KEEP_ALIVE_ID, Body::Busy);
+                    return;
+                }
                 match role {
                     Role::Client => client::on_packet(&mut cx, session, now, &header, body),
                     Role::Server => server::on_packet(&mut cx, session, now, &header, body),
@@ -119,16 +129,9 @@ impl Endpoint {
         if !matches!(header.packet_type, Data | Grant | Resend | NeedAck | Ack | Busy) {
             return; // never answer SESSION_UNKNOWN/CLOSE/RPC_UNKNOWN: no reply loops
         }
-        let window_over =
-            self.core.unknown_reply_window.is_none_or(|start| now >= start + self.core.config.tick);
-        if window_over {
-            self.core.unknown_reply_window = Some(now);
-            self.core.unknown_replies = 0;
-        }
-        if self.core.unknown_replies >= UNKNOWN_SESSION_REPLIES_PER_TICK {
+        if !self.unknown_reply_allowed(now) {
             return;
         }
-        self.core.unknown_replies += 1;
         let mut flags = Flags::empty();
         // We answer as the other side of the session the packet claimed.
         flags.set(Flags::FROM_INITIATOR, !header.flags.contains(Flags::FROM_INITIATOR));
@@ -144,6 +147,24 @@ impl Endpoint {
             body: Body::SessionUnknown,
         };
         self.core.control.push_back((to, reply.to_vec()));
+    }
+}
+
+impl Endpoint {
+    /// Whether one more reply to a packet of no session fits this tick's allowance
+    /// (and takes it).
+    pub(crate) fn unknown_reply_allowed(&mut self, now: Instant) -> bool {
+        let window_over =
+            self.core.unknown_reply_window.is_none_or(|start| now >= start + self.core.config.tick);
+        if window_over {
+            self.core.unknown_reply_window = Some(now);
+            self.core.unknown_replies = 0;
+        }
+        if self.core.unknown_replies >= UNKNOWN_SESSION_REPLIES_PER_TICK {
+            return false;
+        }
+        self.core.unknown_replies += 1;
+        true
     }
 }
 

@@ -1,6 +1,7 @@
 //! Per-session state: identity, keys, path parameters, and what only one side keeps.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use super::event::{Role, SessionHandle};
 use super::keys::{RxKeys, TxKeys};
@@ -60,6 +61,11 @@ pub(crate) struct Session {
     pub rx: RxKeys,
     pub path: Path,
     pub side: Side,
+    /// When a packet of this session last arrived (or the session was installed):
+    /// the idle timeout and keep-alive count from here.
+    pub last_activity: Instant,
+    /// When we last sent a keep-alive probe.
+    pub last_keep_alive: Option<Instant>,
 }
 
 impl Session {
@@ -67,6 +73,7 @@ impl Session {
         handle: SessionHandle,
         params: SessionParams,
         config: &super::Config,
+        now: Instant,
     ) -> Session {
         let path = Path::new(config);
         let side = match params.role {
@@ -81,7 +88,39 @@ impl Session {
             rx: RxKeys::new(params.rx, params.rx_secret),
             path,
             side,
+            last_activity: now,
+            last_keep_alive: None,
         }
+    }
+
+    /// When the idle timer must next look at this session, if the configuration
+    /// asks for idle expiry or keep-alives. `busy`: the session holds RPCs (it does
+    /// not expire then; look again one idle timeout later).
+    pub(crate) fn next_idle_check(
+        &self,
+        now: Instant,
+        idle_timeout: Option<Duration>,
+        keep_alive: Option<Duration>,
+        busy: bool,
+    ) -> Option<Instant> {
+        let expiry =
+            idle_timeout.map(|idle| if busy { now + idle } else { self.last_activity + idle });
+        let probe = keep_alive.filter(|_| self.role() == Role::Client).map(|interval| {
+            let since =
+                self.last_keep_alive.map_or(self.last_activity, |t| t.max(self.last_activity));
+            since + interval
+        });
+        let next = match (expiry, probe) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        // Never in the past: a timer that fires must move the deadline forward.
+        next.map(|at| at.max(now + Duration::from_micros(1)))
+    }
+
+    /// How long nothing has arrived on this session.
+    pub(crate) fn quiet_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.last_activity)
     }
 
     /// The timeouts RPCs of this session run with.

@@ -41,6 +41,7 @@ impl Endpoint {
                     }
                 }
                 Timer::Handshake(key) => self.on_handshake_timer(key, now),
+                Timer::Idle(session) => self.on_idle_timer(session, now),
             }
         }
         // Expired messages may have freed grant budget for others. Only when a timer

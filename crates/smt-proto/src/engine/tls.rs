@@ -249,6 +249,13 @@ pub enum TlsError {
         /// How long the client waited.
         timeout: Duration,
     },
+    /// The server refused the new session: it holds `max_sessions` sessions and none
+    /// has been idle long enough to close for this one.
+    #[error(
+        "the server refused the session: it is at its session limit (max_sessions) and \
+         has no idle session to free; retry later"
+    )]
+    ServerFull,
     /// The peers negotiated a TLS version other than 1.3.
     #[error("SMT requires TLS 1.3, negotiated {0}")]
     NotTls13(String),

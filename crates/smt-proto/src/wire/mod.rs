@@ -98,6 +98,10 @@ pub type Result<T> = core::result::Result<T, WireError>;
 pub struct MessageId(u64);
 
 impl MessageId {
+    /// Identifier 0, which no message has (request IDs start at 1): session-level
+    /// packets (CLOSE, SESSION_UNKNOWN, keep-alives) carry it.
+    pub const ZERO: MessageId = MessageId(0);
+
     /// Largest representable identifier, `2^48 - 1`.
     pub const MAX: MessageId = MessageId((1 << 48) - 1);
 

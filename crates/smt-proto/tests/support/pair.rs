@@ -56,11 +56,11 @@ impl Pair {
         };
         let c = self
             .client
-            .install_session(params(self.server_addr, Role::Client, &c2s, &s2c))
+            .install_session(self.now, params(self.server_addr, Role::Client, &c2s, &s2c))
             .expect("client session");
         let s = self
             .server
-            .install_session(params(self.client_addr, Role::Server, &s2c, &c2s))
+            .install_session(self.now, params(self.client_addr, Role::Server, &s2c, &c2s))
             .expect("server session");
         (c, s)
     }
