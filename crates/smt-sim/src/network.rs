@@ -280,6 +280,16 @@ impl Network {
         self.hosts[host.0].addr
     }
 
+    /// Moves the host to a new address, as a NAT that lost its mapping does: its
+    /// datagrams come from `to` from now on, datagrams to `to` reach it, and those
+    /// to the old address go nowhere. The host's endpoint is not told.
+    pub fn rebind(&mut self, host: HostId, to: SocketAddr) {
+        let old = self.hosts[host.0].addr;
+        self.by_addr.remove(&old);
+        self.by_addr.insert(to, host.0);
+        self.hosts[host.0].addr = to;
+    }
+
     /// The host's endpoint, for direct inspection or commands.
     pub fn endpoint(&mut self, host: HostId) -> &mut Endpoint {
         &mut self.hosts[host.0].endpoint

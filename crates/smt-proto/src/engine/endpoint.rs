@@ -203,6 +203,12 @@ pub(crate) struct Core {
 pub(crate) struct Context<'a> {
     pub core: &'a mut Core,
     pub rpcs: &'a mut RpcTable,
+    /// The packet came from an address that is not the session's: open what it
+    /// completes at once, so that `authenticated_new_data` is known on return.
+    pub probation: bool,
+    /// Handling the packet opened a record it completed, or delivered a fresh
+    /// request it held whole: it carried new, authenticated data.
+    pub authenticated_new_data: bool,
 }
 
 impl Core {
@@ -251,6 +257,10 @@ impl Core {
 pub struct Endpoint {
     pub(crate) sessions: BTreeMap<SessionHandle, Session>,
     pub(crate) by_key: BTreeMap<(SocketAddr, u64, Role), SessionHandle>,
+    /// Server sessions by session ID alone, whatever their peer's address: where a
+    /// packet from a new address may belong (see `migration.rs`). Clients choose
+    /// session IDs, so several sessions may share one.
+    pub(crate) by_id: BTreeMap<u64, Vec<SessionHandle>>,
     next_handle: u64,
     pub(crate) core: Core,
     pub(crate) rpcs: RpcTable,
@@ -296,6 +306,7 @@ impl Endpoint {
         Ok(Endpoint {
             sessions: BTreeMap::new(),
             by_key: BTreeMap::new(),
+            by_id: BTreeMap::new(),
             next_handle: 1,
             core: Core {
                 config,
@@ -388,6 +399,9 @@ impl Endpoint {
             return Err(InstallError::TooManySessions(self.core.config.max_sessions));
         }
         self.by_key.insert(key, handle);
+        if params.role == Role::Server {
+            self.by_id.entry(params.session_id).or_default().push(handle);
+        }
         let mut session = Session::new(handle, params, &self.core.config, now);
         if let Some(&payload) = self.core.path_payloads.get(&session.peer.ip()) {
             session.path.set_max_datagram(payload + DATA_HEADER_LEN, &self.core.config);
@@ -675,6 +689,12 @@ impl Endpoint {
         }
         let Some(session) = self.sessions.remove(&handle) else { return };
         self.by_key.remove(&(session.peer, session.session_id, session.role()));
+        if let Some(handles) = self.by_id.get_mut(&session.session_id) {
+            handles.retain(|&h| h != handle);
+            if handles.is_empty() {
+                self.by_id.remove(&session.session_id);
+            }
+        }
         self.peer_certs.remove(&handle);
         for (id, rpc) in self.rpcs.remove_session(handle) {
             if rpc.role() == Role::Client {
@@ -761,7 +781,13 @@ impl Endpoint {
     }
 
     pub(crate) fn context(&mut self) -> (&mut BTreeMap<SessionHandle, Session>, Context<'_>) {
-        (&mut self.sessions, Context { core: &mut self.core, rpcs: &mut self.rpcs })
+        let cx = Context {
+            core: &mut self.core,
+            rpcs: &mut self.rpcs,
+            probation: false,
+            authenticated_new_data: false,
+        };
+        (&mut self.sessions, cx)
     }
 }
 

@@ -222,6 +222,12 @@ pub struct Stats {
     pub sessions_expired: u64,
     /// Keep-alive probes sent.
     pub keep_alives_sent: u64,
+    /// Server sessions that moved to a new client address (NAT rebinding), on a
+    /// packet from there that carried new, authenticated data.
+    pub address_changes: u64,
+    /// Packets of a live server session that came from another address and did not
+    /// prove the session's key with new data: dropped, the session left where it is.
+    pub address_changes_refused: u64,
     /// Key updates of our sending key.
     pub key_updates_sent: u64,
     /// Key updates of the peer's key, seen on its messages.
@@ -265,6 +271,8 @@ impl Stats {
             ("sessions_reclaimed", "Idle sessions closed to make room for new ones at `max_sessions`", self.sessions_reclaimed),
             ("sessions_expired", "Sessions closed by the idle timeout", self.sessions_expired),
             ("keep_alives_sent", "Keep-alive probes sent", self.keep_alives_sent),
+            ("address_changes", "Server sessions that moved to a new client address on a packet from there that carried new, authenticated data", self.address_changes),
+            ("address_changes_refused", "Packets of a live server session from another address that did not prove the session's key with new data (dropped)", self.address_changes_refused),
             ("key_updates_sent", "Key updates of our sending key", self.key_updates_sent),
             ("key_updates_received", "Key updates of the peer's key, seen on its messages", self.key_updates_received),
             ("timers_fired", "RPC, acknowledgement and handshake timers that fired", self.timers_fired),

@@ -207,6 +207,10 @@ impl IncomingMessage {
     }
 
     /// Whether record 0 opened: the message is genuine.
+    pub(crate) fn records_open(&self) -> usize {
+        self.records_open
+    }
+
     pub(crate) fn authenticated(&self) -> bool {
         self.authenticated
     }
@@ -242,7 +246,17 @@ impl IncomingMessage {
     /// message that defers opening and whose key is known, queues them (`Queued`:
     /// see `opening`). Around a key update (more than one possible key) records are
     /// always opened at once.
-    pub(crate) fn absorb(&mut self, id: MessageId, data: &DataRepr<'_>, phase: bool) -> Absorbed {
+    ///
+    /// `open_now` opens completed records here even for a message that defers
+    /// opening: the caller must know at once whether this packet's bytes
+    /// authenticated (a packet from a new peer address, see `migration`).
+    pub(crate) fn absorb(
+        &mut self,
+        id: MessageId,
+        data: &DataRepr<'_>,
+        phase: bool,
+        open_now: bool,
+    ) -> Absorbed {
         if self.taken {
             return Absorbed::Busy;
         }
@@ -281,7 +295,7 @@ impl IncomingMessage {
             if !self.received.contains(record.clone()) {
                 continue;
             }
-            if self.defer && self.keys.only().is_some() {
+            if self.defer && !open_now && self.keys.only().is_some() {
                 // Records complete in index order, mostly: keep the queue sorted.
                 if let Err(at) = self.queued.binary_search(&index) {
                     self.queued.insert(at, index);
@@ -453,14 +467,14 @@ mod tests {
     /// `absorb`, then what the engine does with queued records: open them (here, as
     /// another thread would) and put them back.
     fn absorb_and_open(msg: &mut IncomingMessage, id: MessageId, data: &DataRepr<'_>) -> Absorbed {
-        let outcome = msg.absorb(id, data, false);
+        let outcome = msg.absorb(id, data, false, false);
         if outcome != Absorbed::Queued {
             return outcome;
         }
         let key = (crate::engine::SessionHandle(1), id);
         let taken = msg.take_records(key).expect("queued records");
         // While the records are out, packets for the message are refused.
-        assert_eq!(msg.absorb(id, data, false), Absorbed::Busy);
+        assert_eq!(msg.absorb(id, data, false, false), Absorbed::Busy);
         let opened = crate::engine::opening::open_taken_here(taken);
         msg.restore_records(opened).expect("the message's own records").0
     }
@@ -482,7 +496,7 @@ mod tests {
             for (offset, bytes) in pkts.iter().rev() {
                 last = absorb_and_open(&mut msg, id, &data(&layout, *offset, bytes));
                 // A duplicate of every packet changes nothing, even after records opened.
-                let again = msg.absorb(id, &data(&layout, *offset, bytes), false);
+                let again = msg.absorb(id, &data(&layout, *offset, bytes), false, false);
                 assert_eq!(again, Absorbed::Duplicate);
             }
             assert_eq!(last, Absorbed::Complete);
@@ -547,7 +561,7 @@ mod tests {
         assert_eq!(msg.outstanding(), 4000);
         let mut pkt = data(&layout, 5000, &wire[5000..6000]);
         pkt.unscheduled = 5000;
-        msg.absorb(id, &pkt, false);
+        msg.absorb(id, &pkt, false, false);
         assert_eq!(msg.outstanding(), 3000);
         assert_eq!(msg.grant_key(), Some(layout.wire_len() - 1000));
     }

@@ -19,6 +19,7 @@ mod incoming;
 mod keys;
 mod lifecycle;
 mod log_throttle;
+mod migration;
 mod opening;
 mod outgoing;
 mod path;

@@ -96,6 +96,10 @@ impl Endpoint {
             if self.on_refusal_during_handshake(now, key, &header) {
                 return;
             }
+            if role == Role::Server && self.handle_from_new_address(now, from, &header, packet.body)
+            {
+                return;
+            }
             self.core.stats.unknown_session += 1;
             // While the handshake is still finishing, data may overtake the client's
             // last flight: drop it quietly, the client's timers will resend it.
@@ -218,7 +222,11 @@ pub(crate) fn absorb(
         let inc = rpc.incoming_mut()?;
         let high_water = inc.high_water();
         let round_trip = inc.round_trip(data, now);
-        let outcome = inc.absorb(key.1, data, phase);
+        let opened_before = inc.records_open();
+        let outcome = inc.absorb(key.1, data, phase, cx.probation);
+        if inc.records_open() > opened_before {
+            cx.authenticated_new_data = true;
+        }
         let progressed = inc.high_water() > high_water;
         let authenticated = inc.authenticated();
         let next_key = inc.take_opened_with_next();

@@ -150,6 +150,7 @@ fn deliver_whole(
     }
     cx.core.stats.requests_delivered += 1;
     cx.core.events.push_back(Event::Request { session: key.0, id: key.1, payload });
+    cx.authenticated_new_data = true;
     true
 }
 

@@ -149,6 +149,8 @@ pub struct Relay {
     pub target: Arc<std::sync::Mutex<std::net::SocketAddr>>,
     pub blocked: Arc<std::sync::atomic::AtomicBool>,
     pub record: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by [`Relay::rebind`]; the relay clears it when it has moved.
+    rebind: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -162,14 +164,16 @@ impl Relay {
     pub async fn start(target: std::net::SocketAddr) -> Relay {
         use std::sync::atomic::{AtomicBool, Ordering};
         let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("relay front");
-        let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("relay back");
+        let mut back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("relay back");
         let addr = front.local_addr().unwrap();
-        let back_port = back.local_addr().unwrap().port();
+        let mut back_port = back.local_addr().unwrap().port();
         let captured = Arc::new(std::sync::Mutex::new(Vec::new()));
         let target = Arc::new(std::sync::Mutex::new(target));
         let blocked = Arc::new(AtomicBool::new(false));
         let record = Arc::new(AtomicBool::new(true));
+        let rebind = Arc::new(AtomicBool::new(false));
         let (c, t, b, r) = (captured.clone(), target.clone(), blocked.clone(), record.clone());
+        let rb = rebind.clone();
         let task = tokio::spawn(async move {
             let mut client: Option<std::net::SocketAddr> = None;
             let mut from_client = vec![0u8; 65536];
@@ -185,6 +189,12 @@ impl Relay {
                         }
                         if b.load(Ordering::SeqCst) || n < 4 {
                             continue;
+                        }
+                        if rb.swap(false, Ordering::SeqCst) {
+                            // A NAT losing its mapping: a new source port, and the
+                            // old one closed (replies to it are lost).
+                            back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("relay back");
+                            back_port = back.local_addr().unwrap().port();
                         }
                         let to = *t.lock().unwrap();
                         datagram[0..2].copy_from_slice(&back_port.to_be_bytes());
@@ -208,12 +218,18 @@ impl Relay {
                 }
             }
         });
-        Relay { addr, captured, target, blocked, record, task }
+        Relay { addr, captured, target, blocked, record, rebind, task }
     }
 
     /// Stops (`true`) or resumes forwarding in both directions.
     pub fn set_blocked(&self, blocked: bool) {
         self.blocked.store(blocked, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Makes the relay forward the client's next datagrams from a new source port
+    /// (closing the old one), as a NAT whose mapping expired does.
+    pub fn rebind(&self) {
+        self.rebind.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Forwards the client's datagrams to `target` from now on.
