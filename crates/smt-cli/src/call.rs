@@ -93,10 +93,13 @@ pub async fn run(args: &CallArgs) -> Result<()> {
     };
     let report = load::run(&session, spec, load::Progress::Interactive).await;
     let path = session.path();
+    let client_stats = endpoint.stats();
     endpoint.close().await;
     let report = report.map_err(explain_rejection)?;
     if args.json {
-        say!("{}", report_json(server, handshake, &report, path.as_ref()));
+        let mut json = report_json(server, handshake, &report, path.as_ref());
+        json["client_counters"] = crate::stats::counters_json(&client_stats);
+        say!("{json}");
     } else {
         print_report(server, &args.server_name, handshake, &report, path.as_ref());
     }

@@ -112,9 +112,10 @@ impl Capture {
         let mut command = Command::new("tcpdump");
         // -U: write each packet at once, so the file can be polled; -Z root: keep
         // writing to our directory instead of dropping to the tcpdump user (only
-        // applies when run as root).
+        // applies when run as root); -B: a 64 MiB buffer, so a loaded machine does not
+        // make the kernel drop packets.
         command
-            .args(["-i", "lo", "-U", "-Z", "root", "-w"])
+            .args(["-i", "lo", "-U", "-Z", "root", "-B", "65536", "-w"])
             .arg(file)
             .args(["udp", "port", &port.to_string()])
             .stdin(Stdio::null())

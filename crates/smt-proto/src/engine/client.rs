@@ -119,6 +119,10 @@ fn complete_whole(
         }
     }
     let Some(Rpc { state: RpcState::Client(rpc), .. }) = cx.rpcs.remove(key) else { return true };
+    if rpc.restarts == 0 {
+        // (Karn: a restarted call's time says nothing about one answer.)
+        session.answer_time.on_sample(now.saturating_duration_since(rpc.called_at));
+    }
     deliver(cx, session, key, now, rpc.tx_generation, payload);
     true
 }
@@ -241,7 +245,7 @@ fn on_rpc_unknown(cx: &mut Context<'_>, key: RpcKey, now: Instant) {
     if authenticated || rpc.outgoing().is_none() {
         return;
     }
-    let backoff = cx.core.config.resend_after * 2u32.saturating_pow(client.restarts.min(16));
+    let backoff = client.restart_backoff(rpc.live.timeouts.resend_after);
     if client.restarts > 0 && now.saturating_duration_since(client.last_restart) < backoff {
         return;
     }

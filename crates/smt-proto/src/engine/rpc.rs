@@ -23,6 +23,12 @@ use super::outgoing::OutgoingMessage;
 pub(crate) struct Timeouts {
     pub resend_after: Duration,
     pub rpc_timeout: Duration,
+    /// How long a client waits for a response, once its request is sent, before
+    /// asking for it: the session's measured answer time (RFC 6298 over call ->
+    /// response times), at least `resend_after`. Under heavy load answers take long
+    /// without anything being lost, and asking sooner only draws retransmissions of
+    /// responses already on their way.
+    pub answer_after: Duration,
 }
 
 /// When the peer was last heard from and when the RPC last made progress.
@@ -71,6 +77,9 @@ pub(crate) struct ClientRpc {
     /// (too large, out of memory) is not flooded until the RPC times out.
     pub restarts: u32,
     pub last_restart: Instant,
+    /// When the call was made: a response that arrives before any restart gives the
+    /// session a sample of its answer time.
+    pub called_at: Instant,
     /// Key generation the request was sealed with.
     pub tx_generation: u64,
     /// The largest response length over `max_message_len` that DATA announced. The
@@ -78,6 +87,19 @@ pub(crate) struct ClientRpc {
     /// only dropped (one flipped bit must not fail the RPC); if the RPC then times
     /// out, this is the likelier reason and is reported instead of the timeout.
     pub oversized_response: Option<usize>,
+}
+
+/// Most doublings of the restart backoff: with `resend_after` of 3 ms, a request the
+/// server keeps refusing is retried about every 100 ms, not ever more rarely (a full
+/// server that frees memory should see the retry soon).
+const MAX_BACKOFF_DOUBLINGS: u32 = 5;
+
+impl ClientRpc {
+    /// How long after a restart the next one may happen (and the response be asked
+    /// for): doubling with each restart, from `resend_after`, at most 32 times it.
+    pub(crate) fn restart_backoff(&self, resend_after: Duration) -> Duration {
+        resend_after * 2u32.pow(self.restarts.min(MAX_BACKOFF_DOUBLINGS))
+    }
 }
 
 /// A server's RPC: the request arriving, the application working, the response.
@@ -145,6 +167,7 @@ impl Rpc {
                 phase: ClientPhase::Requesting { request },
                 restarts: 0,
                 last_restart: now,
+                called_at: now,
                 tx_generation,
                 oversized_response: None,
             }),
@@ -297,9 +320,24 @@ impl Rpc {
         if self.in_service() {
             return None;
         }
-        let Timeouts { resend_after, rpc_timeout } = self.live.timeouts;
-        let silence = self.live.last_heard.max(self.live.last_prod) + resend_after;
+        let rpc_timeout = self.live.timeouts.rpc_timeout;
+        let silence = self.live.last_heard.max(self.live.last_prod) + self.silence();
         Some(silence.min(self.live.last_progress + rpc_timeout))
+    }
+
+    /// How long the peer must be silent before this RPC prods it: `resend_after`,
+    /// except for a client waiting for a response: it waits the session's answer
+    /// time (`Timeouts::answer_after`), and after restarting its request backs off
+    /// like its restarts (asking sooner would only draw RPC_UNKNOWN replies it
+    /// ignores during the backoff).
+    pub(crate) fn silence(&self) -> Duration {
+        let resend_after = self.live.timeouts.resend_after;
+        match &self.state {
+            RpcState::Client(c) if matches!(c.phase, ClientPhase::Requesting { .. }) => {
+                c.restart_backoff(resend_after).max(self.live.timeouts.answer_after)
+            }
+            _ => resend_after,
+        }
     }
 }
 
@@ -318,7 +356,11 @@ mod tests {
     fn client_rpc_prods_only_once_its_request_is_sent() {
         let now = Instant::now();
         let resend = Duration::from_millis(3);
-        let timeouts = Timeouts { resend_after: resend, rpc_timeout: Duration::from_secs(2) };
+        let timeouts = Timeouts {
+            resend_after: resend,
+            rpc_timeout: Duration::from_secs(2),
+            answer_after: resend,
+        };
         let mut rpc = Rpc::client(now, timeouts, request(100), 0);
         assert_eq!(rpc.prod(), None, "still sending");
         // The timer looks at the end of the silence either way.
@@ -343,6 +385,7 @@ mod tests {
                 Timeouts {
                     resend_after: Duration::from_millis(3),
                     rpc_timeout: Duration::from_secs(2),
+                    answer_after: Duration::from_millis(3),
                 },
             ),
             state: RpcState::Server(ServerRpc {

@@ -417,8 +417,11 @@ mod tests {
         RpcTable::new(limits)
     }
 
-    const TIMEOUTS: Timeouts =
-        Timeouts { resend_after: Duration::from_millis(3), rpc_timeout: Duration::from_secs(2) };
+    const TIMEOUTS: Timeouts = Timeouts {
+        resend_after: Duration::from_millis(3),
+        rpc_timeout: Duration::from_secs(2),
+        answer_after: Duration::from_millis(3),
+    };
 
     fn outgoing(len: usize) -> OutgoingMessage {
         let layout = MessageLayout::for_payload(len, 16384).unwrap();

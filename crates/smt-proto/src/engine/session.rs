@@ -8,6 +8,7 @@ use super::keys::{RxKeys, TxKeys};
 use super::path::Path;
 use super::replay::ReplayWindow;
 use super::rpc::Timeouts;
+use super::rtt::RttEstimator;
 use crate::record::{RecordKey, TrafficSecret};
 use crate::wire::MessageId;
 
@@ -60,6 +61,9 @@ pub(crate) struct Session {
     pub tx: TxKeys,
     pub rx: RxKeys,
     pub path: Path,
+    /// Call -> response times of this (client) session's RPCs that were answered
+    /// without a restart and whose response came whole in one packet.
+    pub answer_time: RttEstimator,
     pub side: Side,
     /// When a packet of this session last arrived (or the session was installed):
     /// the idle timeout and keep-alive count from here.
@@ -87,6 +91,7 @@ impl Session {
             tx: TxKeys::new(params.tx, params.tx_secret),
             rx: RxKeys::new(params.rx, params.rx_secret),
             path,
+            answer_time: RttEstimator::default(),
             side,
             last_activity: now,
             last_keep_alive: None,
@@ -125,7 +130,15 @@ impl Session {
 
     /// The timeouts RPCs of this session run with.
     pub(crate) fn timeouts(&self) -> Timeouts {
-        Timeouts { resend_after: self.path.resend_after(), rpc_timeout: self.path.rpc_timeout() }
+        let (resend_after, rpc_timeout) = (self.path.resend_after(), self.path.rpc_timeout());
+        // At most a quarter of the RPC timeout: a lost response is still asked for
+        // a few times before the RPC gives up.
+        // Twice the smoothed answer time, not RFC 6298's SRTT + 4 RTTVAR: losses make
+        // answer times vary a lot, and the variance term would then slow the
+        // recovery of exactly the answers that were lost.
+        let typical = self.answer_time.smoothed().unwrap_or_default() * 2;
+        let answer_after = typical.clamp(resend_after, (rpc_timeout / 4).max(resend_after));
+        Timeouts { resend_after, rpc_timeout, answer_after }
     }
 
     pub(crate) fn role(&self) -> Role {

@@ -60,8 +60,14 @@ impl Endpoint {
             // `handshake_timeout` bound this wait.
             self.rpcs.update(key, |rpc| rpc.live.last_progress = now);
         }
+        // The session's answer time may have grown since the RPC began (the first
+        // calls of a burst start before any answer was measured): wait that long.
+        if let Some(answer_after) = self.sessions.get(&key.0).map(|s| s.timeouts().answer_after) {
+            self.rpcs.update(key, |rpc| rpc.live.timeouts.answer_after = answer_after);
+        }
         let Some(rpc) = self.rpcs.get(key) else { return };
-        let Timeouts { resend_after, rpc_timeout } = rpc.live.timeouts;
+        let Timeouts { rpc_timeout, .. } = rpc.live.timeouts;
+        let silence = rpc.silence();
         if !rpc.in_service() && now.saturating_duration_since(rpc.live.last_progress) >= rpc_timeout
         {
             let (role, oversized) = (rpc.role(), rpc.oversized_response());
@@ -77,8 +83,8 @@ impl Endpoint {
             }
             return;
         }
-        let silent = now.saturating_duration_since(rpc.live.last_heard) >= resend_after
-            && now.saturating_duration_since(rpc.live.last_prod) >= resend_after;
+        let silent = now.saturating_duration_since(rpc.live.last_heard) >= silence
+            && now.saturating_duration_since(rpc.live.last_prod) >= silence;
         let mut prods: Vec<Body<'static>> = Vec::new();
         match rpc.prod() {
             Some(Prod::Incoming) if silent => {
