@@ -46,3 +46,50 @@ async fn calls_continue_each_exactly_once_when_the_clients_nat_changes_its_port(
     assert_eq!(stats.address_changes, 3, "{stats:?}");
     assert_eq!(server.memory_usage().sessions, 1, "the session moved, no new one");
 }
+
+#[tokio::test]
+async fn a_replay_of_captured_datagrams_from_a_third_address_does_not_move_a_live_session() {
+    let id = support::identity(&["localhost"]);
+    let server = loopback_server(support::server_config(&id));
+    support::spawn_echo(server.clone());
+    let relay = Relay::start(server.local_addr()).await;
+    let client = loopback_client(support::client_config(&id));
+    let session = within(STEP, "connect", client.connect(relay.addr, "localhost")).await.unwrap();
+    for i in 0..10u64 {
+        let request = pattern(if i % 3 == 2 { 100_000 } else { 64 }, i);
+        let response = within(STEP, "call", session.call(request.clone())).await.expect("call");
+        assert_eq!(response.as_ref(), &request[..]);
+    }
+    let captured = relay.captured(support::Direction::ToServer);
+    assert!(captured.len() > 10);
+    let before = server.stats();
+    // Everything the client sent, handshake included, replayed from a third socket.
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for _ in 0..2 {
+        for datagram in &captured {
+            attacker.send_to(datagram, server.local_addr()).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = server.stats();
+    assert_eq!(after.requests_delivered, before.requests_delivered, "a replay ran a request");
+    assert_eq!(after.address_changes, 0, "{after:?}");
+    assert!(after.address_changes_refused > before.address_changes_refused, "{after:?}");
+    // The replayed ClientHello starts a handshake like any spoofed one (bounded by
+    // the amplification limit, PROTOCOL.md 9.4, and tested there); nothing of the session reached
+    // the third address: no DATA, no control packet about its RPCs.
+    let mut buf = vec![0u8; 65536];
+    while let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(200), attacker.recv_from(&mut buf)).await
+    {
+        let packet = smt_proto::wire::PacketRepr::parse(&buf[..n]).expect("an SMT packet");
+        assert_eq!(
+            packet.header.packet_type,
+            smt_proto::wire::PacketType::Handshake,
+            "the session answered the replaying address: {packet}"
+        );
+    }
+    let response = within(STEP, "call", session.call(b"after".to_vec())).await.expect("call");
+    assert_eq!(response.as_ref(), b"after");
+    assert_eq!(server.stats().requests_delivered, before.requests_delivered + 1);
+}
