@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -395,4 +395,52 @@ fn a_wildcard_bound_server_answers_from_the_address_each_client_dialled() {
         let stats = server.stop();
         assert_eq!(stats["requests_delivered"], 7, "{listen} dialled at {connect}: {stats}");
     }
+}
+
+#[test]
+fn a_session_follows_its_client_through_a_relay_that_keeps_changing_its_source_port() {
+    if !privileged() {
+        return;
+    }
+    let bed = Testbed::up(2);
+    let certs = keygen("10.77.0.2");
+    let server = Server::start(&bed, 2, "10.77.0.2:4433", certs.path(), "udp");
+    // On host 1, in front of the client: a relay whose source port towards the server
+    // changes every 150 datagrams from the client (a NAT losing its mapping).
+    let relay_script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/rebinding_relay.py");
+    let mut relay = Command::new("ip");
+    relay
+        .args(["netns", "exec", &format!("{}-h1", bed.prefix), "/usr/bin/python3"])
+        .arg(relay_script)
+        .args(["10.77.0.1", "40000", "10.77.0.2", "4433", "150"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut relay = ChildGuard(relay.spawn().expect("start the relay"));
+    let mut relay_out = BufReader::new(relay.0.stdout.take().unwrap());
+    let mut line = String::new();
+    relay_out.read_line(&mut line).expect("relay output");
+    assert_eq!(line.trim(), "ready", "relay: {line}");
+    // One session, calls one after another and four at a time, across the changes.
+    let mut command = bed.in_host(1);
+    command
+        .args(["call", "--connect", "10.77.0.1:40000", "--server-name", "10.77.0.2"])
+        .arg("--ca")
+        .arg(certs.path().join("cert.pem"))
+        .args(["--size", "1000", "--count", "1500", "--concurrency", "4"]);
+    let out = run(command, Duration::from_secs(60));
+    assert!(out.status.success(), "smt call through the relay: {}{}", out.stdout, out.stderr);
+    support::signal(&relay.0, "-TERM");
+    let mut rest = String::new();
+    relay_out.read_to_string(&mut rest).expect("relay output");
+    let rebinds: u64 = rest
+        .trim()
+        .strip_prefix("rebinds ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("relay said {rest:?}"));
+    assert!(rebinds >= 5, "the relay changed its port only {rebinds} times");
+    let stats = server.stop();
+    assert_eq!(stats["requests_delivered"], 1500, "each call exactly once: {stats}");
+    let moved = stats["address_changes"].as_u64().unwrap();
+    assert!(moved >= rebinds.min(5), "{moved} moves for {rebinds} rebindings: {stats}");
 }
