@@ -23,9 +23,12 @@ pub enum Body<'a> {
     Resend(ResendRepr),
     /// RPC_UNKNOWN (0x13), no body: the sender holds no state for the RPC (4.4).
     RpcUnknown,
-    /// BUSY (0x14), no body: the server's answer to a probe for a request in service (4.5).
+    /// BUSY (0x14), no body: the server's answer to a probe for a request in service;
+    /// with Message ID 0, the answer to a keep-alive or the refusal of a new client
+    /// at the session limit (4.5).
     Busy,
-    /// NEED_ACK (0x17), no body: the server asks whether the response arrived (4.6).
+    /// NEED_ACK (0x17), no body: the server asks whether the response arrived; with
+    /// Message ID 0, a client's keep-alive probe (4.6).
     NeedAck,
     /// ACK (0x18): the responses the client has received, so the server can free them (4.7).
     Ack(AckRepr),
