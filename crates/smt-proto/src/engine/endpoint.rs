@@ -195,6 +195,8 @@ pub(crate) struct Core {
     /// Refused ClientHellos and failed server-side handshakes are logged at most
     /// ten times a second each (a flood of spoofed ClientHellos must not become a log
     /// flood).
+    /// A search for an idle session to reclaim found none: none until then.
+    pub no_reclaim_until: Option<Instant>,
     pub refusal_log: super::log_throttle::LogThrottle,
     pub server_failure_log: super::log_throttle::LogThrottle,
 }
@@ -325,6 +327,7 @@ impl Endpoint {
                 buffers: BufferPool::new(buffer_pool_bytes),
                 open_queue: Vec::new(),
                 last_now: None,
+                no_reclaim_until: None,
                 refusal_log: Default::default(),
                 server_failure_log: Default::default(),
             },

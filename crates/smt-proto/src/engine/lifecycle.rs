@@ -46,7 +46,6 @@ impl Endpoint {
             debug!(peer = %session.peer, session_id = session.session_id, ?idle, "session expired: idle");
             // Tell the peer, so that its next call fails at once and says why
             // instead of drawing SESSION_UNKNOWN (if this CLOSE is lost, it will).
-            let session = &self.sessions[&handle];
             self.core.send_control(session, MessageId::default(), Body::Close);
             self.end_session(handle, RpcError::IdleTimeout(idle));
             return;
@@ -59,7 +58,6 @@ impl Endpoint {
             if quiet >= interval && since_probe >= interval {
                 session.last_keep_alive = Some(now);
                 self.core.stats.keep_alives_sent += 1;
-                let session = &self.sessions[&handle];
                 self.core.send_control(session, KEEP_ALIVE_ID, Body::NeedAck);
             }
         }
@@ -68,7 +66,14 @@ impl Endpoint {
 
     /// Closes the server-side session that has been idle longest, if one holds no
     /// RPC and has been idle for `reclaim_idle_after`. Returns whether one was.
+    ///
+    /// The search walks every session, so after one that found nothing the next
+    /// waits a tick: a flood of ClientHellos at a full server costs one walk per
+    /// tick, not one per packet.
     pub(crate) fn reclaim_idle_session(&mut self, now: Instant) -> bool {
+        if self.core.no_reclaim_until.is_some_and(|until| now < until) {
+            return false;
+        }
         let min_idle = self.core.config.reclaim_idle_after;
         let candidate = self
             .sessions
@@ -77,7 +82,10 @@ impl Endpoint {
             .filter(|s| self.rpcs.session_usage(s.handle).rpcs == 0)
             .min_by_key(|s| s.last_activity)
             .map(|s| s.handle);
-        let Some(handle) = candidate else { return false };
+        let Some(handle) = candidate else {
+            self.core.no_reclaim_until = Some(now + self.core.config.tick);
+            return false;
+        };
         if let Some(session) = self.sessions.get(&handle) {
             debug!(peer = %session.peer, session_id = session.session_id, "idle session reclaimed");
             self.core.send_control(session, MessageId::default(), Body::Close);
