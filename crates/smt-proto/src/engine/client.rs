@@ -121,7 +121,8 @@ fn complete_whole(
     let Some(Rpc { state: RpcState::Client(rpc), .. }) = cx.rpcs.remove(key) else { return true };
     if rpc.restarts == 0 {
         // (Karn: a restarted call's time says nothing about one answer.)
-        session.answer_time.on_sample(now.saturating_duration_since(rpc.called_at));
+        let answer_time = now.saturating_duration_since(rpc.called_at);
+        session.answer_pace.on_sample(answer_time / rpc.ahead.saturating_add(1));
     }
     deliver(cx, session, key, now, rpc.tx_generation, payload);
     true

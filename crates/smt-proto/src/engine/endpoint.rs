@@ -638,7 +638,11 @@ impl Endpoint {
         out.set_phase(prepared.key.phase);
         let generation = prepared.key.generation;
         if prepared.request {
-            if !self.rpcs.insert((h, id), Rpc::client(now, s.timeouts(), out, generation)) {
+            let ahead = u32::try_from(self.rpcs.session_usage(h).rpcs).unwrap_or(u32::MAX);
+            let mut timeouts = s.timeouts();
+            timeouts.answer_after = s.answer_after(ahead);
+            let rpc = Rpc::client(now, timeouts, out, generation, ahead);
+            if !self.rpcs.insert((h, id), rpc) {
                 return Err(CallError::RpcGone);
             }
             // Acknowledgements waiting for this server leave together with the request.

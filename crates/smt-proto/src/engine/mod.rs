@@ -23,6 +23,7 @@ mod migration;
 mod opening;
 mod outgoing;
 mod path;
+mod quiet_asks;
 mod ranges;
 mod recv;
 mod replay;

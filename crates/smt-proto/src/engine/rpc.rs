@@ -80,6 +80,9 @@ pub(crate) struct ClientRpc {
     /// When the call was made: a response that arrives before any restart gives the
     /// session a sample of its answer time.
     pub called_at: Instant,
+    /// How many RPCs of the session were already waiting for their responses when
+    /// this call was made: its answer is expected about that many answers later.
+    pub ahead: u32,
     /// Key generation the request was sealed with.
     pub tx_generation: u64,
     /// The largest response length over `max_message_len` that DATA announced. The
@@ -160,6 +163,7 @@ impl Rpc {
         timeouts: Timeouts,
         request: OutgoingMessage,
         tx_generation: u64,
+        ahead: u32,
     ) -> Rpc {
         Rpc {
             live: Liveness::new(now, timeouts),
@@ -168,6 +172,7 @@ impl Rpc {
                 restarts: 0,
                 last_restart: now,
                 called_at: now,
+                ahead,
                 tx_generation,
                 oversized_response: None,
             }),
@@ -325,16 +330,43 @@ impl Rpc {
         Some(silence.min(self.live.last_progress + rpc_timeout))
     }
 
+    /// For a client RPC, how many RPCs of its session were waiting when it was made.
+    pub(crate) fn ahead(&self) -> Option<u32> {
+        match &self.state {
+            RpcState::Client(c) => Some(c.ahead),
+            RpcState::Server(_) => None,
+        }
+    }
+
     /// How long the peer must be silent before this RPC prods it: `resend_after`,
-    /// except for a client waiting for a response: it waits the session's answer
-    /// time (`Timeouts::answer_after`), and after restarting its request backs off
-    /// like its restarts (asking sooner would only draw RPC_UNKNOWN replies it
-    /// ignores during the backoff).
+    /// except for a server waiting for an ACK (below) and a client waiting for a
+    /// response: it waits the answer time its
+    /// session expects for it (`Timeouts::answer_after`), and once its request was
+    /// restarted more than once (the server keeps refusing it, or loss is heavy) it
+    /// asks no sooner than its restart backoff allows (asking sooner would only draw
+    /// RPC_UNKNOWN replies it ignores during the backoff). One restart is what a lost
+    /// request costs; backing off from the first would slow plain loss recovery.
     pub(crate) fn silence(&self) -> Duration {
         let resend_after = self.live.timeouts.resend_after;
         match &self.state {
             RpcState::Client(c) if matches!(c.phase, ClientPhase::Requesting { .. }) => {
-                c.restart_backoff(resend_after).max(self.live.timeouts.answer_after)
+                let answer_after = self.live.timeouts.answer_after.max(resend_after);
+                if c.restarts >= 2 {
+                    answer_after.max(c.restart_backoff(resend_after))
+                } else {
+                    answer_after
+                }
+            }
+            // A response that went out whole waits for its ACK: each NEED_ACK that
+            // drew no answer doubles the wait for the next (up to the restart cap).
+            // The client asks for a response it misses on its own timer, so this
+            // only decides how soon the server learns an ACK was lost; without the
+            // backoff, thousands of responses whose ACKs queue behind requests on a
+            // slow path would each draw a NEED_ACK every resend interval.
+            RpcState::Server(_) if self.prod() == Some(Prod::NeedAck) => {
+                let unanswered =
+                    self.live.last_prod.saturating_duration_since(self.live.last_heard);
+                unanswered.clamp(resend_after, resend_after * 2u32.pow(MAX_BACKOFF_DOUBLINGS))
             }
             _ => resend_after,
         }
@@ -361,7 +393,7 @@ mod tests {
             rpc_timeout: Duration::from_secs(2),
             answer_after: resend,
         };
-        let mut rpc = Rpc::client(now, timeouts, request(100), 0);
+        let mut rpc = Rpc::client(now, timeouts, request(100), 0, 0);
         assert_eq!(rpc.prod(), None, "still sending");
         // The timer looks at the end of the silence either way.
         assert_eq!(rpc.deadline(), Some(now + resend));

@@ -449,9 +449,9 @@ mod tests {
         let now = Instant::now();
         let mut t = table();
         let (h, a, b) = (SessionHandle(1), MessageId::new(1).unwrap(), MessageId::new(2).unwrap());
-        assert!(t.insert((h, a), Rpc::client(now, TIMEOUTS, outgoing(50_000), 0)));
-        assert!(t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0)));
-        assert!(!t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0)), "key taken");
+        assert!(t.insert((h, a), Rpc::client(now, TIMEOUTS, outgoing(50_000), 0, 0)));
+        assert!(t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0, 0)));
+        assert!(!t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0, 0)), "key taken");
         // SRPT: the shorter message is sent first.
         assert_eq!(t.first_ready(), Some((h, b)));
         // Sending all of b's unscheduled bytes takes it out of the ready set.

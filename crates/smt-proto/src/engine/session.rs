@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::event::{Role, SessionHandle};
 use super::keys::{RxKeys, TxKeys};
 use super::path::Path;
+use super::quiet_asks::QuietAsks;
 use super::replay::ReplayWindow;
 use super::rpc::Timeouts;
 use super::rtt::RttEstimator;
@@ -38,6 +39,8 @@ pub(crate) struct ClientSide {
     pub next_id: u64,
     /// Responses received but not yet acknowledged to the server.
     pub pending_acks: Vec<MessageId>,
+    /// How many RPCs may ask for their responses while the server is quiet.
+    pub quiet_asks: QuietAsks,
 }
 
 /// What only a server session keeps.
@@ -61,9 +64,10 @@ pub(crate) struct Session {
     pub tx: TxKeys,
     pub rx: RxKeys,
     pub path: Path,
-    /// Call -> response times of this (client) session's RPCs that were answered
-    /// without a restart and whose response came whole in one packet.
-    pub answer_time: RttEstimator,
+    /// Time per answer of this (client) session: call -> response times of RPCs
+    /// answered without a restart whose response came whole in one packet, each
+    /// divided by one more than the RPCs that were waiting ahead of it.
+    pub answer_pace: RttEstimator,
     pub side: Side,
     /// When a packet of this session last arrived (or the session was installed):
     /// the idle timeout and keep-alive count from here.
@@ -81,7 +85,11 @@ impl Session {
     ) -> Session {
         let path = Path::new(config);
         let side = match params.role {
-            Role::Client => Side::Client(ClientSide { next_id: 1, pending_acks: Vec::new() }),
+            Role::Client => Side::Client(ClientSide {
+                next_id: 1,
+                pending_acks: Vec::new(),
+                quiet_asks: QuietAsks::default(),
+            }),
             Role::Server => Side::Server(ServerSide { replay: ReplayWindow::default() }),
         };
         Session {
@@ -91,7 +99,7 @@ impl Session {
             tx: TxKeys::new(params.tx, params.tx_secret),
             rx: RxKeys::new(params.rx, params.rx_secret),
             path,
-            answer_time: RttEstimator::default(),
+            answer_pace: RttEstimator::default(),
             side,
             last_activity: now,
             last_keep_alive: None,
@@ -128,17 +136,28 @@ impl Session {
         now.saturating_duration_since(self.last_activity)
     }
 
-    /// The timeouts RPCs of this session run with.
+    /// The timeouts RPCs of this session run with (`answer_after` as for a call
+    /// with nothing ahead of it: see [`answer_after`](Self::answer_after)).
     pub(crate) fn timeouts(&self) -> Timeouts {
         let (resend_after, rpc_timeout) = (self.path.resend_after(), self.path.rpc_timeout());
-        // At most a quarter of the RPC timeout: a lost response is still asked for
-        // a few times before the RPC gives up.
-        // Twice the smoothed answer time, not RFC 6298's SRTT + 4 RTTVAR: losses make
+        Timeouts { resend_after, rpc_timeout, answer_after: self.answer_after(0) }
+    }
+
+    /// How long a call made with `ahead` RPCs already waiting waits for its
+    /// response before asking for it: twice the session's time per answer for each
+    /// answer due before it. With thousands of calls in flight the last is answered
+    /// long after the first without anything being lost; with a few in flight this
+    /// stays near `resend_after`, so a lost response is asked for soon.
+    pub(crate) fn answer_after(&self, ahead: u32) -> Duration {
+        let (resend_after, rpc_timeout) = (self.path.resend_after(), self.path.rpc_timeout());
+        // Twice the smoothed pace, not RFC 6298's SRTT + 4 RTTVAR: losses make
         // answer times vary a lot, and the variance term would then slow the
-        // recovery of exactly the answers that were lost.
-        let typical = self.answer_time.smoothed().unwrap_or_default() * 2;
-        let answer_after = typical.clamp(resend_after, (rpc_timeout / 4).max(resend_after));
-        Timeouts { resend_after, rpc_timeout, answer_after }
+        // recovery of exactly the answers that were lost. At most a quarter of the
+        // RPC timeout: a lost response is still asked for a few times before the RPC
+        // gives up.
+        let pace = self.answer_pace.smoothed().unwrap_or_default();
+        let expected = pace.saturating_mul(2).saturating_mul(ahead.saturating_add(1));
+        expected.clamp(resend_after, (rpc_timeout / 4).max(resend_after))
     }
 
     pub(crate) fn role(&self) -> Role {

@@ -8,13 +8,15 @@
 //!
 //! [`RpcTable`]: super::rpc_table::RpcTable
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use super::endpoint::{Endpoint, Timer};
+use super::event::SessionHandle;
 use super::event::{Event, Role, RpcError};
 use super::rpc::{Prod, Timeouts};
 use super::rpc_table::RpcKey;
-use super::session::Side;
+use super::session::{Session, Side};
 use crate::wire::{Body, GrantRepr, ResendRepr};
 
 /// Most RESEND packets one RPC sends per timer expiry.
@@ -62,7 +64,9 @@ impl Endpoint {
         }
         // The session's answer time may have grown since the RPC began (the first
         // calls of a burst start before any answer was measured): wait that long.
-        if let Some(answer_after) = self.sessions.get(&key.0).map(|s| s.timeouts().answer_after) {
+        let ahead = self.rpcs.get(key).and_then(|rpc| rpc.ahead());
+        if let (Some(ahead), Some(session)) = (ahead, self.sessions.get(&key.0)) {
+            let answer_after = session.answer_after(ahead);
             self.rpcs.update(key, |rpc| rpc.live.timeouts.answer_after = answer_after);
         }
         let Some(rpc) = self.rpcs.get(key) else { return };
@@ -86,6 +90,13 @@ impl Endpoint {
         let silent = now.saturating_duration_since(rpc.live.last_heard) >= silence
             && now.saturating_duration_since(rpc.live.last_prod) >= silence;
         let mut prods: Vec<Body<'static>> = Vec::new();
+        let resend_after = rpc.live.timeouts.resend_after;
+        // A quiet session lets only a few RPCs ask per resend interval (see
+        // `QuietAsks`); the others look again one interval later, by when the first
+        // answers may have made the session audible.
+        let deferred = silent
+            && rpc.prod() == Some(Prod::AskForResponse)
+            && !quiet_ask_allowed(&mut self.sessions, key, now, resend_after);
         match rpc.prod() {
             Some(Prod::Incoming) if silent => {
                 if let Some(inc) = rpc.incoming() {
@@ -105,20 +116,27 @@ impl Endpoint {
             }
             // Request sent, nothing back: ask for the response; the server answers
             // with data, BUSY, or RPC_UNKNOWN.
-            Some(Prod::AskForResponse) if silent => prods.push(Body::Resend(ResendRepr {
-                offset: 0,
-                length: unscheduled.max(1),
-                priority: 0,
-            })),
+            Some(Prod::AskForResponse) if silent && !deferred => {
+                prods.push(Body::Resend(ResendRepr {
+                    offset: 0,
+                    length: unscheduled.max(1),
+                    priority: 0,
+                }))
+            }
             // Response sent, no ACK: ask whether it arrived.
             Some(Prod::NeedAck) if silent => prods.push(Body::NeedAck),
             _ => {}
         }
         if silent {
             // The silence was looked at (and the peer prodded, if there was anything
-            // to prod with): the next look is one silence later.
+            // to prod with): the next look is one silence later, or one resend
+            // interval for a deferred ask.
+            let looked = match deferred {
+                true => now.checked_sub(silence.saturating_sub(resend_after)).unwrap_or(now),
+                false => now,
+            };
             self.rpcs.update(key, |rpc| {
-                rpc.live.last_prod = now;
+                rpc.live.last_prod = looked;
                 if let Some(inc) = rpc.incoming_mut() {
                     inc.forget_round_trip();
                 }
@@ -136,5 +154,21 @@ impl Endpoint {
         }
         // The timer fired (and was disarmed) whether or not anything changed.
         self.rpcs.rearm(key);
+    }
+}
+
+/// Whether the client RPC `key` may ask for its response now: always while its
+/// session hears the server, within the session's quiet budget otherwise.
+fn quiet_ask_allowed(
+    sessions: &mut BTreeMap<SessionHandle, Session>,
+    key: RpcKey,
+    now: Instant,
+    resend_after: Duration,
+) -> bool {
+    let Some(session) = sessions.get_mut(&key.0) else { return true };
+    let quiet_for = session.quiet_for(now);
+    match &mut session.side {
+        Side::Client(client) => client.quiet_asks.allow(now, quiet_for, resend_after),
+        Side::Server(_) => true,
     }
 }
