@@ -91,9 +91,22 @@ struct Server {
 
 impl Server {
     fn start(bed: &Testbed, host: u32, listen: &str, certs: &Path, transport: &str) -> Server {
+        Server::start_with(bed, host, listen, certs, transport, &[])
+    }
+
+    /// As [`start`](Self::start), with more `smt serve` arguments.
+    fn start_with(
+        bed: &Testbed,
+        host: u32,
+        listen: &str,
+        certs: &Path,
+        transport: &str,
+        extra: &[&str],
+    ) -> Server {
         let mut child = ChildGuard(
             bed.in_host(host)
                 .args(["serve", "--listen", listen, "--transport", transport])
+                .args(extra)
                 .arg("--cert")
                 .arg(certs.join("cert.pem"))
                 .arg("--key")
@@ -443,4 +456,101 @@ fn a_session_follows_its_client_through_a_relay_that_keeps_changing_its_source_p
     assert_eq!(stats["requests_delivered"], 1500, "each call exactly once: {stats}");
     let moved = stats["address_changes"].as_u64().unwrap();
     assert!(moved >= rebinds.min(5), "{moved} moves for {rebinds} rebindings: {stats}");
+}
+
+/// `smt call` of `args` from host 1 to the server at 10.77.0.2:4433, with its output.
+fn call_from_h1(bed: &Testbed, certs: &Path, args: &[&str]) -> support::Output {
+    let mut command = bed.in_host(1);
+    command
+        .args(["call", "--connect", "10.77.0.2:4433", "--server-name", "10.77.0.2", "--ca"])
+        .arg(certs.join("cert.pem"))
+        .args(args);
+    run(command, Duration::from_secs(120))
+}
+
+/// 20 000 calls of `size` bytes with 10 000 in flight from host 1 to host 2 (veth,
+/// MTU 1500): every response verified, no timeout, RESENDs per call below 0.05.
+fn ten_thousand_in_flight_across_the_testbed(size: &str) {
+    let bed = Testbed::up(2);
+    let certs = keygen("10.77.0.2");
+    let server = Server::start(&bed, 2, "10.77.0.2:4433", certs.path(), "udp");
+    let args = ["--count", "20000", "--concurrency", "10000", "--size", size, "--json"];
+    let out = call_from_h1(&bed, certs.path(), &args);
+    out.assert_success();
+    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
+    assert_eq!(report["verified"], 20000, "{report}");
+    let client = &report["client_counters"];
+    assert_eq!(client["rpc_timeouts"], 0, "{report}");
+    let resends = client["resends_sent"].as_u64().unwrap() as f64 / 20000.0;
+    assert!(resends < 0.05, "{size} B: {resends:.3} RESENDs per call: {report}");
+    let counters = server.stop();
+    assert_eq!(counters["requests_delivered"], 20000, "{counters}");
+    assert_eq!(counters["rpc_timeouts"], 0, "{counters}");
+}
+
+#[test]
+fn ten_thousand_small_calls_in_flight_cross_the_testbed_without_timeouts_or_a_resend_storm() {
+    if privileged() {
+        ten_thousand_in_flight_across_the_testbed("64");
+    }
+}
+
+/// Known failure (issue 12 stays open on it): 10 000 requests of 4 KiB leave at
+/// once (each is below the unscheduled limit), ~40 MB that overflow the server's
+/// socket buffer across veth; measured 4.8 RESENDs per call, 34 000 RPC_UNKNOWN
+/// restarts and 68 000 retransmitted packets (no timeout, every call verified).
+/// Needs a per-session cap on unscheduled bytes in flight. Run it with `--ignored`.
+#[test]
+#[ignore = "known failure: a 40 MB unscheduled burst overflows the receiver across veth"]
+fn ten_thousand_4kib_calls_in_flight_cross_the_testbed_without_a_resend_storm() {
+    if privileged() {
+        ten_thousand_in_flight_across_the_testbed("4096");
+    }
+}
+
+#[test]
+fn across_the_testbed_a_full_server_refuses_then_reclaims_and_expires_crashed_clients_sessions() {
+    if !privileged() {
+        return;
+    }
+    let bed = Testbed::up(2);
+    let certs = keygen("10.77.0.2");
+    let extra = ["--max-sessions", "1", "--idle-timeout", "4"];
+    let server = Server::start_with(&bed, 2, "10.77.0.2:4433", certs.path(), "udp", &extra);
+    let call_forever = || {
+        let mut command = bed.in_host(1);
+        command
+            .args(["call", "--connect", "10.77.0.2:4433", "--server-name", "10.77.0.2", "--ca"])
+            .arg(certs.path().join("cert.pem"))
+            .args(["--count", "1000000000", "--concurrency", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        ChildGuard(command.spawn().expect("spawn smt call"))
+    };
+    let crash = |mut client: ChildGuard| {
+        client.0.kill().expect("kill smt call");
+        wait_bounded(&mut client.0, Duration::from_secs(5)).expect("smt call did not die");
+    };
+    // The one session is busy: the next client is told why it cannot get in.
+    let busy = call_forever();
+    std::thread::sleep(Duration::from_millis(1500));
+    let refused = call_from_h1(&bed, certs.path(), &["--count", "1"]);
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.stderr);
+    let error = refused.assert_one_line_error();
+    assert!(error.contains("session limit"), "{error}");
+    // Its client crashes (no CLOSE): once its calls timed out (2 s) and it was idle
+    // for 1 s, a newcomer gets its place.
+    crash(busy);
+    std::thread::sleep(Duration::from_millis(3500));
+    call_from_h1(&bed, certs.path(), &["--count", "5"]).assert_success();
+    // Another crashed client's session expires after the idle timeout on its own.
+    let crashed = call_forever();
+    std::thread::sleep(Duration::from_millis(1000));
+    crash(crashed);
+    std::thread::sleep(Duration::from_millis(7500));
+    let counters = server.stop();
+    assert!(counters["sessions_refused"].as_u64() >= Some(1), "{counters}");
+    assert!(counters["sessions_reclaimed"].as_u64() >= Some(1), "{counters}");
+    assert!(counters["sessions_expired"].as_u64() >= Some(1), "{counters}");
 }
