@@ -476,13 +476,7 @@ fn ten_thousand_in_flight_across_the_testbed(size: &str) {
     let server = Server::start(&bed, 2, "10.77.0.2:4433", certs.path(), "udp");
     let args = ["--count", "20000", "--concurrency", "10000", "--size", size, "--json"];
     let out = call_from_h1(&bed, certs.path(), &args);
-    out.assert_success();
-    let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
-    assert_eq!(report["verified"], 20000, "{report}");
-    let client = &report["client_counters"];
-    assert_eq!(client["rpc_timeouts"], 0, "{report}");
-    let resends = client["resends_sent"].as_u64().unwrap() as f64 / 20000.0;
-    assert!(resends < 0.05, "{size} B: {resends:.3} RESENDs per call: {report}");
+    support::assert_no_resend_storm(&out, 20000);
     let counters = server.stop();
     assert_eq!(counters["requests_delivered"], 20000, "{counters}");
     assert_eq!(counters["rpc_timeouts"], 0, "{counters}");
