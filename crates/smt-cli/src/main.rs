@@ -93,7 +93,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            eprintln!("error: {}", one_line(&error_chain(&e)));
             ExitCode::FAILURE
         }
     }
@@ -163,6 +163,44 @@ fn clap_error_line(e: &clap::Error) -> String {
     format!("{} (see smt --help)", one_line(message))
 }
 
+/// The error and its causes, joined by ": ", leaving out a cause whose text the
+/// message already holds (some errors print their source in their own message and
+/// also return it as `source()`; it should be said once).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}
+
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[test]
+    fn a_cause_the_message_already_holds_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let read = smt::tls::ConfigError::Read { file: "k/cert.pem".into(), source: io };
+        let text = error_chain(&anyhow::Error::new(read));
+        assert_eq!(text, "cannot read k/cert.pem: No such file or directory");
+    }
+
+    #[test]
+    fn causes_the_message_does_not_hold_are_joined() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let text = error_chain(&anyhow::Error::new(io).context("loading the key"));
+        assert_eq!(text, "loading the key: No such file or directory");
+    }
 }
