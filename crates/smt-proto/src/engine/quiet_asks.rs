@@ -8,15 +8,14 @@
 //! few milliseconds costs thousands of RESENDs that each only draw a BUSY.
 //! [`QuietAsks`] lets a bounded number of RPCs ask per resend interval while the
 //! session has heard nothing for that long; the others look again one interval
-//! later. The first answer makes
-//! the session audible again, and from then on every RPC that still misses its
-//! response asks for itself: a burst of lost responses is recovered one round
-//! later than without the budget, never one RPC at a time.
+//! later. The first answer makes the session audible again, and from then on every
+//! RPC that still misses its response asks for itself: a burst of lost responses is
+//! recovered one round later than without the budget, never one RPC at a time.
 
 use std::time::{Duration, Instant};
 
-/// RPCs of one quiet session that may ask per resend interval. Above the in-flight count
-/// of ordinary workloads (so their loss recovery is unchanged), far below the
+/// RPCs of one quiet session that may ask per resend interval. Above the in-flight
+/// count of ordinary workloads (so their loss recovery is unchanged), far below the
 /// thousands that make a storm.
 pub(crate) const ASKS_PER_QUIET_INTERVAL: u32 = 16;
 
@@ -36,18 +35,15 @@ impl QuietAsks {
             // The server is talking: a missing response is the RPC's own matter.
             return true;
         }
-        let spent = match self.period {
-            Some((began, spent)) if now.saturating_duration_since(began) < interval => spent,
-            _ => {
-                self.period = Some((now, 0));
-                0
+        let (began, spent) = match self.period {
+            Some((began, spent)) if now.saturating_duration_since(began) < interval => {
+                (began, spent)
             }
+            _ => (now, 0),
         };
-        if spent >= ASKS_PER_QUIET_INTERVAL {
-            return false;
-        }
-        self.period = Some((self.period.map_or(now, |(began, _)| began), spent + 1));
-        true
+        let allowed = spent < ASKS_PER_QUIET_INTERVAL;
+        self.period = Some((began, spent + u32::from(allowed)));
+        allowed
     }
 }
 

@@ -136,6 +136,16 @@ impl Session {
         now.saturating_duration_since(self.last_activity)
     }
 
+    /// Whether one more of this client session's RPCs may ask for its response now
+    /// (see [`QuietAsks`]); a server session never asks.
+    pub(crate) fn allow_ask(&mut self, now: Instant, resend_after: Duration) -> bool {
+        let quiet_for = self.quiet_for(now);
+        match &mut self.side {
+            Side::Client(client) => client.quiet_asks.allow(now, quiet_for, resend_after),
+            Side::Server(_) => true,
+        }
+    }
+
     /// The timeouts RPCs of this session run with (`answer_after` as for a call
     /// with nothing ahead of it: see [`answer_after`](Self::answer_after)).
     pub(crate) fn timeouts(&self) -> Timeouts {

@@ -8,15 +8,13 @@
 //!
 //! [`RpcTable`]: super::rpc_table::RpcTable
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::endpoint::{Endpoint, Timer};
-use super::event::SessionHandle;
 use super::event::{Event, Role, RpcError};
 use super::rpc::{Prod, Timeouts};
 use super::rpc_table::RpcKey;
-use super::session::{Session, Side};
+use super::session::Side;
 use crate::wire::{Body, GrantRepr, ResendRepr};
 
 /// Most RESEND packets one RPC sends per timer expiry.
@@ -96,7 +94,7 @@ impl Endpoint {
         // answers may have made the session audible.
         let deferred = silent
             && rpc.prod() == Some(Prod::AskForResponse)
-            && !quiet_ask_allowed(&mut self.sessions, key, now, resend_after);
+            && !self.sessions.get_mut(&key.0).is_none_or(|s| s.allow_ask(now, resend_after));
         match rpc.prod() {
             Some(Prod::Incoming) if silent => {
                 if let Some(inc) = rpc.incoming() {
@@ -154,21 +152,5 @@ impl Endpoint {
         }
         // The timer fired (and was disarmed) whether or not anything changed.
         self.rpcs.rearm(key);
-    }
-}
-
-/// Whether the client RPC `key` may ask for its response now: always while its
-/// session hears the server, within the session's quiet budget otherwise.
-fn quiet_ask_allowed(
-    sessions: &mut BTreeMap<SessionHandle, Session>,
-    key: RpcKey,
-    now: Instant,
-    resend_after: Duration,
-) -> bool {
-    let Some(session) = sessions.get_mut(&key.0) else { return true };
-    let quiet_for = session.quiet_for(now);
-    match &mut session.side {
-        Side::Client(client) => client.quiet_asks.allow(now, quiet_for, resend_after),
-        Side::Server(_) => true,
     }
 }
