@@ -24,10 +24,10 @@ pub(crate) struct Timeouts {
     pub resend_after: Duration,
     pub rpc_timeout: Duration,
     /// How long a client waits for a response, once its request is sent, before
-    /// asking for it: the session's measured answer time (RFC 6298 over call ->
-    /// response times), at least `resend_after`. Under heavy load answers take long
-    /// without anything being lost, and asking sooner only draws retransmissions of
-    /// responses already on their way.
+    /// asking for it: the time its session expects the answers due before it to
+    /// take (`Session::answer_after`), at least `resend_after`. Under heavy load
+    /// answers take long without anything being lost, and asking sooner only draws
+    /// retransmissions of responses already on their way.
     pub answer_after: Duration,
 }
 
@@ -78,7 +78,7 @@ pub(crate) struct ClientRpc {
     pub restarts: u32,
     pub last_restart: Instant,
     /// When the call was made: a response that arrives before any restart gives the
-    /// session a sample of its answer time.
+    /// session a sample of its answer pace.
     pub called_at: Instant,
     /// How many RPCs of the session were already waiting for their responses when
     /// this call was made: its answer is expected about that many answers later.
@@ -340,8 +340,7 @@ impl Rpc {
 
     /// How long the peer must be silent before this RPC prods it: `resend_after`,
     /// except for a server waiting for an ACK (below) and a client waiting for a
-    /// response: it waits the answer time its
-    /// session expects for it (`Timeouts::answer_after`), and once its request was
+    /// response: it waits as long as its session expects its answer to take (`Timeouts::answer_after`), and once its request was
     /// restarted more than once (the server keeps refusing it, or loss is heavy) it
     /// asks no sooner than its restart backoff allows (asking sooner would only draw
     /// RPC_UNKNOWN replies it ignores during the backoff). One restart is what a lost

@@ -60,8 +60,8 @@ impl Endpoint {
             // `handshake_timeout` bound this wait.
             self.rpcs.update(key, |rpc| rpc.live.last_progress = now);
         }
-        // The session's answer time may have grown since the RPC began (the first
-        // calls of a burst start before any answer was measured): wait that long.
+        // The session's answer pace may have changed since the RPC began (the first
+        // calls of a burst start before any answer was measured): wait as it says.
         let ahead = self.rpcs.get(key).and_then(|rpc| rpc.ahead());
         if let (Some(ahead), Some(session)) = (ahead, self.sessions.get(&key.0)) {
             let answer_after = session.answer_after(ahead);
