@@ -341,10 +341,11 @@ impl Rpc {
     /// How long the peer must be silent before this RPC prods it: `resend_after`,
     /// except for a server waiting for an ACK (below) and a client waiting for a
     /// response: it waits as long as its session expects its answer to take
-    /// (`Timeouts::answer_after`), and once its request was restarted more than once (the server keeps refusing it, or loss is heavy) it
-    /// asks no sooner than its restart backoff allows (asking sooner would only draw
-    /// RPC_UNKNOWN replies it ignores during the backoff). One restart is what a lost
-    /// request costs; backing off from the first would slow plain loss recovery.
+    /// (`Timeouts::answer_after`), and once its request was restarted more than once
+    /// (the server keeps refusing it, or loss is heavy) it asks no sooner than its
+    /// restart backoff allows (asking sooner would only draw RPC_UNKNOWN replies it
+    /// ignores during the backoff). One restart is what a lost request costs;
+    /// backing off from the first would slow plain loss recovery.
     pub(crate) fn silence(&self) -> Duration {
         let resend_after = self.live.timeouts.resend_after;
         match &self.state {
