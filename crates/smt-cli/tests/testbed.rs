@@ -476,8 +476,9 @@ fn ten_thousand_in_flight_across_the_testbed(size: &str) {
     let server = Server::start(&bed, 2, "10.77.0.2:4433", certs.path(), "udp");
     let args = ["--count", "20000", "--concurrency", "10000", "--size", size, "--json"];
     let out = call_from_h1(&bed, certs.path(), &args);
-    support::assert_no_resend_storm(&out, 20000);
     let counters = server.stop();
+    println!("server counters: {counters}");
+    support::assert_no_resend_storm(&out, 20000);
     assert_eq!(counters["requests_delivered"], 20000, "{counters}");
     assert_eq!(counters["rpc_timeouts"], 0, "{counters}");
 }
@@ -489,13 +490,12 @@ fn ten_thousand_small_calls_in_flight_cross_the_testbed_without_timeouts_or_a_re
     }
 }
 
-/// Known failure (issue 12 stays open on it): 10 000 requests of 4 KiB leave at
-/// once (each is below the unscheduled limit), ~40 MB that overflow the server's
-/// socket buffer across veth; measured 4.8 RESENDs per call, 34 000 RPC_UNKNOWN
-/// restarts and 68 000 retransmitted packets (no timeout, every call verified).
-/// Needs a per-session cap on unscheduled bytes in flight. Run it with `--ignored`.
+/// 40 MB of requests, each below the unscheduled limit. They go out a window at a
+/// time (`max_unscheduled_in_flight`), and each call waits for the answers due
+/// before it before asking for its own. (Before the session sampled its answer
+/// pace from multi-packet responses, these calls asked every 3 ms: 4.8 RESENDs per
+/// call, 34 000 RPC_UNKNOWN restarts.)
 #[test]
-#[ignore = "known failure: a 40 MB unscheduled burst overflows the receiver across veth"]
 fn ten_thousand_4kib_calls_in_flight_cross_the_testbed_without_a_resend_storm() {
     if privileged() {
         ten_thousand_in_flight_across_the_testbed("4096");

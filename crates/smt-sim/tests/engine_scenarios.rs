@@ -621,3 +621,64 @@ fn a_request_with_a_message_id_the_client_never_used_is_freed_on_its_rpc_unknown
     let deadline = net.elapsed() + Duration::from_secs(1);
     assert!(net.run_until(deadline, |n| responses(n, client).contains_key(&id)));
 }
+
+#[test]
+fn forged_control_packets_for_a_queued_call_neither_send_it_early_nor_count_as_answers() {
+    // A call waiting for its session's unscheduled window was never sent: the
+    // server cannot know of it. An attacker who names its ID in GRANT, BUSY,
+    // RESEND or RPC_UNKNOWN must not make it go out beyond the window, nor free
+    // window room for later calls.
+    let mut config = quiet_config();
+    config.max_unscheduled_in_flight = 0; // one call in flight at a time
+    let mut net = Network::new(72, LinkConfig::default());
+    let client = net.add_host(config);
+    let server = net.add_host(quiet_config());
+    net.set_echo(server);
+    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    let (_, _, session_id) = net.endpoint_ref(client).session_info(cs).unwrap();
+    let (caddr, saddr) = (net.addr(client), net.addr(server));
+    // Hold back everything the client sends while the forgeries arrive.
+    net.set_drop_filter(move |from, _, _| from == client);
+    net.record_sends();
+    let first = net.call(client, cs, b"first");
+    let queued = net.call(client, cs, b"queued");
+    let third = net.call(client, cs, b"third");
+    assert_eq!(net.endpoint_ref(client).stats().calls_queued, 2);
+    let bodies = [
+        Body::Grant(GrantRepr { offset: 1 << 20, priority: 0 }),
+        Body::Busy,
+        Body::Resend(ResendRepr { offset: 0, length: 1 << 20, priority: 0 }),
+        Body::RpcUnknown,
+    ];
+    for body in bodies {
+        let header = HeaderRepr {
+            src_port: saddr.port(),
+            dst_port: caddr.port(),
+            packet_type: body.packet_type(),
+            flags: Flags::empty(),
+            session_id,
+            message_id: queued,
+        };
+        net.inject(client, saddr, PacketRepr { header, body }.to_vec());
+    }
+    net.advance_to(net.elapsed() + Duration::from_millis(1));
+    let data_ids: Vec<MessageId> = net
+        .sends()
+        .iter()
+        .filter(|s| s.from == client)
+        .filter_map(|s| PacketRepr::parse(&s.bytes).ok())
+        .filter(|p| p.header.packet_type == PacketType::Data)
+        .map(|p| p.header.message_id)
+        .collect();
+    assert!(data_ids.contains(&first), "the first call went out");
+    assert!(data_ids.iter().all(|id| *id == first), "sent beyond the window: {data_ids:?}");
+    // Once the path works, all three complete, in turn.
+    net.clear_drop_filter();
+    assert!(net.run_until(Duration::from_secs(5), |n| responses(n, client).len() == 3));
+    let got = responses(&net, client);
+    assert_eq!(
+        (&got[&first][..], &got[&queued][..], &got[&third][..]),
+        (&b"first"[..], &b"queued"[..], &b"third"[..])
+    );
+    assert!(failures(&net, client).is_empty(), "{:?}", failures(&net, client));
+}

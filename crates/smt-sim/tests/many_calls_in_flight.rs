@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{failures, payload, quiet_config, responses};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use smt_proto::engine::SessionHandle;
+use smt_proto::engine::{RpcError, SessionHandle};
 use smt_proto::record::CipherSuite;
 use smt_proto::wire::MessageId;
 use smt_sim::{HostId, LinkConfig, Network};
@@ -20,7 +20,11 @@ const CALLS: usize = 10_000;
 /// about 0.1 s to cross it, so the last answer comes that long after the first
 /// without anything being lost (at 3 ms per RESEND interval, ~40 intervals).
 fn slow_pair(seed: u64) -> (Network, HostId, HostId, SessionHandle) {
-    let link = LinkConfig { bandwidth_bps: 100_000_000, ..LinkConfig::default() };
+    pair(seed, LinkConfig { bandwidth_bps: 100_000_000, ..LinkConfig::default() })
+}
+
+/// A client with a session to an echo server over `link`.
+fn pair(seed: u64, link: LinkConfig) -> (Network, HostId, HostId, SessionHandle) {
     let mut net = Network::new(seed, link);
     let client = net.add_host(quiet_config());
     let server = net.add_host(quiet_config());
@@ -89,11 +93,7 @@ fn ten_thousand_calls_queued_behind_each_other_ask_for_almost_no_resends() {
 #[test]
 fn an_outage_under_a_thousand_waiting_calls_draws_a_bounded_number_of_resends() {
     const WAITING: usize = 1000;
-    let mut net = Network::new(2, LinkConfig::default());
-    let client = net.add_host(quiet_config());
-    let server = net.add_host(quiet_config());
-    net.set_echo(server);
-    let (cs, _) = net.connect(client, server, CipherSuite::Aes128GcmSha256);
+    let (mut net, client, server, cs) = pair(2, LinkConfig::default());
     // The path goes dark for 30 ms (10 RESEND intervals) just as 1000 calls are
     // made: every request is lost, and the session hears nothing while each call
     // would ask for its response every interval.
@@ -126,4 +126,50 @@ fn an_outage_under_a_thousand_waiting_calls_draws_a_bounded_number_of_resends() 
     // Afterwards each call whose request was lost asks once to learn so (RPC_UNKNOWN)
     // and restarts; a few ask twice.
     assert!(resends <= during + 2 * WAITING as u64, "{resends} RESENDs in all");
+}
+
+#[test]
+fn ten_thousand_4kib_calls_go_out_a_window_at_a_time_without_asking_for_answers_on_their_way() {
+    let link = LinkConfig { bandwidth_bps: 1_000_000_000, ..LinkConfig::default() };
+    let (mut net, client, server, cs) = pair(4, link);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let request = payload(&mut rng, 4096);
+            (net.call(client, cs, &request), request)
+        })
+        .collect();
+    let limit = net.elapsed() + Duration::from_secs(5);
+    let done = net.run_until(limit, |n| delivered(n, client) == CALLS);
+    assert!(done, "calls unanswered: {:?}", net.endpoint_ref(client).stats());
+    assert_all_answered(&net, client, server, &calls);
+    let stats = net.endpoint_ref(client).stats();
+    println!(
+        "{CALLS} calls of 4 KiB over 1 Gbit/s: {:?}, {} queued, {} RESENDs",
+        net.elapsed(),
+        stats.calls_queued,
+        stats.resends_sent
+    );
+    assert!(stats.calls_queued > 9000, "only {} calls waited", stats.calls_queued);
+    assert!(stats.resends_sent <= CALLS as u64 / 100, "{} RESENDs", stats.resends_sent);
+}
+
+#[test]
+fn calls_queued_behind_a_silent_server_fail_with_the_first_timeout_not_a_window_at_a_time() {
+    let (mut net, client, server, cs) = pair(5, LinkConfig::default());
+    // The server goes away: nothing it would send arrives any more.
+    net.set_drop_filter(move |from, _, _| from == server);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for _ in 0..CALLS {
+        net.call(client, cs, &payload(&mut rng, 4096));
+    }
+    let queued = net.endpoint_ref(client).stats().calls_queued;
+    assert!(queued > 9000, "only {queued} calls waited for the window");
+    let limit = net.elapsed() + Duration::from_secs(60);
+    assert!(net.run_until(limit, |n| failures(n, client).len() == CALLS), "calls still pending");
+    // One RPC timeout (2 s) for all of them; a window at a time would take 20.
+    assert!(net.elapsed() < Duration::from_secs(3), "took {:?}", net.elapsed());
+    for (_, error) in failures(&net, client) {
+        assert!(matches!(error, RpcError::Timeout(_)), "{error:?}");
+    }
 }

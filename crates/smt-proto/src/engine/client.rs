@@ -1,6 +1,6 @@
 //! The client side of a session: packets about our requests and their responses.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::endpoint::Context;
 use super::event::Event;
@@ -38,9 +38,12 @@ pub(crate) fn on_packet(
         // client still waiting for the first byte of its response.
         Body::Busy => {
             cx.rpcs.update(key, |rpc| {
-                if rpc.incoming().is_none() {
+                if rpc.incoming().is_none() && !rpc.queued() {
                     rpc.live.last_heard = now;
                     rpc.live.last_progress = now;
+                    if let Some(client) = client_mut(rpc) {
+                        client.heard_back = true;
+                    }
                 }
             });
         }
@@ -119,13 +122,20 @@ fn complete_whole(
         }
     }
     let Some(Rpc { state: RpcState::Client(rpc), .. }) = cx.rpcs.remove(key) else { return true };
-    if rpc.restarts == 0 {
-        // (Karn: a restarted call's time says nothing about one answer.)
-        let answer_time = now.saturating_duration_since(rpc.called_at);
-        session.answer_pace.on_sample(answer_time / rpc.ahead.saturating_add(1));
-    }
+    sample_answer_pace(session, &rpc, now);
     deliver(cx, session, key, now, rpc.tx_generation, payload);
     true
+}
+
+/// A call's time to the first packet of its answer, divided by the answers due
+/// before it, is a sample of the session's answer pace; taken once the answer
+/// authenticated, so forged packets cannot make it up. The first packet, not the
+/// last: the pace decides how long a call waits before asking for an answer that
+/// has not begun, and a response slowed by its own losses says nothing about that.
+fn sample_answer_pace(session: &mut Session, rpc: &ClientRpc, now: Instant) {
+    if let Some(answer_time) = rpc.answer_time(now) {
+        session.answer_pace.on_sample(answer_time / rpc.ahead.saturating_add(1));
+    }
 }
 
 /// Begins receiving the response announced by `data`. False if refused.
@@ -154,19 +164,49 @@ fn start_response(
         cx.core.stats.admission_refused += 1;
         return false;
     }
-    cx.rpcs.update(key, |rpc| client_mut(rpc).map(|c| c.start_receiving(response)))
-        == Some(Some(()))
+    cx.rpcs.update(key, |rpc| client_mut(rpc).map(|c| c.start_receiving(response, now)))
+        == Some(Some(true))
 }
 
 impl ClientRpc {
-    /// Requesting -> Receiving.
-    fn start_receiving(&mut self, response: IncomingMessage) {
+    /// Requesting -> Receiving. False (nothing changes) in any other phase: a
+    /// response for a request not sent yet is forged or misdirected.
+    fn start_receiving(&mut self, response: IncomingMessage, now: Instant) -> bool {
+        if !matches!(self.phase, ClientPhase::Requesting { .. }) {
+            return false;
+        }
+        if let ClientPhase::Requesting { request } = &self.phase {
+            if self.answer_began.is_none() && self.restarts == 0 && !request.retransmitted() {
+                self.answer_began = Some(now);
+            }
+        }
         let receiving = ClientPhase::Receiving { request: None, response: Box::new(response) };
         if let ClientPhase::Requesting { request } = std::mem::replace(&mut self.phase, receiving) {
             if let ClientPhase::Receiving { request: slot, .. } = &mut self.phase {
                 *slot = Some(request);
             }
         }
+        true
+    }
+
+    /// The time from the request's last byte to the first packet of its answer, if
+    /// it is a fair sample of the answer pace (Karn): not when any of the request was
+    /// sent again (a restart, or a part the server asked for), as the time then
+    /// includes a loss recovery, not one answer's wait; nor when the client had to
+    /// ask the server about it (a lost answer, or parts of one). `now`: a response that
+    /// arrives whole now. From the last byte, not the call: the pace sets how long
+    /// a call whose request went out waits before asking, and a large request's own
+    /// transfer (or a wait for the session's window) is no part of that.
+    fn answer_time(&self, now: Instant) -> Option<Duration> {
+        if self.restarts > 0 || self.prodded {
+            return None;
+        }
+        let began = match &self.phase {
+            ClientPhase::Requesting { request } => (!request.retransmitted()).then_some(now)?,
+            ClientPhase::Receiving { .. } => self.answer_began?,
+            ClientPhase::Queued { .. } => return None,
+        };
+        Some(began.saturating_duration_since(self.request_sent.unwrap_or(self.called_at)))
     }
 
     /// Receiving -> Requesting, dropping the response so far. False if the request
@@ -209,6 +249,7 @@ pub(crate) fn on_opened(
 /// The response is complete: deliver it and owe the server an acknowledgement.
 fn complete(cx: &mut Context<'_>, session: &mut Session, key: RpcKey, now: Instant) {
     let Some(Rpc { state: RpcState::Client(rpc), .. }) = cx.rpcs.remove(key) else { return };
+    sample_answer_pace(session, &rpc, now);
     let ClientPhase::Receiving { response, .. } = rpc.phase else { return };
     deliver(cx, session, key, now, rpc.tx_generation, response.into_payload());
 }
@@ -243,7 +284,7 @@ fn on_rpc_unknown(cx: &mut Context<'_>, key: RpcKey, now: Instant) {
     let Some(rpc) = cx.rpcs.get(key) else { return };
     let RpcState::Client(client) = &rpc.state else { return };
     let authenticated = rpc.incoming().is_some_and(IncomingMessage::authenticated);
-    if authenticated || rpc.outgoing().is_none() {
+    if authenticated || rpc.outgoing().is_none() || rpc.queued() {
         return;
     }
     let backoff = client.restart_backoff(rpc.live.timeouts.resend_after);
@@ -258,6 +299,8 @@ fn on_rpc_unknown(cx: &mut Context<'_>, key: RpcKey, now: Instant) {
         if let Some(client) = client_mut(rpc) {
             client.restarts += 1;
             client.last_restart = now;
+            // Sent again from byte 0: its unscheduled bytes are in flight again.
+            client.heard_back = false;
         }
         if let Some(out) = rpc.outgoing_mut() {
             out.restart();

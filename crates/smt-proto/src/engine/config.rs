@@ -29,6 +29,18 @@ pub struct Config {
     pub link_bandwidth: u64,
     /// How many messages the receiver grants at once (Homa: `max_overcommit`, 8).
     pub max_overcommit: usize,
+    /// Most unscheduled request bytes one client session has in flight: sent, with
+    /// no word back yet (a response, BUSY or a GRANT). Further calls wait, in call
+    /// order, and go out as earlier ones are answered (`Stats::calls_queued` counts
+    /// them); a call whose unscheduled part alone exceeds this goes out when nothing
+    /// else is in flight (0: one call at a time). Without it, thousands of
+    /// concurrent calls leave at once (10 000 of 4 KiB are 40 MB) into a server
+    /// socket buffer that Linux caps at `net.core.rmem_max` (often 4 MiB), and what
+    /// overflows is lost and sent again. The price: against a server that takes
+    /// long to answer, a session has at most this many bytes of requests waiting at
+    /// once until the server says BUSY (which it does when asked). 2 MiB keeps a
+    /// loopback or 25 Gbit/s path busy (64 calls of 16 KiB are 1 MiB).
+    pub max_unscheduled_in_flight: usize,
     /// Upper bound on granted-but-not-yet-received scheduled bytes over all incoming
     /// messages of the endpoint (Homa: `max_incoming`, 400 000 B). It bounds what
     /// senders may have in flight towards this endpoint at once, so it should fit
@@ -129,6 +141,7 @@ impl Default for Config {
             link_bandwidth: 25_000_000_000 / 8,
             max_overcommit: 8,
             max_incoming: 4 << 20,
+            max_unscheduled_in_flight: 2 << 20,
             max_packet_payload: 1412,
             largest_packet_payload: 32 * 1024,
             buffer_pool_bytes: 32 << 20,

@@ -641,7 +641,10 @@ impl Endpoint {
             let ahead = u32::try_from(self.rpcs.session_usage(h).rpcs).unwrap_or(u32::MAX);
             let mut timeouts = s.timeouts();
             timeouts.answer_after = s.answer_after(ahead);
-            let rpc = Rpc::client(now, timeouts, out, generation, ahead);
+            let window = self.core.config.max_unscheduled_in_flight;
+            let queued = !self.rpcs.window_admits(h, out.unscheduled() as usize, window);
+            self.core.stats.calls_queued += u64::from(queued);
+            let rpc = Rpc::client(now, timeouts, out, generation, ahead, queued);
             if !self.rpcs.insert((h, id), rpc) {
                 return Err(CallError::RpcGone);
             }

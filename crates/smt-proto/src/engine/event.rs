@@ -191,6 +191,9 @@ pub struct Stats {
     pub dropped_while_opening: u64,
     /// Client RPCs the application abandoned (`Endpoint::cancel_call`).
     pub calls_cancelled: u64,
+    /// Calls that waited for their session's unscheduled window before their request
+    /// went out (`Config::max_unscheduled_in_flight`).
+    pub calls_queued: u64,
     /// Requests delivered to the application (each exactly once).
     pub requests_delivered: u64,
     /// Responses delivered to the application (each exactly once).
@@ -256,6 +259,7 @@ impl Stats {
             ("duplicate_packets", "DATA that carried no new bytes (retransmissions, duplicates, replays of a request already delivered)", self.duplicate_packets),
             ("dropped_while_opening", "DATA for a message whose records were out being opened (see `Endpoint::take_records_to_open`): dropped, asked for again if needed", self.dropped_while_opening),
             ("calls_cancelled", "Client RPCs the application abandoned (`Endpoint::cancel_call`)", self.calls_cancelled),
+            ("calls_queued", "Calls that waited for their session's unscheduled window before their request went out", self.calls_queued),
             ("requests_delivered", "Requests delivered to the application (each exactly once)", self.requests_delivered),
             ("responses_delivered", "Responses delivered to the application (each exactly once)", self.responses_delivered),
             ("replays_rejected", "DATA for request IDs the replay window refused (already run, or too old)", self.replays_rejected),

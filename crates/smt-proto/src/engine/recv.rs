@@ -11,6 +11,7 @@ use super::endpoint::{Context, Endpoint};
 use super::event::{Role, RpcError};
 use super::incoming::{Absorbed, IncomingMessage};
 use super::lifecycle::KEEP_ALIVE_ID;
+use super::rpc::RpcState;
 use super::rpc_table::RpcKey;
 use super::session::Session;
 use super::{client, server};
@@ -293,7 +294,14 @@ pub(crate) fn absorb(
 /// GRANT for a message we send (either side): raise its grant.
 pub(crate) fn on_grant(cx: &mut Context<'_>, key: RpcKey, now: Instant, grant: &GrantRepr) {
     let found = cx.rpcs.update(key, |rpc| {
+        if rpc.queued() {
+            return; // the server cannot know of a request not sent yet
+        }
         rpc.live.last_heard = now;
+        // A GRANT for a request means the server has its first bytes.
+        if let RpcState::Client(client) = &mut rpc.state {
+            client.heard_back = true;
+        }
         let progressed = rpc.outgoing_mut().is_some_and(|out| {
             let before = out.granted();
             out.grant(grant.offset, grant.priority);
@@ -323,6 +331,9 @@ pub(crate) fn resend_outgoing(
         // keep our own silence timer (and so our RESENDs for those parts) from firing.
         if rpc.outgoing().is_none() {
             return false;
+        }
+        if rpc.queued() {
+            return true; // not sent yet: nothing to send again
         }
         rpc.live.last_heard = now;
         // Half our own resend interval: a peer's (RTT-derived) interval may be a

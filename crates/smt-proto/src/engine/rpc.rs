@@ -1,8 +1,9 @@
 //! One RPC's state, as an explicit state machine per side.
 //!
-//! A client RPC is [`ClientPhase::Requesting`] while its request goes out and nothing
-//! came back, then [`ClientPhase::Receiving`] while the response arrives; it ends when
-//! the response completes. A server RPC is [`ServerPhase::Receiving`] its request,
+//! A client RPC is [`ClientPhase::Queued`] while its session's unscheduled window is
+//! full, [`ClientPhase::Requesting`] while its request goes out and nothing came back,
+//! then [`ClientPhase::Receiving`] while the response arrives; it ends when the
+//! response completes. A server RPC is [`ServerPhase::Receiving`] its request,
 //! [`ServerPhase::InService`] once the request was delivered, [`ServerPhase::Sealing`]
 //! while the application seals a large response outside the engine, then
 //! [`ServerPhase::Responding`] until the client acknowledges the response.
@@ -61,6 +62,11 @@ impl Liveness {
 /// A client's RPC: its request, then the response arriving.
 #[derive(Debug)]
 pub(crate) enum ClientPhase {
+    /// Nothing of the request was sent: the session already has as many unscheduled
+    /// request bytes in flight as it may (`Config::max_unscheduled_in_flight`). It
+    /// goes out, in call order, as earlier requests are answered. No timer runs: the
+    /// server does not know of it, so there is nothing to ask and no silence to time.
+    Queued { request: OutgoingMessage },
     /// The request is being sent, or was sent and nothing came back yet.
     Requesting { request: OutgoingMessage },
     /// Response bytes are arriving. The request is kept (for RPC_UNKNOWN restarts)
@@ -80,6 +86,15 @@ pub(crate) struct ClientRpc {
     /// When the call was made: a response that arrives before any restart gives the
     /// session a sample of its answer pace.
     pub called_at: Instant,
+    /// When the last byte of the request first went out (the answer is awaited
+    /// from then on).
+    pub request_sent: Option<Instant>,
+    /// Whether the client ever asked the server about this RPC (for its response,
+    /// or for parts of it): its answer time then includes a loss recovery.
+    pub prodded: bool,
+    /// When the first packet of the response began the `Receiving` phase (a sample
+    /// of the answer pace once the response authenticates).
+    pub answer_began: Option<Instant>,
     /// How many RPCs of the session were already waiting for their responses when
     /// this call was made: its answer is expected about that many answers later.
     pub ahead: u32,
@@ -90,6 +105,9 @@ pub(crate) struct ClientRpc {
     /// only dropped (one flipped bit must not fail the RPC); if the RPC then times
     /// out, this is the likelier reason and is reported instead of the timeout.
     pub oversized_response: Option<usize>,
+    /// Whether the server told us it has the request's unscheduled bytes (BUSY or a
+    /// GRANT): from then on they no longer count against the session's window.
+    pub heard_back: bool,
 }
 
 /// Most doublings of the restart backoff: with `resend_after` of 3 ms, a request the
@@ -158,23 +176,34 @@ pub(crate) enum Prod {
 
 impl Rpc {
     /// A client RPC whose request is ready to go.
+    /// `queued`: it waits for the session's unscheduled window (see
+    /// [`ClientPhase::Queued`]).
     pub(crate) fn client(
         now: Instant,
         timeouts: Timeouts,
         request: OutgoingMessage,
         tx_generation: u64,
         ahead: u32,
+        queued: bool,
     ) -> Rpc {
+        let phase = match queued {
+            true => ClientPhase::Queued { request },
+            false => ClientPhase::Requesting { request },
+        };
         Rpc {
             live: Liveness::new(now, timeouts),
             state: RpcState::Client(ClientRpc {
-                phase: ClientPhase::Requesting { request },
+                phase,
                 restarts: 0,
                 last_restart: now,
                 called_at: now,
+                request_sent: None,
+                prodded: false,
+                answer_began: None,
                 ahead,
                 tx_generation,
                 oversized_response: None,
+                heard_back: false,
             }),
         }
     }
@@ -245,7 +274,9 @@ impl Rpc {
     pub(crate) fn outgoing(&self) -> Option<&OutgoingMessage> {
         match &self.state {
             RpcState::Client(ClientRpc { phase, .. }) => match phase {
-                ClientPhase::Requesting { request } => Some(request),
+                ClientPhase::Queued { request } | ClientPhase::Requesting { request } => {
+                    Some(request)
+                }
                 ClientPhase::Receiving { request, .. } => request.as_ref(),
             },
             RpcState::Server(ServerRpc { phase: ServerPhase::Responding { response }, .. }) => {
@@ -258,13 +289,64 @@ impl Rpc {
     pub(crate) fn outgoing_mut(&mut self) -> Option<&mut OutgoingMessage> {
         match &mut self.state {
             RpcState::Client(ClientRpc { phase, .. }) => match phase {
-                ClientPhase::Requesting { request } => Some(request),
+                ClientPhase::Queued { request } | ClientPhase::Requesting { request } => {
+                    Some(request)
+                }
                 ClientPhase::Receiving { request, .. } => request.as_mut(),
             },
             RpcState::Server(ServerRpc { phase: ServerPhase::Responding { response }, .. }) => {
                 Some(response)
             }
             RpcState::Server(_) => None,
+        }
+    }
+
+    /// Whether this is a client request waiting for its session's window.
+    pub(crate) fn queued(&self) -> bool {
+        matches!(&self.state, RpcState::Client(ClientRpc { phase: ClientPhase::Queued { .. }, .. }))
+    }
+
+    /// `Some(remaining bytes)` while the RPC has bytes to transmit now (the sender's
+    /// SRPT key); a queued request has none yet.
+    pub(crate) fn ready_key(&self) -> Option<u32> {
+        if self.queued() {
+            return None;
+        }
+        self.outgoing().and_then(OutgoingMessage::ready_key)
+    }
+
+    /// Unscheduled request bytes this RPC has in flight: sent (or being sent) with
+    /// no word back from the server yet. What the session's window counts.
+    pub(crate) fn unscheduled_in_flight(&self) -> usize {
+        match &self.state {
+            RpcState::Client(ClientRpc {
+                phase: ClientPhase::Requesting { request },
+                heard_back: false,
+                ..
+            }) => request.unscheduled() as usize,
+            _ => 0,
+        }
+    }
+
+    /// Queued -> Requesting: the session's window has room for the request. Its
+    /// silence and progress clocks start now (the wait was the session's, not the
+    /// server's), and its answer is due after those of the `ahead` RPCs already out.
+    pub(crate) fn released(mut self, now: Instant, ahead: u32) -> Rpc {
+        if let RpcState::Client(client) = self.state {
+            let phase = match client.phase {
+                ClientPhase::Queued { request } => ClientPhase::Requesting { request },
+                other => other,
+            };
+            self.state = RpcState::Client(ClientRpc { phase, ahead, ..client });
+        }
+        self.live.reset(now);
+        self
+    }
+
+    /// The request's last byte went out (first time only).
+    pub(crate) fn request_sent(&mut self, now: Instant) {
+        if let RpcState::Client(client) = &mut self.state {
+            client.request_sent.get_or_insert(now);
         }
     }
 
@@ -302,6 +384,9 @@ impl Rpc {
 
     /// What the timer would prod the peer with, if anything.
     pub(crate) fn prod(&self) -> Option<Prod> {
+        if self.queued() {
+            return None;
+        }
         if self.incoming().is_some() {
             return Some(Prod::Incoming);
         }
@@ -318,11 +403,12 @@ impl Rpc {
     /// When the RPC's timer must next look at it: the progress timeout, or the end
     /// of the current silence (after which, if there is anything to prod the peer
     /// with, it is prodded). `None`: no timer needed (the application owes the
-    /// response). Looking at the end of every silence, even while there is nothing
-    /// to prod with yet, keeps the deadline stable across an RPC's life, so it is
-    /// armed about once instead of at every change of phase.
+    /// response, or a queued request waits for its session's window). Looking at
+    /// the end of every silence, even while there is nothing to prod with yet, keeps
+    /// the deadline stable across an RPC's life, so it is armed about once instead
+    /// of at every change of phase.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        if self.in_service() {
+        if self.in_service() || self.queued() {
             return None;
         }
         let rpc_timeout = self.live.timeouts.rpc_timeout;
@@ -393,7 +479,7 @@ mod tests {
             rpc_timeout: Duration::from_secs(2),
             answer_after: resend,
         };
-        let mut rpc = Rpc::client(now, timeouts, request(100), 0, 0);
+        let mut rpc = Rpc::client(now, timeouts, request(100), 0, 0, false);
         assert_eq!(rpc.prod(), None, "still sending");
         // The timer looks at the end of the silence either way.
         assert_eq!(rpc.deadline(), Some(now + resend));

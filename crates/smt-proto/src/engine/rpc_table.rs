@@ -4,7 +4,7 @@
 //! ([`RpcTable::update`]). Before and after each change it takes the RPC's
 //! *footprint* (its SRPT keys, granted-but-unreceived bytes, memory charges, and
 //! timer deadline) and applies the difference to the indices: the sender's `ready`
-//! set, the receiver's `grantable` set, the byte and message counters (endpoint-wide
+//! set, the client's `queued` requests, the receiver's `grantable` set, the byte and message counters (endpoint-wide
 //! and per session) and the timer queue. So the indices are right by construction:
 //! a new kind of mutation cannot forget to update them.
 
@@ -37,6 +37,10 @@ pub(crate) struct SessionUsage {
     pub incoming_messages: usize,
     /// Charges of incomplete incoming messages and of delivered, unanswered requests.
     pub incoming_bytes: usize,
+    /// Unscheduled request bytes sent and not yet answered (the session's window).
+    pub unscheduled_in_flight: usize,
+    /// Client requests waiting for the window.
+    pub queued_requests: usize,
 }
 
 /// Endpoint-wide totals.
@@ -56,6 +60,9 @@ pub(crate) struct Totals {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Footprint {
     ready: Option<u32>,
+    /// A queued request: the unscheduled bytes it will put in flight.
+    queued_request: Option<usize>,
+    in_flight: usize,
     grant: Option<u32>,
     outstanding: u32,
     incoming: Option<usize>,
@@ -68,7 +75,9 @@ fn footprint(rpc: &Rpc) -> Footprint {
     let inc = rpc.incoming();
     let out = rpc.outgoing();
     Footprint {
-        ready: out.and_then(|m| m.ready_key()),
+        ready: rpc.ready_key(),
+        queued_request: rpc.queued().then(|| out.map_or(0, |m| m.unscheduled() as usize)),
+        in_flight: rpc.unscheduled_in_flight(),
         grant: inc.and_then(|m| m.grant_key()),
         outstanding: inc.map_or(0, |m| m.outstanding()),
         incoming: inc.map(|m| m.charge()),
@@ -156,6 +165,10 @@ pub(crate) struct RpcTable {
     rpcs: Store,
     /// Outgoing messages with bytes to send now (sender SRPT).
     ready: BTreeSet<QueueKey>,
+    /// Client requests waiting for their session's window, in call order.
+    queued: BTreeSet<RpcKey>,
+    /// Sessions with queued requests whose window may have room now.
+    releasable: BTreeSet<SessionHandle>,
     /// Incoming messages not fully granted (receiver SRPT).
     grantable: BTreeSet<QueueKey>,
     /// Armed RPC timers by deadline.
@@ -172,6 +185,8 @@ impl RpcTable {
         RpcTable {
             rpcs: Store::default(),
             ready: BTreeSet::new(),
+            queued: BTreeSet::new(),
+            releasable: BTreeSet::new(),
             grantable: BTreeSet::new(),
             timers: BTreeSet::new(),
             sessions: BTreeMap::new(),
@@ -196,6 +211,18 @@ impl RpcTable {
                 self.ready.insert((k, h, id));
             }
         }
+        let (was_queued, is_queued) = (
+            old.is_some_and(|f| f.queued_request.is_some()),
+            new.is_some_and(|f| f.queued_request.is_some()),
+        );
+        if was_queued != is_queued {
+            match is_queued {
+                true => self.queued.insert(key),
+                false => self.queued.remove(&key),
+            };
+        }
+        let in_flight = |f: Option<&Footprint>| f.map_or(0, |f| f.in_flight);
+        let (old_flight, new_flight) = (in_flight(old), in_flight(new));
         let (old_grant, new_grant) = (old.and_then(|f| f.grant), new.and_then(|f| f.grant));
         if old_grant != new_grant {
             if let Some(k) = old_grant {
@@ -219,14 +246,26 @@ impl RpcTable {
         t.incoming_bytes = t.incoming_bytes - old_in.unwrap_or(0) + new_in.unwrap_or(0);
         t.queued_bytes = t.queued_bytes - queued(old) + queued(new);
         t.outgoing_bytes = t.outgoing_bytes - outgoing(old) + outgoing(new);
-        let per_session = old_rpc != new_rpc || old_in != new_in || queued(old) != queued(new);
+        let per_session = old_rpc != new_rpc
+            || old_in != new_in
+            || queued(old) != queued(new)
+            || old_flight != new_flight
+            || was_queued != is_queued;
         if per_session {
             let s = self.sessions.entry(h).or_default();
+            s.queued_requests =
+                s.queued_requests - usize::from(was_queued) + usize::from(is_queued);
+            s.unscheduled_in_flight = s.unscheduled_in_flight - old_flight + new_flight;
             s.rpcs = s.rpcs - old_rpc + new_rpc;
             s.incoming_messages = s.incoming_messages - count(old_in) + count(new_in);
             s.incoming_bytes = s.incoming_bytes - old_in.unwrap_or(0) - queued(old)
                 + new_in.unwrap_or(0)
                 + queued(new);
+        }
+        // The window may have room for a queued request: a new one was queued, or
+        // requests in flight were answered (or ended).
+        if (is_queued && !was_queued) || new_flight < old_flight {
+            self.releasable.insert(h);
         }
     }
 
@@ -335,9 +374,61 @@ impl RpcTable {
         self.ready.first().map(|&(_, h, id)| (h, id))
     }
 
-    /// Whether any outgoing message has bytes to send now.
+    /// Whether any outgoing message has bytes to send now, or a queued request may.
     pub(crate) fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.releasable.is_empty()
+    }
+
+    /// Whether a new request of `session` that puts `unscheduled` bytes in flight may
+    /// go out now: nothing is queued before it, and the session's window has room
+    /// for it (or is empty: a request larger than the window goes out alone).
+    pub(crate) fn window_admits(
+        &self,
+        session: SessionHandle,
+        unscheduled: usize,
+        window: usize,
+    ) -> bool {
+        let in_flight = self.session_usage(session).unscheduled_in_flight;
+        self.first_queued(session).is_none()
+            && (in_flight == 0 || in_flight + unscheduled <= window)
+    }
+
+    fn first_queued(&self, session: SessionHandle) -> Option<RpcKey> {
+        let range = (session, MessageId::default())..=(session, MessageId::MAX);
+        self.queued.range(range).next().copied()
+    }
+
+    /// Sends queued requests, in call order, while their sessions' windows have
+    /// room: they become ready to transmit.
+    pub(crate) fn release_queued(&mut self, now: Instant, window: usize) {
+        while let Some(session) = self.releasable.pop_first() {
+            while let Some(key) = self.first_queued(session) {
+                let Some(entry) = self.rpcs.get(&key) else { break };
+                let unscheduled = entry.indexed.queued_request.unwrap_or(0);
+                let in_flight = self.session_usage(session).unscheduled_in_flight;
+                if in_flight > 0 && in_flight + unscheduled > window {
+                    break;
+                }
+                // Re-inserting re-indexes it from scratch (queued -> ready, in flight).
+                let Some(rpc) = self.remove(key) else { break };
+                // Its answer now waits only for those of the RPCs already out.
+                let usage = self.session_usage(session);
+                let ahead = usage.rpcs.saturating_sub(usage.queued_requests);
+                self.insert(key, rpc.released(now, u32::try_from(ahead).unwrap_or(u32::MAX)));
+            }
+        }
+        // Releasing only adds bytes in flight, so it marks no session releasable.
+        debug_assert!(self.releasable.is_empty());
+    }
+
+    /// Removes every queued request of a session (they fail with it).
+    pub(crate) fn remove_queued(&mut self, session: SessionHandle) -> Vec<MessageId> {
+        let mut ids = Vec::new();
+        while let Some(key) = self.first_queued(session) {
+            self.remove(key);
+            ids.push(key.1);
+        }
+        ids
     }
 
     /// Whether any incoming message still needs grants.
@@ -403,7 +494,7 @@ mod tests {
     use crate::engine::incoming::IncomingMessage;
     use crate::engine::keys::RxKeys;
     use crate::engine::outgoing::OutgoingMessage;
-    use crate::engine::rpc::Timeouts;
+    use crate::engine::rpc::{RpcState, Timeouts};
     use crate::record::{seal_message, CipherSuite, MessageLayout, RecordKey};
     use crate::wire::DataRepr;
 
@@ -449,9 +540,12 @@ mod tests {
         let now = Instant::now();
         let mut t = table();
         let (h, a, b) = (SessionHandle(1), MessageId::new(1).unwrap(), MessageId::new(2).unwrap());
-        assert!(t.insert((h, a), Rpc::client(now, TIMEOUTS, outgoing(50_000), 0, 0)));
-        assert!(t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0, 0)));
-        assert!(!t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0, 0)), "key taken");
+        assert!(t.insert((h, a), Rpc::client(now, TIMEOUTS, outgoing(50_000), 0, 0, false)));
+        assert!(t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0, 0, false)));
+        assert!(
+            !t.insert((h, b), Rpc::client(now, TIMEOUTS, outgoing(100), 0, 0, false)),
+            "key taken"
+        );
         // SRPT: the shorter message is sent first.
         assert_eq!(t.first_ready(), Some((h, b)));
         // Sending all of b's unscheduled bytes takes it out of the ready set.
@@ -488,6 +582,67 @@ mod tests {
         t.remove((h, ids[0]));
         assert_eq!(t.totals().granted_unreceived, 0);
         assert_eq!(t.session_usage(h).incoming_messages, 1);
+    }
+
+    /// Adds a client call as `Endpoint::finish` does: queued unless the window admits it.
+    fn call(t: &mut RpcTable, key: RpcKey, len: usize, window: usize, now: Instant) -> bool {
+        let out = outgoing(len);
+        let queued = !t.window_admits(key.0, out.unscheduled() as usize, window);
+        t.insert(key, Rpc::client(now, TIMEOUTS, out, 0, 0, queued));
+        queued
+    }
+
+    #[test]
+    fn calls_beyond_the_unscheduled_window_wait_and_go_out_in_call_order_as_answers_come() {
+        let now = Instant::now();
+        let mut t = table();
+        let h = SessionHandle(3);
+        let id = |i| MessageId::new(i).unwrap();
+        // Each request puts 1000 unscheduled bytes in flight; the window holds 2.
+        let window = 2000;
+        let queued: Vec<bool> =
+            (1..=5).map(|i| call(&mut t, (h, id(i)), 5000, window, now)).collect();
+        assert_eq!(queued, [false, false, true, true, true]);
+        assert_eq!(t.session_usage(h).unscheduled_in_flight, 2000);
+        t.release_queued(now, window);
+        let ready = |t: &RpcTable| t.ready.iter().map(|&(_, _, id)| id.get()).collect::<Vec<_>>();
+        assert_eq!(ready(&t), [1, 2], "the window is full: nothing released");
+        // Queued requests have no timer: the server does not know of them.
+        assert_eq!(t.armed_timers(), 2);
+        // The server answers call 2 (BUSY): one more may go, the oldest queued.
+        t.update((h, id(2)), |rpc| {
+            if let RpcState::Client(c) = &mut rpc.state {
+                c.heard_back = true;
+            }
+        });
+        assert!(t.has_ready());
+        t.release_queued(now, window);
+        assert_eq!(ready(&t), [1, 2, 3]);
+        assert_eq!(t.armed_timers(), 3);
+        // Call 1 completes and call 3 ends: 4 and 5 go out together.
+        t.remove((h, id(1)));
+        t.remove((h, id(3)));
+        t.release_queued(now, window);
+        assert_eq!(ready(&t), [2, 4, 5]);
+        assert_eq!(t.session_usage(h).unscheduled_in_flight, 2000);
+        // A new call queues behind nothing but still waits for room.
+        assert!(call(&mut t, (h, id(6)), 5000, window, now));
+        assert_eq!(t.remove_queued(h), vec![id(6)]);
+        assert!(t.queued.is_empty());
+        assert_eq!(ready(&t), [2, 4, 5], "removing queued calls leaves the others alone");
+    }
+
+    #[test]
+    fn a_call_larger_than_the_window_goes_out_alone() {
+        let now = Instant::now();
+        let mut t = table();
+        let h = SessionHandle(4);
+        let id = |i| MessageId::new(i).unwrap();
+        assert!(!call(&mut t, (h, id(1)), 5000, 500, now), "nothing in flight: it may go");
+        assert!(call(&mut t, (h, id(2)), 5000, 500, now), "the next waits");
+        t.remove((h, id(1)));
+        t.release_queued(now, 500);
+        assert_eq!(t.first_ready(), Some((h, id(2))));
     }
 
     impl RpcTable {

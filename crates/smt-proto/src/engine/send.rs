@@ -32,20 +32,21 @@ impl Endpoint {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
         self.open_received_here(now);
+        self.rpcs.release_queued(now, self.core.config.max_unscheduled_in_flight);
         if std::mem::take(&mut self.core.grants_due) {
             self.schedule_grants(now);
         }
-        let first = self.transmit_one(buf)?;
+        let first = self.transmit_one(now, buf)?;
         let handshake = buf.get(TYPE_BYTE) == Some(&(PacketType::Handshake as u8));
         if first.segment_size.is_none() && !handshake {
-            self.fill_bundle(first.destination, buf);
+            self.fill_bundle(now, first.destination, buf);
         }
         self.core.stats.bytes_sent += buf.len() as u64;
         Some(Transmit { size: buf.len(), ..first })
     }
 
     /// The next batch as the queues give it (one packet, or a GSO batch of DATA).
-    fn transmit_one(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+    fn transmit_one(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         if let Some((destination, bytes)) = self.core.control.pop_front() {
             buf.extend_from_slice(&bytes);
             self.core.stats.datagrams_sent += 1;
@@ -53,7 +54,7 @@ impl Endpoint {
         }
         // Data before acknowledgements: a request must not wait behind the ACK that
         // travels with it.
-        if let Some(transmit) = self.transmit_data(buf) {
+        if let Some(transmit) = self.transmit_data(now, buf) {
             return Some(transmit);
         }
         let destination = self.emit_ack(buf, None)?;
@@ -62,7 +63,7 @@ impl Endpoint {
     }
 
     /// Appends packets for `destination` to the datagram in `buf` while they fit.
-    fn fill_bundle(&mut self, destination: SocketAddr, buf: &mut Vec<u8>) {
+    fn fill_bundle(&mut self, now: Instant, destination: SocketAddr, buf: &mut Vec<u8>) {
         let payload = self.core.path_payloads.get(&destination.ip()).copied();
         let limit = DATA_HEADER_LEN + payload.unwrap_or(self.core.config.max_packet_payload);
         let mut last = 0;
@@ -70,7 +71,7 @@ impl Endpoint {
             let start = buf.len();
             let room = limit.saturating_sub(start);
             let appended = self.bundle_control(destination, room, buf)
-                || self.bundle_data(destination, room, buf)
+                || self.bundle_data(now, destination, room, buf)
                 || self.emit_ack_within(destination, room, buf);
             if !appended {
                 return;
@@ -100,7 +101,13 @@ impl Endpoint {
     /// One DATA packet of the message next in line, if it is for `destination` and
     /// its whole next packet fits (a message's packets are not cut smaller to fill
     /// a bundle).
-    fn bundle_data(&mut self, destination: SocketAddr, room: usize, buf: &mut Vec<u8>) -> bool {
+    fn bundle_data(
+        &mut self,
+        now: Instant,
+        destination: SocketAddr,
+        room: usize,
+        buf: &mut Vec<u8>,
+    ) -> bool {
         let Some(key) = self.rpcs.first_ready() else { return false };
         let Some(session) = self.sessions.get(&key.0) else { return false };
         if session.peer != destination {
@@ -113,7 +120,7 @@ impl Endpoint {
             .and_then(|rpc| rpc.outgoing())
             .and_then(|out| out.peek_packet_len(max_payload))
             .is_some_and(|len| DATA_HEADER_LEN + len <= room);
-        fits && self.emit_data(key, buf, 1).is_some_and(|(count, _)| count == 1)
+        fits && self.emit_data(now, key, buf, 1).is_some_and(|(count, _)| count == 1)
     }
 
     /// An ACK for `destination`, if one is due and fits.
@@ -174,7 +181,7 @@ impl Endpoint {
         }
     }
 
-    fn transmit_data(&mut self, buf: &mut Vec<u8>) -> Option<Transmit> {
+    fn transmit_data(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         let max_segments = self.core.config.max_segments;
         loop {
             let key = self.rpcs.first_ready()?;
@@ -185,7 +192,7 @@ impl Endpoint {
                 continue;
             };
             let peer = session.peer;
-            let Some((count, segment)) = self.emit_data(key, buf, max_segments) else {
+            let Some((count, segment)) = self.emit_data(now, key, buf, max_segments) else {
                 // In the ready set without an outgoing message: the footprint says
                 // otherwise, so this cannot happen; dropping the RPC ends the loop.
                 self.rpcs.remove(key);
@@ -208,6 +215,7 @@ impl Endpoint {
     /// RPC has no outgoing message.
     fn emit_data(
         &mut self,
+        now: Instant,
         key: RpcKey,
         buf: &mut Vec<u8>,
         max_segments: usize,
@@ -250,6 +258,10 @@ impl Endpoint {
                         Some(s) if size < s => break,
                         Some(_) => {}
                     }
+                }
+                let sent_whole = out.remaining() == 0;
+                if sent_whole {
+                    rpc.request_sent(now);
                 }
                 Some((count, segment))
             })

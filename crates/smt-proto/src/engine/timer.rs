@@ -11,8 +11,8 @@
 use std::time::Instant;
 
 use super::endpoint::{Endpoint, Timer};
-use super::event::{Event, Role, RpcError};
-use super::rpc::{Prod, Timeouts};
+use super::event::{Event, Role, RpcError, SessionHandle};
+use super::rpc::{Prod, RpcState, Timeouts};
 use super::rpc_table::RpcKey;
 use super::session::Side;
 use crate::wire::{Body, GrantRepr, ResendRepr};
@@ -82,6 +82,7 @@ impl Endpoint {
                     None => RpcError::Timeout(rpc_timeout),
                 };
                 self.core.events.push_back(Event::RpcFailed { session: key.0, id: key.1, error });
+                self.fail_queued_if_server_silent(key.0, now, rpc_timeout);
             }
             return;
         }
@@ -133,10 +134,14 @@ impl Endpoint {
                 true => now.checked_sub(silence.saturating_sub(resend_after)).unwrap_or(now),
                 false => now,
             };
+            let prodded = !prods.is_empty();
             self.rpcs.update(key, |rpc| {
                 rpc.live.last_prod = looked;
                 if let Some(inc) = rpc.incoming_mut() {
                     inc.forget_round_trip();
+                }
+                if let RpcState::Client(client) = &mut rpc.state {
+                    client.prodded |= prodded;
                 }
             });
         }
@@ -152,5 +157,28 @@ impl Endpoint {
         }
         // The timer fired (and was disarmed) whether or not anything changed.
         self.rpcs.rearm(key);
+    }
+
+    /// A call timed out and the server sent nothing at all for as long: the calls
+    /// queued behind it would only wait for a window that never opens (and then
+    /// time out one window at a time). They fail now, with the same error.
+    fn fail_queued_if_server_silent(
+        &mut self,
+        session: SessionHandle,
+        now: Instant,
+        rpc_timeout: std::time::Duration,
+    ) {
+        let silent = self
+            .sessions
+            .get(&session)
+            .is_some_and(|s| now.saturating_duration_since(s.last_activity) >= rpc_timeout);
+        if !silent {
+            return;
+        }
+        for id in self.rpcs.remove_queued(session) {
+            self.core.stats.rpc_timeouts += 1;
+            let error = RpcError::Timeout(rpc_timeout);
+            self.core.events.push_back(Event::RpcFailed { session, id, error });
+        }
     }
 }
