@@ -1,6 +1,7 @@
-//! `smt serve --metrics ADDR`: the endpoint's metrics at `http://ADDR/metrics` in
+//! `smt serve --metrics ADDR`: the server's metrics at `http://ADDR/metrics` in
 //! the OpenMetrics text format (which Prometheus scrapes), encoded by
-//! `prometheus-client` from a fresh `Endpoint::metrics` snapshot on every scrape.
+//! `prometheus-client` from fresh `Endpoint::metrics` snapshots on every scrape,
+//! summed over the endpoints of a server listening on several addresses.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -23,14 +24,65 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REQUEST_HEAD: usize = 8 << 10;
 
-/// Reads the endpoint's metrics on each scrape.
+/// Reads the endpoints' metrics on each scrape.
 #[derive(Debug)]
-struct EndpointCollector(smt::Endpoint);
+struct EndpointCollector(Vec<smt::Endpoint>);
+
+/// What the exposition shows: counters, gauges and histograms, summed.
+struct Snapshot {
+    counters: Vec<(&'static str, &'static str, u64)>,
+    memory: [usize; 6],
+    calls_in_flight: usize,
+    call_latency: smt::metrics::HistogramSnapshot,
+    service_time: smt::metrics::HistogramSnapshot,
+}
+
+impl EndpointCollector {
+    fn snapshot(&self) -> Option<Snapshot> {
+        let all: Vec<smt::metrics::Metrics> = self.0.iter().map(smt::Endpoint::metrics).collect();
+        let (first, rest) = all.split_first()?;
+        let mut sum = Snapshot {
+            counters: crate::stats::sum_counters(all.iter().map(|m| m.stats.clone())),
+            memory: [0; 6],
+            calls_in_flight: 0,
+            call_latency: first.call_latency.clone(),
+            service_time: first.service_time.clone(),
+        };
+        for m in rest {
+            add_histogram(&mut sum.call_latency, &m.call_latency);
+            add_histogram(&mut sum.service_time, &m.service_time);
+        }
+        for m in &all {
+            let mem = &m.memory;
+            let each = [
+                mem.sessions,
+                mem.rpcs,
+                mem.incoming_messages,
+                mem.incoming_bytes,
+                mem.queued_request_bytes,
+                mem.outgoing_bytes,
+            ];
+            for (total, value) in sum.memory.iter_mut().zip(each) {
+                *total += value;
+            }
+            sum.calls_in_flight += m.calls_in_flight;
+        }
+        Some(sum)
+    }
+}
+
+fn add_histogram(sum: &mut smt::metrics::HistogramSnapshot, h: &smt::metrics::HistogramSnapshot) {
+    for (total, n) in sum.buckets.iter_mut().zip(&h.buckets) {
+        *total += n;
+    }
+    sum.count += h.count;
+    sum.sum += h.sum;
+}
 
 impl Collector for EndpointCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let m = self.0.metrics();
-        for (name, help, value) in m.stats.counters() {
+        let Some(m) = self.snapshot() else { return Ok(()) };
+        for &(name, help, value) in &m.counters {
             let counter = ConstCounter::new(value);
             counter.encode(encoder.encode_descriptor(
                 name,
@@ -39,25 +91,23 @@ impl Collector for EndpointCollector {
                 counter.metric_type(),
             )?)?;
         }
+        let [sessions, rpcs, incoming_messages, incoming_bytes, queued_request_bytes, outgoing_bytes] =
+            m.memory;
         let gauges: [(&str, &str, usize); 7] = [
-            ("sessions", "Live sessions", m.memory.sessions),
-            ("rpcs", "RPCs of all sessions (client and server)", m.memory.rpcs),
+            ("sessions", "Live sessions", sessions),
+            ("rpcs", "RPCs of all sessions (client and server)", rpcs),
             ("calls_in_flight", "Client calls waiting for their response", m.calls_in_flight),
-            ("incoming_messages", "Incomplete incoming messages", m.memory.incoming_messages),
-            (
-                "incoming_bytes",
-                "Bytes charged for incomplete incoming messages",
-                m.memory.incoming_bytes,
-            ),
+            ("incoming_messages", "Incomplete incoming messages", incoming_messages),
+            ("incoming_bytes", "Bytes charged for incomplete incoming messages", incoming_bytes),
             (
                 "queued_request_bytes",
                 "Bytes of delivered requests not answered yet",
-                m.memory.queued_request_bytes,
+                queued_request_bytes,
             ),
             (
                 "outgoing_bytes",
                 "Bytes of outgoing messages kept for retransmission",
-                m.memory.outgoing_bytes,
+                outgoing_bytes,
             ),
         ];
         for (name, help, value) in gauges {
@@ -92,18 +142,18 @@ impl Collector for EndpointCollector {
     }
 }
 
-/// Serves `endpoint`'s metrics on `addr` until the returned task is aborted; the
-/// bound address is returned (port 0 picks a free one).
+/// Serves the metrics of `endpoints` (summed) on `addr` until the returned task is
+/// aborted; the bound address is returned (port 0 picks a free one).
 pub async fn spawn(
     addr: SocketAddr,
-    endpoint: smt::Endpoint,
+    endpoints: Vec<smt::Endpoint>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen for metrics on {addr}"))?;
     let local = listener.local_addr()?;
     let mut registry = Registry::with_prefix("smt");
-    registry.register_collector(Box::new(EndpointCollector(endpoint)));
+    registry.register_collector(Box::new(EndpointCollector(endpoints)));
     let registry = std::sync::Arc::new(registry);
     let task = tokio::spawn(async move {
         loop {

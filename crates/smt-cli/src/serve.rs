@@ -15,8 +15,10 @@ use crate::{metrics_http, stats};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on, HOST:PORT (port 0 picks a free port; the line
-    /// "listening on ADDR" on stderr tells which).
+    /// Address to listen on, HOST:PORT (port 0 picks a free port; a line
+    /// "listening on ADDR" on stderr tells which). A name is listened on at every
+    /// address it resolves to, with one port; `localhost` means both 127.0.0.1 and
+    /// ::1. The counters printed are the sums over all of them.
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
     /// The server's certificate chain (PEM, leaf first).
@@ -66,7 +68,7 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     let identity = smt::tls::Identity::from_pem_files(&args.cert, &args.key)?;
     let client_ca = args.client_ca.as_deref().map(smt::tls::load_certs).transpose()?;
     let tls = smt::tls::server_config(args.kx.provider(), identity, client_ca.as_deref())?;
-    let listen = transport::resolve(&args.listen).await?;
+    let listen = transport::resolve_all(&args.listen).await?;
     // Handlers first: a signal arriving right after "listening on" must stop us cleanly.
     let mut sigint = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut sigterm = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
@@ -74,22 +76,24 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     // config-reload habit) must not kill the server without its counters.
     let mut sigusr1 = signal(SignalKind::user_defined1()).context("cannot handle SIGUSR1")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
-    let endpoint = args.transport.server_endpoint(listen, tls, args.transport_config()?)?;
-    eprintln!("listening on {}", endpoint.local_addr());
+    let endpoints = bind_all(args, &listen, tls)?;
+    for endpoint in &endpoints {
+        eprintln!("listening on {}", endpoint.local_addr());
+    }
     let metrics = match args.metrics {
         Some(addr) => {
-            let (bound, task) = metrics_http::spawn(addr, endpoint.clone()).await?;
+            let (bound, task) = metrics_http::spawn(addr, endpoints.clone()).await?;
             eprintln!("metrics on http://{bound}/metrics");
             Some(task)
         }
         None => None,
     };
-    let echo = tokio::spawn(echo(endpoint.clone()));
+    let echoes: Vec<_> = endpoints.iter().map(|e| tokio::spawn(echo(e.clone()))).collect();
     let signal = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
-            _ = sigusr1.recv() => say!("{}", stats::to_json(&endpoint.stats())),
+            _ = sigusr1.recv() => say!("{}", stats::to_json(&endpoints)),
             _ = sighup.recv() => info!("SIGHUP ignored (SIGINT or SIGTERM stop the server)"),
         }
     };
@@ -97,13 +101,48 @@ pub async fn run(args: &ServeArgs) -> Result<()> {
     if let Some(task) = metrics {
         task.abort();
     }
-    stop_echo(echo).await;
+    for echo in echoes {
+        stop_echo(echo).await;
+    }
     // Tells connected clients goodbye; bounded so a stuck peer cannot block exit.
-    if tokio::time::timeout(Duration::from_secs(5), endpoint.close()).await.is_err() {
+    let close_all = close_all(&endpoints);
+    if tokio::time::timeout(Duration::from_secs(5), close_all).await.is_err() {
         debug!("endpoint close timed out");
     }
-    say!("{}", stats::to_json(&endpoint.stats()));
+    say!("{}", stats::to_json(&endpoints));
     Ok(())
+}
+
+/// Closes every endpoint.
+async fn close_all(endpoints: &[smt::Endpoint]) {
+    for endpoint in endpoints {
+        endpoint.close().await;
+    }
+}
+
+/// One endpoint per address, all on the first one's port (so port 0 picks one free
+/// port for all). An address after the first that cannot be bound (IPv6 disabled,
+/// say) is reported and left out; the first must work.
+fn bind_all(
+    args: &ServeArgs,
+    listen: &[SocketAddr],
+    tls: std::sync::Arc<rustls::ServerConfig>,
+) -> Result<Vec<smt::Endpoint>> {
+    let config = args.transport_config()?;
+    let Some((&first, rest)) = listen.split_first() else {
+        anyhow::bail!("{:?} resolves to no address", args.listen);
+    };
+    let primary = args.transport.server_endpoint(first, tls.clone(), config.clone())?;
+    let port = primary.local_addr().port();
+    let mut endpoints = vec![primary];
+    for addr in rest {
+        let addr = SocketAddr::new(addr.ip(), port);
+        match args.transport.server_endpoint(addr, tls.clone(), config.clone()) {
+            Ok(endpoint) => endpoints.push(endpoint),
+            Err(e) => eprintln!("warning: not listening on {addr}: {e:#}"),
+        }
+    }
+    Ok(endpoints)
 }
 
 /// Answers every request with its own payload until the endpoint closes, on the

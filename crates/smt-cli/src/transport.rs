@@ -93,12 +93,3 @@ pub async fn resolve_all(addr: &str) -> Result<Vec<SocketAddr>> {
     }
     Ok(all)
 }
-
-/// Resolves `HOST:PORT` (an IP address or a name) to its first address.
-pub async fn resolve(addr: &str) -> Result<SocketAddr> {
-    tokio::net::lookup_host(addr)
-        .await
-        .with_context(|| format!("cannot resolve {addr:?} (expected HOST:PORT)"))?
-        .next()
-        .with_context(|| format!("{addr:?} resolves to no address"))
-}

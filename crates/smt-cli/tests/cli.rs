@@ -512,6 +512,28 @@ fn call_to_localhost_finds_a_server_listening_on_either_loopback_address() {
     }
 }
 
+#[test]
+fn serve_on_localhost_listens_on_both_loopback_addresses_and_sums_their_counters() {
+    let tmp = TempDir::new("serve-localhost");
+    let (cert, key) = keygen(tmp.path(), "localhost");
+    let server = Server::start("localhost:0", &cert, &key, &["--metrics", "127.0.0.1:0"]);
+    let port = server.addr.rsplit_once(':').unwrap().1.to_owned();
+    let v6 = server.wait_for_log(&format!("listening on [::1]:{port}"));
+    assert!(v6.ends_with(&format!(":{port}")), "{v6}");
+    for (addr, count) in [(format!("127.0.0.1:{port}"), "3"), (format!("[::1]:{port}"), "4")] {
+        call(&addr, "localhost", &cert, &["--count", count]).assert_success();
+    }
+    // Metrics and the final counters are the sums over both endpoints.
+    let (_, body) = scrape(server.metrics.as_ref().unwrap(), "/metrics");
+    let metrics = parse_with_prometheus_client(&body);
+    assert_eq!(metrics["smt_requests_delivered_total"], 7.0);
+    assert_eq!(metrics["smt_sessions_accepted_total"], 2.0);
+    assert_eq!(metrics["smt_service_time_seconds_count"], 7.0);
+    let json = server.stop("-TERM");
+    assert_eq!(json["requests_delivered"], 7, "{json}");
+    assert_eq!(json["sessions"], 2, "{json}");
+}
+
 /// `smt call` running in the background until killed (a client that will crash).
 fn call_forever(addr: &str, ca: &Path) -> ChildGuard {
     let mut command = smt();
