@@ -186,6 +186,8 @@ pub struct Stats {
     /// DATA that carried no new bytes (retransmissions, duplicates, replays of a
     /// request already delivered).
     pub duplicate_packets: u64,
+    /// DATA holding only bytes beyond the message's grant (never asked for: dropped).
+    pub beyond_grant: u64,
     /// DATA for a message whose records were out being opened (see
     /// `Endpoint::take_records_to_open`): dropped, asked for again if needed.
     pub dropped_while_opening: u64,
@@ -257,6 +259,7 @@ impl Stats {
             ("unknown_session", "Datagrams for no session of this endpoint", self.unknown_session),
             ("unknown_rpc", "Packets about an RPC the session does not hold", self.unknown_rpc),
             ("duplicate_packets", "DATA that carried no new bytes (retransmissions, duplicates, replays of a request already delivered)", self.duplicate_packets),
+            ("beyond_grant", "DATA holding only bytes beyond the message's grant (never asked for: dropped)", self.beyond_grant),
             ("dropped_while_opening", "DATA for a message whose records were out being opened (see `Endpoint::take_records_to_open`): dropped, asked for again if needed", self.dropped_while_opening),
             ("calls_cancelled", "Client RPCs the application abandoned (`Endpoint::cancel_call`)", self.calls_cancelled),
             ("calls_queued", "Calls that waited for their session's unscheduled window before their request went out", self.calls_queued),

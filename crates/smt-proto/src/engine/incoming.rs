@@ -36,12 +36,16 @@ pub(crate) enum Absorbed {
     Queued,
     /// The message's records are out being opened: the packet was dropped.
     Busy,
+    /// The packet holds only bytes beyond the grant (dropped).
+    BeyondGrant,
 }
 
 /// A message being received. Its wire buffer (from the endpoint's pool for large
-/// messages) has the full wire length from the start: that is what admission
-/// control charges against the memory limits. Bytes of it are read only where they
-/// were received (and, once opened, only as plaintext of opened records).
+/// messages) has the full wire length from the start, but only bytes below the
+/// grant are ever written (the rest is dropped): a fresh buffer's untouched pages
+/// cost no memory, so what admission control charges is the granted prefix, not
+/// the length a (possibly forged) header claims. Bytes of it are read only where
+/// they were received (and, once opened, only as plaintext of opened records).
 #[derive(Debug)]
 pub(crate) struct IncomingMessage {
     layout: MessageLayout,
@@ -76,6 +80,11 @@ pub(crate) struct IncomingMessage {
     taken: bool,
     /// Complete records are queued for opening elsewhere instead of opened at once.
     defer: bool,
+    /// The sender went silent with granted bytes missing (the receiver's silence
+    /// timer fired): its grant no longer counts against the endpoint's budget and it
+    /// gets no more until new bytes arrive, so a sender that never sends what it was
+    /// granted holds no one else's share.
+    stalled: bool,
 }
 
 /// Opens a message that arrived whole in one DATA packet, without any reassembly
@@ -135,7 +144,17 @@ impl IncomingMessage {
             queued: Vec::new(),
             taken: false,
             defer: false,
+            stalled: false,
         })
+    }
+
+    /// Accepts at most `limit` bytes before a grant, whatever the sender announced
+    /// (the announcement is unauthenticated).
+    pub(crate) fn limit_unscheduled(mut self, limit: u32) -> IncomingMessage {
+        self.unscheduled = self.unscheduled.min(limit);
+        self.granted = self.unscheduled;
+        self.grant_sent = self.unscheduled;
+        self
     }
 
     /// Leaves complete records for `take_records` instead of opening them in
@@ -220,18 +239,53 @@ impl IncomingMessage {
         self.opened_with_next.take()
     }
 
-    /// Bytes charged against memory limits.
+    /// Bytes charged against memory limits: the granted prefix of the wire buffer
+    /// (the only part ever written) and the per-record state.
     pub(crate) fn charge(&self) -> usize {
-        self.layout.wire_len() as usize + self.opened.len() + 64
+        Self::charge_for(self.granted, self.opened.len())
     }
 
-    /// `Some(remaining)` while bytes remain to be granted: the receiver's SRPT key.
+    /// What a message granted `granted` bytes with `records` records is charged.
+    pub(crate) fn charge_for(granted: u32, records: usize) -> usize {
+        granted as usize + records + 64
+    }
+
+    /// The most bytes this message may be granted now: all of it once record 0
+    /// authenticated (the message is genuine), until then only up to the end of
+    /// record 0. Forged DATA thus never earns grants, nor memory beyond its first
+    /// record.
+    pub(crate) fn grantable_limit(&self) -> u32 {
+        if self.authenticated {
+            self.len()
+        } else {
+            self.layout.record_range(0).end as u32
+        }
+    }
+
+    /// `Some(remaining)` while bytes remain to be granted now: the receiver's SRPT
+    /// key. None while the sender is stalled.
     pub(crate) fn grant_key(&self) -> Option<u32> {
-        (self.granted < self.len()).then(|| self.len() - self.bytes_received)
+        (!self.stalled && self.granted < self.grantable_limit())
+            .then(|| self.len() - self.bytes_received)
     }
 
-    /// Scheduled (granted beyond unscheduled) bytes not yet received.
+    /// The sender left granted bytes missing for a silence: see `stalled`.
+    pub(crate) fn mark_stalled(&mut self) {
+        if self.outstanding_granted() > 0 {
+            self.stalled = true;
+        }
+    }
+
+    /// Scheduled (granted beyond unscheduled) bytes not yet received, counted
+    /// against the endpoint's grant budget: none while the sender is stalled.
     pub(crate) fn outstanding(&self) -> u32 {
+        if self.stalled {
+            return 0;
+        }
+        self.outstanding_granted()
+    }
+
+    fn outstanding_granted(&self) -> u32 {
         let scheduled = self.unscheduled..self.granted.max(self.unscheduled);
         let expected = scheduled.end - scheduled.start;
         expected - self.received.covered_within(scheduled)
@@ -266,8 +320,14 @@ impl IncomingMessage {
         {
             return Absorbed::Inconsistent;
         }
-        // DataRepr::parse guarantees offset + payload length <= message length.
-        let range = data.offset..data.offset + data.payload.len() as u32;
+        // DataRepr::parse guarantees offset + payload length <= message length. Bytes
+        // beyond the grant were never asked for: dropped, so that no packet can make
+        // the receiver touch memory it did not grant.
+        let end = (data.offset + data.payload.len() as u32).min(self.granted);
+        if data.offset >= end {
+            return Absorbed::BeyondGrant;
+        }
+        let range = data.offset..end;
         // Copy only the bytes not held yet: bytes of opened records are plaintext now
         // and must not be overwritten by (possibly forged) ciphertext.
         let (wire, payload) = (&mut self.wire, data.payload);
@@ -281,6 +341,7 @@ impl IncomingMessage {
             return Absorbed::Duplicate;
         }
         self.bytes_received += new_bytes;
+        self.stalled = false;
         self.received.insert(range.clone());
         self.high_water = self.high_water.max(self.bytes_received);
         let first = self.layout.record_containing(range.start as usize);
@@ -477,6 +538,48 @@ mod tests {
         assert_eq!(msg.absorb(id, data, false, false), Absorbed::Busy);
         let opened = crate::engine::opening::open_taken_here(taken);
         msg.restore_records(opened).expect("the message's own records").0
+    }
+
+    #[test]
+    fn bytes_beyond_the_grant_are_dropped_and_only_the_granted_prefix_is_charged() {
+        let id = MessageId::new(5).unwrap();
+        let payload = vec![7u8; 200_000];
+        let wire = seal_message(&key(), id, &payload, 16384).unwrap();
+        let layout = MessageLayout::for_payload(payload.len(), 16384).unwrap();
+        // The header claims the whole message may come unscheduled; we accept 40 000.
+        let first = data(&layout, 0, &wire[..1400]);
+        let mut msg = IncomingMessage::new(&first, false, keys(), &BufferPool::new(0))
+            .unwrap()
+            .limit_unscheduled(40_000);
+        assert_eq!(msg.granted(), 40_000);
+        assert_eq!(msg.charge(), 40_000 + layout.record_count() + 64);
+        assert!(msg.charge() < layout.wire_len() as usize / 4);
+        let far = data(&layout, 100_000, &wire[100_000..101_400]);
+        assert_eq!(msg.absorb(id, &far, false, false), Absorbed::BeyondGrant);
+        // A packet straddling the grant keeps only the part below it.
+        let straddling = data(&layout, 39_000, &wire[39_000..40_400]);
+        assert_eq!(msg.absorb(id, &straddling, false, false), Absorbed::Progress);
+        assert_eq!(msg.bytes_received(), 1000);
+        // Until record 0 opens, grants stop at its end.
+        assert_eq!(msg.grantable_limit(), layout.record_range(0).end as u32);
+        assert_eq!(msg.grant_key(), None, "40 000 granted is past record 0 already");
+        for offset in (0..40_000).step_by(1400) {
+            let end = (offset + 1400).min(40_000);
+            msg.absorb(id, &data(&layout, offset as u32, &wire[offset..end]), false, false);
+        }
+        assert!(msg.authenticated());
+        assert_eq!(msg.grantable_limit(), layout.wire_len());
+        assert!(msg.grant_key().is_some());
+        msg.set_granted(100_000);
+        assert_eq!(msg.charge(), 100_000 + layout.record_count() + 64);
+        // A sender that leaves granted bytes missing for a silence is stalled: its
+        // grant stops counting, and it gets no more until new bytes come.
+        assert_eq!(msg.outstanding(), 60_000);
+        msg.mark_stalled();
+        assert_eq!((msg.outstanding(), msg.grant_key()), (0, None));
+        msg.absorb(id, &data(&layout, 40_000, &wire[40_000..41_400]), false, false);
+        assert_eq!(msg.outstanding(), 60_000 - 1400);
+        assert!(msg.grant_key().is_some());
     }
 
     #[test]

@@ -186,6 +186,7 @@ pub(crate) fn new_incoming(
         .rx
         .candidates(phase, now)
         .and_then(|keys| IncomingMessage::new(data, phase, keys, &cx.core.buffers))
+        .map(|m| m.limit_unscheduled(cx.core.config.unscheduled_bytes))
         .map(|m| if cx.core.defer_opening { m.defer_opening() } else { m });
     if message.is_none() {
         cx.core.stats.malformed += 1;
@@ -266,6 +267,10 @@ pub(crate) fn absorb(
         }
         Absorbed::Duplicate => {
             cx.core.stats.duplicate_packets += 1;
+            Step::Continue
+        }
+        Absorbed::BeyondGrant => {
+            cx.core.stats.beyond_grant += 1;
             Step::Continue
         }
         Absorbed::RecordRejected => {

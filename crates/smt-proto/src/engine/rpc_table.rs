@@ -369,6 +369,17 @@ impl RpcTable {
             && self.totals.incoming_bytes + self.totals.queued_bytes + charge <= l.bytes_total
     }
 
+    /// Bytes a session's incoming messages may still grow by (grants raise their
+    /// charge): what is left of its own budget and of the endpoint's.
+    pub(crate) fn growth_room(&self, session: SessionHandle) -> usize {
+        let s = self.sessions.get(&session).copied().unwrap_or_default();
+        let l = &self.limits;
+        let total = self.totals.incoming_bytes + self.totals.queued_bytes;
+        l.bytes_per_session
+            .saturating_sub(s.incoming_bytes)
+            .min(l.bytes_total.saturating_sub(total))
+    }
+
     /// The outgoing message with the fewest bytes left among those ready to send.
     pub(crate) fn first_ready(&self) -> Option<RpcKey> {
         self.ready.first().map(|&(_, h, id)| (h, id))
@@ -436,10 +447,9 @@ impl RpcTable {
         !self.grantable.is_empty()
     }
 
-    /// The `n` incoming messages with the fewest bytes left that still need grants.
-    pub(crate) fn grant_order(&self, n: usize, out: &mut Vec<RpcKey>) {
-        out.clear();
-        out.extend(self.grantable.iter().take(n).map(|&(_, h, id)| (h, id)));
+    /// Incoming messages that still need grants, fewest bytes left first.
+    pub(crate) fn grantable(&self) -> impl Iterator<Item = RpcKey> + '_ {
+        self.grantable.iter().map(|&(_, h, id)| (h, id))
     }
 
     /// The earliest RPC timer.
@@ -576,7 +586,7 @@ mod tests {
         assert!(!t.admits(h, 10), "two incomplete messages per session at most");
         assert!(t.totals().incoming_bytes >= charge);
         // Granting scheduled bytes shows up as granted-but-unreceived.
-        assert_eq!(t.grant_order_vec(4), vec![(h, ids[0])]);
+        assert_eq!(t.grantable().collect::<Vec<_>>(), vec![(h, ids[0])]);
         t.update((h, ids[0]), |rpc| rpc.incoming_mut().unwrap().set_granted(5000));
         assert_eq!(t.totals().granted_unreceived, 4000);
         t.remove((h, ids[0]));
@@ -643,13 +653,5 @@ mod tests {
         t.remove((h, id(1)));
         t.release_queued(now, 500);
         assert_eq!(t.first_ready(), Some((h, id(2))));
-    }
-
-    impl RpcTable {
-        fn grant_order_vec(&self, n: usize) -> Vec<RpcKey> {
-            let mut v = Vec::new();
-            self.grant_order(n, &mut v);
-            v
-        }
     }
 }

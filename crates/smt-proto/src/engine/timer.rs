@@ -139,6 +139,7 @@ impl Endpoint {
                 rpc.live.last_prod = looked;
                 if let Some(inc) = rpc.incoming_mut() {
                     inc.forget_round_trip();
+                    inc.mark_stalled();
                 }
                 if let RpcState::Client(client) = &mut rpc.state {
                     client.prodded |= prodded;
