@@ -72,7 +72,9 @@ pub enum Fate {
 /// One line of the packet trace.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TraceEvent {
-    /// Virtual time since the network was created.
+    /// Virtual time since the network was created: when a lost datagram left its
+    /// sender, when a delivered one reached the switch (its arrival depends on the
+    /// downlink queue it meets there).
     pub at: Duration,
     /// Address of the sending host.
     pub from: SocketAddr,
@@ -135,6 +137,11 @@ struct InFlight {
     to: usize,
     from: SocketAddr,
     bytes: Vec<u8>,
+    /// `Some(extra delay)` while the datagram is on its way to the switch, where it
+    /// queues for the receiver's downlink in the order datagrams get there (a
+    /// datagram sent later from an idle host can overtake one still stuck behind a
+    /// busy uplink); `None` once it is on its way to the host.
+    to_switch: Option<Duration>,
 }
 
 /// Counters over the whole run.
@@ -389,7 +396,14 @@ impl Network {
     /// Delivers `bytes` to `to` as if sent by `from`, at the current time.
     pub fn inject(&mut self, to: HostId, from: SocketAddr, bytes: Vec<u8>) {
         self.seq += 1;
-        self.queue.push(Reverse(InFlight { at: self.now, seq: self.seq, to: to.0, from, bytes }));
+        self.queue.push(Reverse(InFlight {
+            at: self.now,
+            seq: self.seq,
+            to: to.0,
+            from,
+            bytes,
+            to_switch: None,
+        }));
     }
 
     /// Takes the events the host's application has seen, with their times.
@@ -422,6 +436,10 @@ impl Network {
         if deliver {
             let Some(Reverse(packet)) = self.queue.pop() else { return false };
             self.now = self.now.max(packet.at);
+            if let Some(extra) = packet.to_switch {
+                self.through_switch(packet, extra);
+                return true;
+            }
             let now = self.now();
             self.stats.delivered += 1;
             if let Some(c) = self.capture.as_mut() {
@@ -570,25 +588,41 @@ impl Network {
         };
         for copy in 0..copies {
             let at_switch = depart + self.link.delay / 2;
-            let start = at_switch.max(self.hosts[to].downlink_free);
-            let done = start + tx;
-            self.hosts[to].downlink_free = done;
-            let mut arrive = done + self.link.delay / 2;
+            let mut extra = Duration::ZERO;
             if self.link.reorder > 0.0 && self.rng.gen_bool(self.link.reorder) {
                 let jitter = self.link.reorder_jitter.as_nanos() as u64;
-                arrive += Duration::from_nanos(self.rng.gen_range(0..=jitter));
+                extra = Duration::from_nanos(self.rng.gen_range(0..=jitter));
             }
             let fate = if copy == 0 { Fate::Delivered } else { Fate::Duplicated };
-            self.record(from_addr, to_addr, len, fate, arrive);
+            self.record(from_addr, to_addr, len, fate, at_switch);
             self.seq += 1;
             self.queue.push(Reverse(InFlight {
-                at: arrive,
+                at: at_switch,
                 seq: self.seq,
                 to,
                 from: from_addr,
                 bytes: bytes.clone(),
+                to_switch: Some(extra),
             }));
         }
+    }
+
+    /// A datagram reached the switch: it takes the receiver's downlink after what got
+    /// there before it, then travels the rest of the way.
+    fn through_switch(&mut self, packet: InFlight, extra: Duration) {
+        let len = packet.bytes.len();
+        let tx =
+            Duration::from_nanos((len as u64 * 8 * 1_000_000_000) / self.link.bandwidth_bps.max(1));
+        let start = packet.at.max(self.hosts[packet.to].downlink_free);
+        let done = start + tx;
+        self.hosts[packet.to].downlink_free = done;
+        self.seq += 1;
+        self.queue.push(Reverse(InFlight {
+            at: done + self.link.delay / 2 + extra,
+            seq: self.seq,
+            to_switch: None,
+            ..packet
+        }));
     }
 
     fn record(&mut self, from: SocketAddr, to: SocketAddr, len: usize, fate: Fate, at: Duration) {
