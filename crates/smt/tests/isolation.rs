@@ -1,0 +1,206 @@
+//! One malicious client against a real server on loopback (the simulator versions
+//! are in `crates/smt-sim/tests/isolation.rs`): it forges DATA on its own, genuinely
+//! established session, claiming huge messages and touching them, while a victim
+//! client keeps calling. The victim's calls must all succeed, and the server's
+//! memory must stay within the documented bound (PROTOCOL.md 9.1.1).
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smt_proto::wire::{Body, DataRepr, Flags, HeaderRepr, MessageId, PacketRepr, PacketType};
+use support::{loopback_client, loopback_server, pattern, within};
+
+const STEP: Duration = Duration::from_secs(10);
+
+/// The attacker's path to the server: forwards its client's datagrams (so that it
+/// can establish a session and learn its ID) until `cut`; from then on the client is
+/// silent (it would answer RPC_UNKNOWN for the forged IDs) and the test sends
+/// forged datagrams from the same address.
+struct AttackerPath {
+    addr: std::net::SocketAddr,
+    back: Arc<tokio::net::UdpSocket>,
+    session_id: Arc<std::sync::Mutex<Option<u64>>>,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AttackerPath {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AttackerPath {
+    async fn start(server: std::net::SocketAddr) -> AttackerPath {
+        let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let back_port = back.local_addr().unwrap().port();
+        let session_id = Arc::new(std::sync::Mutex::new(None));
+        let cut = Arc::new(AtomicBool::new(false));
+        let (b, id, c) = (back.clone(), session_id.clone(), cut.clone());
+        let task = tokio::spawn(async move {
+            let mut client = None;
+            let (mut up, mut down) = (vec![0u8; 65536], vec![0u8; 65536]);
+            loop {
+                tokio::select! {
+                    r = front.recv_from(&mut up) => {
+                        let Ok((n, from)) = r else { continue };
+                        client = Some(from);
+                        if c.load(Ordering::SeqCst) || n < 4 {
+                            continue;
+                        }
+                        let datagram = &mut up[..n];
+                        if let Ok(p) = PacketRepr::parse(datagram) {
+                            if p.header.packet_type == PacketType::Data {
+                                *id.lock().unwrap() = Some(p.header.session_id);
+                            }
+                        }
+                        datagram[0..2].copy_from_slice(&back_port.to_be_bytes());
+                        datagram[2..4].copy_from_slice(&server.port().to_be_bytes());
+                        let _ = b.send_to(datagram, server).await;
+                    }
+                    r = b.recv_from(&mut down) => {
+                        let Ok((n, _)) = r else { continue };
+                        let Some(client) = client else { continue };
+                        if c.load(Ordering::SeqCst) || n < 4 {
+                            continue;
+                        }
+                        let datagram = &mut down[..n];
+                        datagram[0..2].copy_from_slice(&addr.port().to_be_bytes());
+                        datagram[2..4].copy_from_slice(&client.port().to_be_bytes());
+                        let _ = front.send_to(datagram, client).await;
+                    }
+                }
+            }
+        });
+        AttackerPath { addr, back, session_id, cut, task }
+    }
+}
+
+/// Resident memory of this process (server, clients and test together), in bytes.
+fn rss() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_huge_messages_on_a_clients_own_session_leave_other_clients_served() {
+    let id = support::identity(&["localhost"]);
+    let server = loopback_server(support::server_config(&id));
+    support::spawn_echo(server.clone());
+    let path = AttackerPath::start(server.local_addr()).await;
+    let attacker = loopback_client(support::client_config(&id));
+    let attacker_session =
+        within(STEP, "attacker connect", attacker.connect(path.addr, "localhost")).await.unwrap();
+    within(STEP, "attacker call", attacker_session.call(b"hello".to_vec())).await.unwrap();
+    let session_id = path.session_id.lock().unwrap().expect("the attacker's session ID");
+    path.cut.store(true, Ordering::SeqCst);
+    let victim = loopback_client(support::client_config(&id));
+    let victim_session =
+        within(STEP, "victim connect", victim.connect(server.local_addr(), "localhost"))
+            .await
+            .unwrap();
+    // Warm up (allocator, buffer pool), then measure undisturbed latency.
+    let sizes = [64usize, 4096, 40_000, 200_000];
+    let mut undisturbed = Vec::new();
+    for round in 0..20u64 {
+        for &size in &sizes {
+            let request = pattern(size, round);
+            let started = Instant::now();
+            let response = within(STEP, "victim call", victim_session.call(request.clone())).await;
+            assert_eq!(response.unwrap().as_ref(), &request[..]);
+            undisturbed.push(started.elapsed());
+        }
+    }
+    let rss_before = rss();
+    // The attack: 2000 messages claiming 128 MiB each, touched at random offsets
+    // (half inside the unscheduled prefix, which keeps them alive), every 20 ms,
+    // while the victim calls.
+    const BOGUS: u64 = 2000;
+    const CLAIM: u32 = 128 << 20;
+    let (back, server_addr) = (path.back.clone(), server.local_addr());
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_attack = stop.clone();
+    let attack = tokio::spawn(async move {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let junk = [0x17u8; 64];
+        while !stop_attack.load(Ordering::SeqCst) {
+            for id in 1_000..1_000 + BOGUS {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let end = if id % 2 == 0 { CLAIM } else { 40_000 };
+                let offset = (x % u64::from(end - 64)) as u32;
+                let packet = PacketRepr {
+                    header: HeaderRepr {
+                        src_port: back.local_addr().unwrap().port(),
+                        dst_port: server_addr.port(),
+                        packet_type: PacketType::Data,
+                        flags: Flags::FROM_INITIATOR,
+                        session_id,
+                        message_id: MessageId::new(id).unwrap(),
+                    },
+                    body: Body::Data(DataRepr {
+                        message_length: CLAIM,
+                        offset,
+                        unscheduled: CLAIM,
+                        record_size: 16384,
+                        priority: 0,
+                        payload: &junk,
+                    }),
+                };
+                let _ = back.send_to(&packet.to_vec(), server_addr).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut attacked = Vec::new();
+    let mut peak_incoming = 0;
+    let mut peak_rss = 0;
+    for round in 0..40u64 {
+        for &size in &sizes {
+            let request = pattern(size, 100 + round);
+            let started = Instant::now();
+            let response =
+                within(STEP, "victim call under attack", victim_session.call(request.clone()))
+                    .await;
+            assert_eq!(response.expect("victim call under attack").as_ref(), &request[..]);
+            attacked.push(started.elapsed());
+        }
+        peak_incoming = peak_incoming.max(server.memory_usage().incoming_bytes);
+        peak_rss = peak_rss.max(rss());
+    }
+    stop.store(true, Ordering::SeqCst);
+    attack.await.unwrap();
+    let p99 = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[(v.len() * 99 / 100).min(v.len() - 1)]
+    };
+    let (quiet, loud) = (p99(&mut undisturbed), p99(&mut attacked));
+    let stats = server.stats();
+    println!(
+        "victim p99 {loud:?} under attack, {quiet:?} undisturbed; server incoming peak {peak_incoming} B; \
+         RSS {rss_before} -> peak {peak_rss} B; {} forged packets beyond the grant",
+        stats.beyond_grant
+    );
+    // Each forged message holds at most its 40 000-byte unscheduled prefix and a
+    // byte per claimed record: 2000 x 48 KB, whatever it claims.
+    let per_message = 40_000 + (CLAIM as usize).div_ceil(16 * 1024) + 64;
+    assert!(peak_incoming <= BOGUS as usize * per_message, "{peak_incoming} B held");
+    assert!(stats.beyond_grant > 0, "no forged packet landed beyond the grant");
+    // RSS: the charged bytes plus allocator and buffer-pool slack (32 MiB pool).
+    let growth = peak_rss.saturating_sub(rss_before);
+    assert!(growth <= BOGUS as usize * per_message + (64 << 20), "RSS grew {growth} B");
+    // Loopback on a shared 2-vCPU machine is noisy: a generous bound that a starved
+    // victim (timeouts of 2 s, or calls queued behind the forged messages) misses.
+    assert!(loud <= quiet * 10 + Duration::from_millis(50), "victim p99 {loud:?} vs {quiet:?}");
+    drop(attacker_session);
+}
