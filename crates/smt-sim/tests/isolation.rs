@@ -230,3 +230,33 @@ fn a_client_that_stalls_its_own_large_requests_slows_only_itself() {
     );
     assert!(responses(&s.net, attacker).is_empty(), "the stalled requests cannot have completed");
 }
+
+#[test]
+fn a_forged_message_kept_alive_by_a_trickle_of_new_bytes_expires_anyway() {
+    // The red team kept never-completed messages alive with one new byte every 2 s
+    // (each new byte is progress). A message whose first record never authenticates
+    // now lives at most `rpc_timeout` (2 s) from its first packet, trickle or not.
+    let mut s = scene(23);
+    let (server, from) = (s.server, s.net.addr(s.attacker));
+    let attacker = s.attacker;
+    s.net.set_drop_filter(move |sender, _, _| sender == attacker);
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let mut offset = 0;
+    for _ in 0..10 {
+        for id in 5_000..5_100 {
+            let packet = s.forge(id, 1 << 20, offset, &mut rng);
+            s.net.inject(server, from, packet);
+        }
+        offset += 64; // new bytes each time, all within the unscheduled prefix
+        let until = s.net.elapsed() + Duration::from_millis(500);
+        s.net.advance_to(until);
+    }
+    let stats = s.net.endpoint_ref(server).stats().clone();
+    println!("after 5 s of trickling: {} forged messages expired", stats.rpc_timeouts);
+    assert!(
+        stats.rpc_timeouts >= 100,
+        "{} expired: the trickle kept them alive",
+        stats.rpc_timeouts
+    );
+    assert_eq!(stats.requests_delivered, 0);
+}

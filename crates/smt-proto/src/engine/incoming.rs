@@ -85,6 +85,8 @@ pub(crate) struct IncomingMessage {
     /// gets no more until new bytes arrive, so a sender that never sends what it was
     /// granted holds no one else's share.
     stalled: bool,
+    /// When its first packet arrived (see `Rpc::expiry`).
+    began: Option<Instant>,
 }
 
 /// Opens a message that arrived whole in one DATA packet, without any reassembly
@@ -145,7 +147,18 @@ impl IncomingMessage {
             taken: false,
             defer: false,
             stalled: false,
+            began: None,
         })
+    }
+
+    /// Notes when the message's first packet arrived.
+    pub(crate) fn began_at(mut self, now: Instant) -> IncomingMessage {
+        self.began = Some(now);
+        self
+    }
+
+    pub(crate) fn began(&self) -> Option<Instant> {
+        self.began
     }
 
     /// Accepts at most `limit` bytes before a grant, whatever the sender announced

@@ -186,7 +186,7 @@ pub(crate) fn new_incoming(
         .rx
         .candidates(phase, now)
         .and_then(|keys| IncomingMessage::new(data, phase, keys, &cx.core.buffers))
-        .map(|m| m.limit_unscheduled(cx.core.config.unscheduled_bytes))
+        .map(|m| m.limit_unscheduled(cx.core.config.unscheduled_bytes).began_at(now))
         .map(|m| if cx.core.defer_opening { m.defer_opening() } else { m });
     if message.is_none() {
         cx.core.stats.malformed += 1;

@@ -411,9 +411,26 @@ impl Rpc {
         if self.in_service() || self.queued() {
             return None;
         }
-        let rpc_timeout = self.live.timeouts.rpc_timeout;
         let silence = self.live.last_heard.max(self.live.last_prod) + self.silence();
-        Some(silence.min(self.live.last_progress + rpc_timeout))
+        Some(silence.min(self.expiry()))
+    }
+
+    /// When the RPC fails for lack of progress: `rpc_timeout` after its last
+    /// progress, and, while the message it receives has not authenticated its first
+    /// record, no later than `rpc_timeout` after its first packet. A genuine message
+    /// authenticates within a few round trips; one that trickles in a new byte now
+    /// and then without ever authenticating is forged, and must not hold its memory
+    /// for as long as the trickle lasts.
+    pub(crate) fn expiry(&self) -> Instant {
+        let rpc_timeout = self.live.timeouts.rpc_timeout;
+        let by_progress = self.live.last_progress + rpc_timeout;
+        match self.incoming() {
+            Some(inc) if !inc.authenticated() => match inc.began() {
+                Some(began) => by_progress.min(began + rpc_timeout),
+                None => by_progress,
+            },
+            _ => by_progress,
+        }
     }
 
     /// For a client RPC, how many RPCs of its session were waiting when it was made.

@@ -70,8 +70,7 @@ impl Endpoint {
         let Some(rpc) = self.rpcs.get(key) else { return };
         let Timeouts { rpc_timeout, .. } = rpc.live.timeouts;
         let silence = rpc.silence();
-        if !rpc.in_service() && now.saturating_duration_since(rpc.live.last_progress) >= rpc_timeout
-        {
+        if !rpc.in_service() && now >= rpc.expiry() {
             let (role, oversized) = (rpc.role(), rpc.oversized_response());
             self.rpcs.remove(key);
             self.core.stats.rpc_timeouts += 1;
