@@ -178,6 +178,8 @@ pub(crate) struct RpcTable {
     sessions: BTreeMap<SessionHandle, SessionUsage>,
     totals: Totals,
     limits: Limits,
+    /// Sessions whose incoming messages or queued requests hold memory.
+    sessions_holding: usize,
 }
 
 impl RpcTable {
@@ -192,6 +194,7 @@ impl RpcTable {
             sessions: BTreeMap::new(),
             totals: Totals::default(),
             limits,
+            sessions_holding: 0,
         }
     }
 
@@ -258,9 +261,13 @@ impl RpcTable {
             s.unscheduled_in_flight = s.unscheduled_in_flight - old_flight + new_flight;
             s.rpcs = s.rpcs - old_rpc + new_rpc;
             s.incoming_messages = s.incoming_messages - count(old_in) + count(new_in);
+            let held_before = s.incoming_bytes > 0;
             s.incoming_bytes = s.incoming_bytes - old_in.unwrap_or(0) - queued(old)
                 + new_in.unwrap_or(0)
                 + queued(new);
+            let held_after = s.incoming_bytes > 0;
+            self.sessions_holding =
+                self.sessions_holding - usize::from(held_before) + usize::from(held_after);
         }
         // The window may have room for a queued request: a new one was queued, or
         // requests in flight were answered (or ended).
@@ -356,28 +363,43 @@ impl RpcTable {
             .into_iter()
             .filter_map(|id| self.remove((session, id)).map(|rpc| (id, rpc)))
             .collect();
-        self.sessions.remove(&session);
+        if let Some(s) = self.sessions.remove(&session) {
+            // (Its RPCs are gone, so it holds nothing; kept exact all the same.)
+            self.sessions_holding -= usize::from(s.incoming_bytes > 0);
+        }
         rpcs
     }
 
     /// Whether a new incoming message charged `charge` bytes fits the limits.
     pub(crate) fn admits(&self, session: SessionHandle, charge: usize) -> bool {
         let s = self.sessions.get(&session).copied().unwrap_or_default();
-        let l = &self.limits;
-        s.incoming_messages < l.messages_per_session
-            && s.incoming_bytes + charge <= l.bytes_per_session
-            && self.totals.incoming_bytes + self.totals.queued_bytes + charge <= l.bytes_total
+        s.incoming_messages < self.limits.messages_per_session && charge <= self.room(session)
     }
 
     /// Bytes a session's incoming messages may still grow by (grants raise their
-    /// charge): what is left of its own budget and of the endpoint's.
+    /// charge): see `room`.
     pub(crate) fn growth_room(&self, session: SessionHandle) -> usize {
+        self.room(session)
+    }
+
+    /// What is left of the session's own budget and of the endpoint's; and, once
+    /// the endpoint is more than half full, of the session's fair share (the total
+    /// divided among the sessions holding memory, itself included): under
+    /// contention no session can take what the others need.
+    fn room(&self, session: SessionHandle) -> usize {
         let s = self.sessions.get(&session).copied().unwrap_or_default();
         let l = &self.limits;
         let total = self.totals.incoming_bytes + self.totals.queued_bytes;
-        l.bytes_per_session
+        let mut room = l
+            .bytes_per_session
             .saturating_sub(s.incoming_bytes)
-            .min(l.bytes_total.saturating_sub(total))
+            .min(l.bytes_total.saturating_sub(total));
+        if total > l.bytes_total / 2 {
+            let holders = self.sessions_holding + usize::from(s.incoming_bytes == 0);
+            let share = l.bytes_total / holders.max(1);
+            room = room.min(share.saturating_sub(s.incoming_bytes));
+        }
+        room
     }
 
     /// The outgoing message with the fewest bytes left among those ready to send.
@@ -592,6 +614,29 @@ mod tests {
         t.remove((h, ids[0]));
         assert_eq!(t.totals().granted_unreceived, 0);
         assert_eq!(t.session_usage(h).incoming_messages, 1);
+    }
+
+    #[test]
+    fn once_the_endpoint_is_half_full_each_session_is_held_to_its_fair_share() {
+        let now = Instant::now();
+        let limits =
+            Limits { messages_per_session: 100, bytes_per_session: 1 << 20, bytes_total: 1 << 20 };
+        let mut t = RpcTable::new(limits);
+        let (greedy, other) = (SessionHandle(1), SessionHandle(2));
+        let id = |i| MessageId::new(i).unwrap();
+        // Alone, a session may fill the endpoint.
+        t.insert((greedy, id(1)), Rpc::delivered(now, TIMEOUTS, 700_000));
+        assert!(t.admits(greedy, 100_000), "no one else holds memory");
+        // Another session now holds some: beyond half full, each gets half at most.
+        t.insert((other, id(1)), Rpc::delivered(now, TIMEOUTS, 10_000));
+        assert!(!t.admits(greedy, 10_000), "the greedy session is past its share");
+        assert!(t.admits(other, 100_000), "the other is far below its share");
+        assert_eq!(t.growth_room(greedy), 0);
+        // When the greedy session's request is answered, it may take more again.
+        t.remove((greedy, id(1)));
+        assert!(t.admits(greedy, 100_000));
+        t.remove((other, id(1)));
+        assert_eq!(t.sessions_holding, 0);
     }
 
     /// Adds a client call as `Endpoint::finish` does: queued unless the window admits it.
