@@ -175,11 +175,7 @@ impl ClientRpc {
         if !matches!(self.phase, ClientPhase::Requesting { .. }) {
             return false;
         }
-        if let ClientPhase::Requesting { request } = &self.phase {
-            if self.answer_began.is_none() && self.restarts == 0 && !request.retransmitted() {
-                self.answer_began = Some(now);
-            }
-        }
+        self.answer_began.get_or_insert(now);
         let receiving = ClientPhase::Receiving { request: None, response: Box::new(response) };
         if let ClientPhase::Requesting { request } = std::mem::replace(&mut self.phase, receiving) {
             if let ClientPhase::Receiving { request: slot, .. } = &mut self.phase {
@@ -190,22 +186,17 @@ impl ClientRpc {
     }
 
     /// The time from the request's last byte to the first packet of its answer, if
-    /// it is a fair sample of the answer pace (Karn): not when any of the request was
-    /// sent again (a restart, or a part the server asked for), as the time then
-    /// includes a loss recovery, not one answer's wait; nor when the client had to
-    /// ask the server about it (a lost answer, or parts of one). `now`: a response that
-    /// arrives whole now. From the last byte, not the call: the pace sets how long
-    /// a call whose request went out waits before asking, and a large request's own
-    /// transfer (or a wait for the session's window) is no part of that.
+    /// it is a fair sample of the answer pace (Karn): not after a restart or any
+    /// other loss recovery (`recovered`), whose time is not one answer's wait. `now`:
+    /// a response that arrives whole now. From the last byte, not the call: the pace
+    /// sets how long a call whose request went out waits before asking, and a large
+    /// request's own transfer (or a wait for the session's window) is no part of
+    /// that.
     fn answer_time(&self, now: Instant) -> Option<Duration> {
-        if self.restarts > 0 || self.prodded {
+        if self.restarts > 0 || self.recovered || matches!(self.phase, ClientPhase::Queued { .. }) {
             return None;
         }
-        let began = match &self.phase {
-            ClientPhase::Requesting { request } => (!request.retransmitted()).then_some(now)?,
-            ClientPhase::Receiving { .. } => self.answer_began?,
-            ClientPhase::Queued { .. } => return None,
-        };
+        let began = self.answer_began.unwrap_or(now);
         Some(began.saturating_duration_since(self.request_sent.unwrap_or(self.called_at)))
     }
 

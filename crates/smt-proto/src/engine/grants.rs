@@ -39,7 +39,7 @@ impl Endpoint {
             // not after every packet.
             let step = (window / 8).max(session.path.max_payload() as u32);
             let budget = max_incoming - outstanding;
-            let room = self.rpcs.growth_room(key.0);
+            let room = self.rpcs.room(key.0);
             let grant = self.rpcs.update(key, |rpc| {
                 let inc = rpc.incoming_mut()?;
                 let limit = inc.grantable_limit();

@@ -255,12 +255,7 @@ impl IncomingMessage {
     /// Bytes charged against memory limits: the granted prefix of the wire buffer
     /// (the only part ever written) and the per-record state.
     pub(crate) fn charge(&self) -> usize {
-        Self::charge_for(self.granted, self.opened.len())
-    }
-
-    /// What a message granted `granted` bytes with `records` records is charged.
-    pub(crate) fn charge_for(granted: u32, records: usize) -> usize {
-        granted as usize + records + 64
+        self.granted as usize + self.opened.len() + 64
     }
 
     /// The most bytes this message may be granted now: all of it once record 0

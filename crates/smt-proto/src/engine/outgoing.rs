@@ -33,9 +33,6 @@ pub(crate) struct OutgoingMessage {
     restarted_below: u32,
     /// KEY_PHASE bit of the key that sealed the message, carried by its DATA packets.
     phase: bool,
-    /// Whether any byte was sent more than once (then the time to its answer
-    /// includes a loss recovery and is no sample of the answer pace).
-    retransmitted: bool,
 }
 
 impl OutgoingMessage {
@@ -54,7 +51,6 @@ impl OutgoingMessage {
             priority: 0,
             restarted_below: 0,
             phase: false,
-            retransmitted: false,
         }
     }
 
@@ -151,23 +147,15 @@ impl OutgoingMessage {
     pub(crate) fn next_packet(&mut self, max_payload: usize) -> Option<(Range<u32>, bool)> {
         let max = max_payload as u32;
         if let Some(range) = self.resend.pop_front(max) {
-            self.retransmitted = true;
             return Some((range, true));
         }
         if self.next_offset < self.granted {
             let start = self.next_offset;
             let end = self.granted.min(start.saturating_add(max));
             self.next_offset = end;
-            let again = start < self.restarted_below;
-            self.retransmitted |= again;
-            return Some((start..end, again));
+            return Some((start..end, start < self.restarted_below));
         }
         None
-    }
-
-    /// Whether any byte was sent more than once.
-    pub(crate) fn retransmitted(&self) -> bool {
-        self.retransmitted
     }
 
     /// Bytes of the next packet without taking it (to group equal sizes for GSO).

@@ -89,9 +89,10 @@ pub(crate) struct ClientRpc {
     /// When the last byte of the request first went out (the answer is awaited
     /// from then on).
     pub request_sent: Option<Instant>,
-    /// Whether the client ever asked the server about this RPC (for its response,
-    /// or for parts of it): its answer time then includes a loss recovery.
-    pub prodded: bool,
+    /// Whether a loss recovery touched this RPC: the client asked the server about
+    /// it (for its response, or parts of it) or sent part of its request again. Its
+    /// answer time then says nothing about one answer's wait (Karn).
+    pub recovered: bool,
     /// When the first packet of the response began the `Receiving` phase (a sample
     /// of the answer pace once the response authenticates).
     pub answer_began: Option<Instant>,
@@ -198,7 +199,7 @@ impl Rpc {
                 last_restart: now,
                 called_at: now,
                 request_sent: None,
-                prodded: false,
+                recovered: false,
                 answer_began: None,
                 ahead,
                 tx_generation,
@@ -343,10 +344,14 @@ impl Rpc {
         self
     }
 
-    /// The request's last byte went out (first time only).
-    pub(crate) fn request_sent(&mut self, now: Instant) {
+    /// DATA of the request went out: `retransmitted` if any of it was sent before,
+    /// `whole` if the last byte has now been sent (the first time counts).
+    pub(crate) fn request_sent(&mut self, now: Instant, whole: bool, retransmitted: bool) {
         if let RpcState::Client(client) = &mut self.state {
-            client.request_sent.get_or_insert(now);
+            client.recovered |= retransmitted;
+            if whole {
+                client.request_sent.get_or_insert(now);
+            }
         }
     }
 

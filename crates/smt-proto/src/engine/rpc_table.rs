@@ -376,17 +376,12 @@ impl RpcTable {
         s.incoming_messages < self.limits.messages_per_session && charge <= self.room(session)
     }
 
-    /// Bytes a session's incoming messages may still grow by (grants raise their
-    /// charge): see `room`.
-    pub(crate) fn growth_room(&self, session: SessionHandle) -> usize {
-        self.room(session)
-    }
-
-    /// What is left of the session's own budget and of the endpoint's; and, once
-    /// the endpoint is more than half full, of the session's fair share (the total
-    /// divided among the sessions holding memory, itself included): under
-    /// contention no session can take what the others need.
-    fn room(&self, session: SessionHandle) -> usize {
+    /// Bytes a session may still be charged (for a new message, or a grant that
+    /// raises a message's charge): what is left of its own budget and of the
+    /// endpoint's; and, once the endpoint is more than half full, of the session's
+    /// fair share (the total divided among the sessions holding memory, itself
+    /// included): under contention no session can take what the others need.
+    pub(crate) fn room(&self, session: SessionHandle) -> usize {
         let s = self.sessions.get(&session).copied().unwrap_or_default();
         let l = &self.limits;
         let total = self.totals.incoming_bytes + self.totals.queued_bytes;
@@ -631,7 +626,7 @@ mod tests {
         t.insert((other, id(1)), Rpc::delivered(now, TIMEOUTS, 10_000));
         assert!(!t.admits(greedy, 10_000), "the greedy session is past its share");
         assert!(t.admits(other, 100_000), "the other is far below its share");
-        assert_eq!(t.growth_room(greedy), 0);
+        assert_eq!(t.room(greedy), 0);
         // When the greedy session's request is answered, it may take more again.
         t.remove((greedy, id(1)));
         assert!(t.admits(greedy, 100_000));

@@ -232,6 +232,7 @@ impl Endpoint {
                 let out = rpc.outgoing_mut()?;
                 let mut segment: Option<usize> = None;
                 let mut count = 0;
+                let mut any_retransmitted = false;
                 while count < max_segments {
                     let Some(len) = out.peek_packet_len(max_payload) else { break };
                     let size = DATA_HEADER_LEN + len;
@@ -241,6 +242,7 @@ impl Endpoint {
                     let Some((range, retransmit)) = out.next_packet(max_payload) else { break };
                     header.flags.set(Flags::RETRANSMIT, retransmit);
                     self.core.stats.data_retransmitted += u64::from(retransmit);
+                    any_retransmitted |= retransmit;
                     header.flags.set(Flags::KEY_PHASE, out.phase());
                     let data = DataRepr {
                         message_length: out.len(),
@@ -259,10 +261,8 @@ impl Endpoint {
                         Some(_) => {}
                     }
                 }
-                let sent_whole = out.remaining() == 0;
-                if sent_whole {
-                    rpc.request_sent(now);
-                }
+                let whole = out.remaining() == 0;
+                rpc.request_sent(now, whole, any_retransmitted);
                 Some((count, segment))
             })
             .flatten()

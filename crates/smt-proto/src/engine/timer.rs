@@ -133,7 +133,7 @@ impl Endpoint {
                 true => now.checked_sub(silence.saturating_sub(resend_after)).unwrap_or(now),
                 false => now,
             };
-            let prodded = !prods.is_empty();
+            let recovering = !prods.is_empty();
             self.rpcs.update(key, |rpc| {
                 rpc.live.last_prod = looked;
                 if let Some(inc) = rpc.incoming_mut() {
@@ -141,7 +141,7 @@ impl Endpoint {
                     inc.mark_stalled();
                 }
                 if let RpcState::Client(client) = &mut rpc.state {
-                    client.prodded |= prodded;
+                    client.recovered |= recovering;
                 }
             });
         }
