@@ -103,6 +103,30 @@ fn rss() -> usize {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// A server on loopback, an attacker client connected through an [`AttackerPath`],
+/// and a victim client connected directly (the endpoints are kept alive with it).
+struct Scene {
+    server: smt::Endpoint,
+    path: AttackerPath,
+    attacker_session: smt::Session,
+    victim_session: smt::Session,
+    _clients: [smt::Endpoint; 2],
+}
+
+async fn scene() -> Scene {
+    let id = support::identity(&["localhost"]);
+    let server = loopback_server(support::server_config(&id));
+    support::spawn_echo(server.clone());
+    let path = AttackerPath::start(server.local_addr()).await;
+    let attacker = loopback_client(support::client_config(&id));
+    let attacker_session =
+        within(STEP, "attacker connect", attacker.connect(path.addr, "localhost")).await.unwrap();
+    let victim = loopback_client(support::client_config(&id));
+    let connect = victim.connect(server.local_addr(), "localhost");
+    let victim_session = within(STEP, "victim connect", connect).await.unwrap();
+    Scene { server, path, attacker_session, victim_session, _clients: [attacker, victim] }
+}
+
 /// Latencies of `rounds` rounds of victim calls of 64 B to 200 KB, each checked.
 async fn victim_rounds(session: &smt::Session, rounds: u64, seed: u64) -> Vec<Duration> {
     let mut latencies = Vec::new();
@@ -126,19 +150,8 @@ fn p99(mut v: Vec<Duration>) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_stalling_its_own_large_requests_slows_only_itself_on_real_sockets() {
     let _serial = SERIAL.lock().await;
-    let id = support::identity(&["localhost"]);
-    let server = loopback_server(support::server_config(&id));
-    support::spawn_echo(server.clone());
-    let path = AttackerPath::start(server.local_addr()).await;
-    let attacker = loopback_client(support::client_config(&id));
-    let attacker_session =
-        within(STEP, "attacker connect", attacker.connect(path.addr, "localhost")).await.unwrap();
-    let victim = loopback_client(support::client_config(&id));
-    let victim_session =
-        within(STEP, "victim connect", victim.connect(server.local_addr(), "localhost"))
-            .await
-            .unwrap();
-    let quiet = p99(victim_rounds(&victim_session, 20, 0).await);
+    let Scene { path, attacker_session, victim_session, .. } = &scene().await;
+    let quiet = p99(victim_rounds(victim_session, 20, 0).await);
     // 12 requests of 1 MiB whose bytes past 64 KiB never arrive (they authenticate,
     // take grants, and stall), made again as they time out.
     path.stall.store(true, Ordering::SeqCst);
@@ -148,7 +161,7 @@ async fn a_client_stalling_its_own_large_requests_slows_only_itself_on_real_sock
         stalled.spawn(async move { session.call(request).await });
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let loud = p99(victim_rounds(&victim_session, 40, 100).await);
+    let loud = p99(victim_rounds(victim_session, 40, 100).await);
     println!("victim p99 {loud:?} beside 12 stalled 1 MiB requests, {quiet:?} undisturbed");
     stalled.abort_all();
     // Before the defences the victim's calls above 40 KB waited for the stalled
@@ -160,23 +173,12 @@ async fn a_client_stalling_its_own_large_requests_slows_only_itself_on_real_sock
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_huge_messages_on_a_clients_own_session_leave_other_clients_served() {
     let _serial = SERIAL.lock().await;
-    let id = support::identity(&["localhost"]);
-    let server = loopback_server(support::server_config(&id));
-    support::spawn_echo(server.clone());
-    let path = AttackerPath::start(server.local_addr()).await;
-    let attacker = loopback_client(support::client_config(&id));
-    let attacker_session =
-        within(STEP, "attacker connect", attacker.connect(path.addr, "localhost")).await.unwrap();
+    let Scene { server, path, attacker_session, victim_session, .. } = &scene().await;
     within(STEP, "attacker call", attacker_session.call(b"hello".to_vec())).await.unwrap();
     let session_id = path.session_id.lock().unwrap().expect("the attacker's session ID");
     path.cut.store(true, Ordering::SeqCst);
-    let victim = loopback_client(support::client_config(&id));
-    let victim_session =
-        within(STEP, "victim connect", victim.connect(server.local_addr(), "localhost"))
-            .await
-            .unwrap();
     // Warm up (allocator, buffer pool), then measure undisturbed latency.
-    let quiet = p99(victim_rounds(&victim_session, 20, 0).await);
+    let quiet = p99(victim_rounds(victim_session, 20, 0).await);
     let rss_before = rss();
     // The attack: 2000 messages claiming 128 MiB each, touched at random offsets
     // (half inside the unscheduled prefix, which keeps them alive), every 20 ms,
@@ -223,7 +225,7 @@ async fn forged_huge_messages_on_a_clients_own_session_leave_other_clients_serve
     let mut peak_incoming = 0;
     let mut peak_rss = 0;
     for round in 0..40u64 {
-        attacked.extend(victim_rounds(&victim_session, 1, 100 + round).await);
+        attacked.extend(victim_rounds(victim_session, 1, 100 + round).await);
         peak_incoming = peak_incoming.max(server.memory_usage().incoming_bytes);
         peak_rss = peak_rss.max(rss());
     }
@@ -247,5 +249,4 @@ async fn forged_huge_messages_on_a_clients_own_session_leave_other_clients_serve
     // Loopback on a shared 2-vCPU machine is noisy: a generous bound that a starved
     // victim (timeouts of 2 s, or calls queued behind the forged messages) misses.
     assert!(loud <= quiet * 10 + Duration::from_millis(50), "victim p99 {loud:?} vs {quiet:?}");
-    drop(attacker_session);
 }
