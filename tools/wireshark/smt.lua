@@ -16,7 +16,9 @@
 --   * inside HANDSHAKE packets, the TLS byte stream. Each direction's stream is
 --     reassembled here (by Stream Offset) and every TLS record it completes is
 --     handed to Wireshark's own TLS dissector, which then decodes ClientHello,
---     ServerHello, alerts, and shows the encrypted handshake records.
+--     ServerHello, alerts, and shows the encrypted handshake records. A retry token
+--     a client echoes (section 8.4) is shown after the TLS bytes;
+--   * RETRY packets (section 4.11) and the token they carry.
 --
 -- On tshark/Wireshark 4.0, the TLS record-layer dissector, Dissector.get("tls"), is
 -- the one that works: the handshake stream is exactly what TLS would write to a TCP
@@ -42,11 +44,12 @@ local MAX_RECORDS = 65536
 local MAX_ACKS = 32
 local MAX_U32 = 4294967295
 local MAX_HANDSHAKE_STREAM = 256 * 1024 -- bytes per direction (section 8.3)
+local MAX_RETRY_TOKEN = 255 -- bytes (section 4.11)
 
 -- Packet types (section 4).
 local DATA, GRANT, RESEND, RPC_UNKNOWN, BUSY = 0x10, 0x11, 0x12, 0x13, 0x14
 local NEED_ACK, ACK = 0x17, 0x18
-local HANDSHAKE, SESSION_UNKNOWN, CLOSE = 0x20, 0x21, 0x22
+local HANDSHAKE, SESSION_UNKNOWN, CLOSE, RETRY = 0x20, 0x21, 0x22, 0x23
 
 local type_names = {
     [DATA] = "DATA",
@@ -59,6 +62,7 @@ local type_names = {
     [HANDSHAKE] = "HANDSHAKE",
     [SESSION_UNKNOWN] = "SESSION_UNKNOWN",
     [CLOSE] = "CLOSE",
+    [RETRY] = "RETRY",
 }
 
 -- Types whose packet length is exactly 24 + this (section 4, "Exact lengths").
@@ -74,7 +78,13 @@ local exact_body_len = {
 }
 
 -- Types that concern no message: their message ID is 0 (section 3).
-local no_message = { [ACK] = true, [HANDSHAKE] = true, [SESSION_UNKNOWN] = true, [CLOSE] = true }
+local no_message = {
+    [ACK] = true,
+    [HANDSHAKE] = true,
+    [SESSION_UNKNOWN] = true,
+    [CLOSE] = true,
+    [RETRY] = true,
+}
 
 local FLAG_RETRANSMIT, FLAG_FROM_INITIATOR, FLAG_KEY_PHASE, FLAG_BUNDLED = 0x01, 0x02, 0x04, 0x08
 
@@ -162,14 +172,19 @@ local hf = {
     hs_stream_offset = ProtoField.uint32("smt.handshake.stream_offset", "Stream Offset", base.DEC),
     hs_acknowledged = ProtoField.uint32("smt.handshake.acknowledged", "Acknowledged", base.DEC),
     hs_length = ProtoField.uint16("smt.handshake.length", "Length", base.DEC),
-    hs_reserved = ProtoField.uint16("smt.handshake.reserved", "Reserved", base.HEX),
+    hs_token_length = ProtoField.uint16("smt.handshake.token_length", "Token Length", base.DEC),
     hs_tls_bytes = ProtoField.bytes("smt.handshake.tls_bytes", "TLS bytes"),
+    hs_token = ProtoField.bytes("smt.handshake.token", "Retry token"),
     hs_padding = ProtoField.bytes("smt.handshake.padding", "Padding"),
     hs_padding_length = ProtoField.uint32("smt.handshake.padding_length", "Padding length", base.DEC),
     hs_stream_end = ProtoField.uint32("smt.handshake.stream_end", "Stream end offset", base.DEC),
     hs_retransmission =
         ProtoField.bool("smt.handshake.retransmission", "Retransmission (bytes seen before)"),
     hs_records = ProtoField.uint32("smt.handshake.records", "TLS records completed here", base.DEC),
+
+    -- RETRY (section 4.11).
+    retry_token = ProtoField.bytes("smt.retry.token", "Retry token"),
+    retry_token_length = ProtoField.uint32("smt.retry.token_length", "Token length", base.DEC),
 }
 
 local field_list = {}
@@ -208,6 +223,9 @@ local ef = {
         expert.group.MALFORMED, expert.severity.ERROR),
     handshake_bundled = new_expert("handshake_bundled",
         "HANDSHAKE packet shares its datagram (receivers drop it)",
+        expert.group.PROTOCOL, expert.severity.WARN),
+    retry_bundled = new_expert("retry_bundled",
+        "RETRY packet shares its datagram (receivers drop it)",
         expert.group.PROTOCOL, expert.severity.WARN),
     flag_misuse = new_expert("flag_misuse", "Flag not allowed on this packet type",
         expert.group.PROTOCOL, expert.severity.WARN),
@@ -626,25 +644,29 @@ local function dissect_handshake(tvb, pinfo, tree, root, start, plen, session_he
     local soff = tvb(b, 4):uint()
     local acked = tvb(b + 4, 4):uint()
     local len = tvb(b + 8, 2):uint()
+    local tlen = tvb(b + 10, 2):uint()
     tree:add(hf.hs_stream_offset, tvb(b, 4))
     tree:add(hf.hs_acknowledged, tvb(b + 4, 4))
     local len_item = tree:add(hf.hs_length, tvb(b + 8, 2))
-    local res = tree:add(hf.hs_reserved, tvb(b + 10, 2))
-    if tvb(b + 10, 2):uint() ~= 0 then
-        res:add_proto_expert_info(ef.reserved_nonzero)
-    end
-    local fits = HEADER_LEN + 12 + len <= plen
-    if not fits then
+    local tlen_item = tree:add(hf.hs_token_length, tvb(b + 10, 2))
+    -- Body bytes 10-11 were a reserved zero field in earlier drafts; they are the
+    -- Token Length now, and any value is valid if the token fits (section 4.8).
+    local fits = HEADER_LEN + 12 + len + tlen <= plen
+    if HEADER_LEN + 12 + len > plen then
         len_item:add_proto_expert_info(ef.bad_length, string.format(
             "Length %d does not fit: the packet has only %d bytes after the HANDSHAKE body header",
             len, plen - HEADER_LEN - 12))
+    elseif not fits then
+        tlen_item:add_proto_expert_info(ef.bad_length, string.format(
+            "Token Length %d does not fit: the packet has only %d bytes after the TLS bytes",
+            tlen, plen - HEADER_LEN - 12 - len))
     end
     if soff + len > MAX_U32 then
         len_item:add_proto_expert_info(ef.bad_length, string.format(
             "Stream Offset %d + Length %d exceeds 2^32 - 1", soff, len))
     end
     tree:add(hf.hs_stream_end, tvb(b, 4), soff + len):set_generated()
-    local pad = plen - HEADER_LEN - 12 - len
+    local pad = plen - HEADER_LEN - 12 - len - tlen
     local text = string.format("HANDSHAKE [%d,%d) ack=%d", soff, soff + len, acked)
     if len > 0 then
         local dr = range(tvb, b + 12, len)
@@ -654,12 +676,19 @@ local function dissect_handshake(tvb, pinfo, tree, root, start, plen, session_he
     else
         text = text .. " (pure ack)"
     end
+    if tlen > 0 then
+        local tr = range(tvb, b + 12 + len, tlen)
+        if tr then
+            tree:add(hf.hs_token, tr)
+        end
+        text = text .. string.format(" token=%d", tlen)
+    end
     if pad > 0 then
-        local pr = range(tvb, b + 12 + len, pad)
+        local pr = range(tvb, b + 12 + len + tlen, pad)
         if pr then
             tree:add(hf.hs_padding, pr)
         end
-        tree:add(hf.hs_padding_length, tvb(b + 8, 2), pad):set_generated()
+        tree:add(hf.hs_padding_length, tvb(b + 8, 4), pad):set_generated()
         text = text .. string.format(" pad=%d", pad)
     end
 
@@ -701,6 +730,25 @@ local function dissect_handshake(tvb, pinfo, tree, root, start, plen, session_he
         end
     end
     return text
+end
+
+-- RETRY (section 4.11): the whole body is the token, 1 to 255 bytes.
+local function dissect_retry(tvb, tree, start, plen)
+    local b = start + HEADER_LEN
+    local tlen = plen - HEADER_LEN
+    local tr = range(tvb, b, tlen)
+    add_value(tree, hf.retry_token_length, tr, tlen):set_generated()
+    if tlen < 1 then
+        tree:add_proto_expert_info(ef.too_short,
+            "RETRY carries no token (at least 1 byte required)")
+        return "RETRY (no token)"
+    end
+    local item = tr and tree:add(hf.retry_token, tr) or tree
+    if tlen > MAX_RETRY_TOKEN then
+        item:add_proto_expert_info(ef.bad_length, string.format(
+            "RETRY token of %d bytes exceeds %d", tlen, MAX_RETRY_TOKEN))
+    end
+    return string.format("RETRY token=%d", tlen)
 end
 
 -- Dissects the packet at [start, start + plen) of the datagram; returns its Info text.
@@ -773,6 +821,10 @@ local function dissect_packet(tvb, pinfo, root, start, plen, index, in_bundle, t
     if ptype ~= DATA and flag_set(flags, FLAG_KEY_PHASE) then
         flags_item:add_proto_expert_info(ef.flag_misuse, "KEY_PHASE is only for DATA")
     end
+    if ptype == RETRY and flag_set(flags, FLAG_FROM_INITIATOR) then
+        flags_item:add_proto_expert_info(ef.flag_misuse,
+            "FROM_INITIATOR must be clear on RETRY: only servers send it (clients ignore this one)")
+    end
     if no_message[ptype] and message_id:tonumber() ~= 0 then
         id_item:add_proto_expert_info(ef.message_id_nonzero)
     end
@@ -840,6 +892,11 @@ local function dissect_packet(tvb, pinfo, root, start, plen, index, in_bundle, t
             type_item:add_proto_expert_info(ef.handshake_bundled)
         end
         text = dissect_handshake(tvb, pinfo, body_tree, root, h, plen, session_hex, flags, tls_infos)
+    elseif ptype == RETRY then
+        if in_bundle then
+            type_item:add_proto_expert_info(ef.retry_bundled)
+        end
+        text = dissect_retry(tvb, body_tree, h, plen)
     elseif no_message[ptype] then
         text = name
     else

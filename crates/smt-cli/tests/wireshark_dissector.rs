@@ -17,6 +17,10 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use smt_proto::wire::{
+    mark_bundled, Body, Flags, HandshakeRepr, HeaderRepr, MessageId, PacketRepr, PacketType,
+    RetryRepr,
+};
 use support::{
     keygen, read_all_in_background, run, signal, skip, smt, tool_runs, wait_bounded, ChildGuard,
     TempDir,
@@ -669,6 +673,52 @@ fn header(packet_type: u8, flags: u8, message_id: u64) -> Vec<u8> {
     bytes
 }
 
+/// A header of session 0xfeedfacecafebeef built with the crate's own types: from its
+/// client (port 40000 to 4433, FROM_INITIATOR set) or from its server.
+fn header_repr(packet_type: PacketType, from_client: bool) -> HeaderRepr {
+    let (src_port, dst_port) = if from_client { (40000, 4433) } else { (4433, 40000) };
+    let flags = if from_client { Flags::FROM_INITIATOR } else { Flags::empty() };
+    HeaderRepr {
+        src_port,
+        dst_port,
+        packet_type,
+        flags,
+        session_id: 0xfeed_face_cafe_beef,
+        message_id: MessageId::ZERO,
+    }
+}
+
+/// The bytes of `packet`, emitted by the crate's own code.
+fn emit(packet: PacketRepr<'_>) -> Vec<u8> {
+    let mut bytes = vec![0; packet.buffer_len()];
+    let len = packet.emit(&mut bytes);
+    assert_eq!(len, bytes.len());
+    bytes
+}
+
+/// A RETRY of session 0xfeedfacecafebeef from its server, carrying `token`.
+fn retry(token: &[u8]) -> Vec<u8> {
+    emit(PacketRepr {
+        header: header_repr(PacketType::Retry, false),
+        body: Body::Retry(RetryRepr { token }),
+    })
+}
+
+/// A HANDSHAKE of session 0xfeedfacecafebeef from its client, from Stream Offset 0,
+/// echoing `token` after the TLS bytes `data` and padded to `total` bytes.
+fn handshake_with_token(data: &[u8], token: &[u8], total: usize) -> Vec<u8> {
+    let padding_len = total - 24 - 12 - data.len() - token.len();
+    let body = HandshakeRepr { stream_offset: 0, acknowledged: 0, data, token, padding_len };
+    emit(PacketRepr {
+        header: header_repr(PacketType::Handshake, true),
+        body: Body::Handshake(body),
+    })
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn with(mut bytes: Vec<u8>, body: &[u8]) -> Vec<u8> {
     bytes.extend_from_slice(body);
     bytes
@@ -831,29 +881,108 @@ fn dissector_decodes_the_specifications_examples_and_every_packet_type_field_by_
         expect(frame, &[("smt.type", &[type_value]), ("smt.message_id", &["9"])]);
     }
 
-    let mut names: Vec<&str> = vec!["frame.number"];
-    for (_, name, _) in &expected {
-        if !names.contains(name) {
-            names.push(name);
-        }
-    }
-    names.extend(["_ws.expert.severity", "_ws.expert.message", "_ws.lua.error", "_ws.malformed"]);
     // No preference given: the default UDP port (4433) and IP protocol (253).
-    let frames = fields(tmp.path(), &file, &[], &names);
-    assert_eq!(frames.len(), pcap.frames as usize);
-    for frame in &frames {
-        assert!(problems(frame).is_empty(), "expert info on a valid packet: {frame:?}");
-    }
-    for (frame, name, values) in &expected {
-        let found = get(&frames[*frame as usize - 1], name);
-        assert_eq!(found, values.as_slice(), "frame {frame}, field {name}");
-    }
+    check_valid_frames(tmp.path(), &file, pcap.frames as usize, &expected);
 
     // The UDP port is a preference: moved elsewhere, port 4433 is no longer SMT,
     // while native IP still is.
     let moved = fields(tmp.path(), &file, &["smt.udp_port:5000"], &["frame.number", "smt.type"]);
     assert!(get(&moved[data_udp as usize - 1], "smt.type").is_empty(), "{moved:?}");
     assert_eq!(get(&moved[data_ip as usize - 1], "smt.type"), ["0x10"]);
+}
+
+#[test]
+fn dissector_decodes_retry_and_the_retry_token_a_handshake_echoes() {
+    if !needs_tshark() {
+        return;
+    }
+    let tmp = TempDir::new("retry");
+    // A 20-byte token, the size of this implementation's (PROTOCOL.md 8.4).
+    let token: Vec<u8> = (0xa0..0xb4).collect();
+    let retry_bytes = retry(&token);
+    // The client's ClientHello packet sent again after the RETRY: TLS bytes (here a
+    // whole change_cipher_spec record, so that the TLS dissector sees exactly these
+    // bytes as the stream), then the token, then padding up to 1200 bytes.
+    let tls = [0x14, 0x03, 0x03, 0x00, 0x01, 0x01];
+    let hello = handshake_with_token(&tls, &token, 1200);
+    // A pure acknowledgement with a token and no padding at all.
+    let ack_with_token = handshake_with_token(&[], &token[..3], 24 + 12 + 3);
+    // The crate's own parser accepts all three, and reads back what was emitted.
+    for bytes in [&retry_bytes, &hello, &ack_with_token] {
+        let parsed = PacketRepr::parse(bytes).unwrap_or_else(|e| panic!("{e}: {bytes:02x?}"));
+        assert_eq!(emit(parsed), *bytes);
+    }
+    match PacketRepr::parse(&hello).map(|p| p.body) {
+        Ok(Body::Handshake(h)) => assert_eq!((h.token, h.padding_len), (&token[..], 1138)),
+        other => panic!("not a HANDSHAKE: {other:?}"),
+    }
+
+    let mut pcap = Pcap::new();
+    let retry_frame = pcap.udp(4433, 40000, &retry_bytes);
+    let hello_frame = pcap.udp(40000, 4433, &hello);
+    let ack_frame = pcap.udp(40000, 4433, &ack_with_token);
+    let file = tmp.path().join("retry.pcap");
+    pcap.write(&file);
+
+    let token_hex = to_hex(&token);
+    let tls_hex = to_hex(&tls);
+    let short_token_hex = to_hex(&token[..3]);
+    let expected: Vec<(u32, &str, Vec<&str>)> = vec![
+        (retry_frame, "smt.type", vec!["0x23"]),
+        (retry_frame, "_ws.col.Info", vec!["RETRY token=20"]),
+        (retry_frame, "smt.src_port", vec!["4433"]),
+        (retry_frame, "smt.flags.from_initiator", vec!["0"]),
+        (retry_frame, "smt.message_id", vec!["0"]),
+        (retry_frame, "smt.packet_length", vec!["44"]),
+        (retry_frame, "smt.retry.token_length", vec!["20"]),
+        (retry_frame, "smt.retry.token", vec![&token_hex]),
+        (hello_frame, "smt.type", vec!["0x20"]),
+        (hello_frame, "smt.packet_length", vec!["1200"]),
+        (hello_frame, "smt.handshake.stream_offset", vec!["0"]),
+        (hello_frame, "smt.handshake.length", vec!["6"]),
+        (hello_frame, "smt.handshake.token_length", vec!["20"]),
+        (hello_frame, "smt.handshake.tls_bytes", vec![&tls_hex]),
+        (hello_frame, "smt.handshake.token", vec![&token_hex]),
+        // 1200 - 24 (header) - 12 (body header) - 6 (TLS bytes) - 20 (token).
+        (hello_frame, "smt.handshake.padding_length", vec!["1138"]),
+        // The TLS stream holds the TLS bytes only: one record, change_cipher_spec.
+        (hello_frame, "smt.handshake.records", vec!["1"]),
+        (hello_frame, "tls.record.content_type", vec!["20"]),
+        (ack_frame, "smt.handshake.length", vec!["0"]),
+        (ack_frame, "smt.handshake.token_length", vec!["3"]),
+        (ack_frame, "smt.handshake.token", vec![&short_token_hex]),
+        (ack_frame, "smt.handshake.padding_length", vec![]),
+        (ack_frame, "smt.handshake.tls_bytes", vec![]),
+    ];
+    // In particular, a non-zero Token Length is no "reserved field" any more.
+    check_valid_frames(tmp.path(), &file, pcap.frames as usize, &expected);
+}
+
+/// Dissects `file` (which holds `frame_count` frames) with default preferences and
+/// checks that no frame draws expert info and that each `(frame, field, values)`
+/// of `expected` decodes to exactly those values.
+fn check_valid_frames(
+    home: &Path,
+    file: &Path,
+    frame_count: usize,
+    expected: &[(u32, &str, Vec<&str>)],
+) {
+    let mut names: Vec<&str> = vec!["frame.number"];
+    for (_, name, _) in expected {
+        if !names.contains(name) {
+            names.push(name);
+        }
+    }
+    names.extend(["_ws.expert.severity", "_ws.expert.message", "_ws.lua.error", "_ws.malformed"]);
+    let frames = fields(home, file, &[], &names);
+    assert_eq!(frames.len(), frame_count);
+    for frame in &frames {
+        assert!(problems(frame).is_empty(), "expert info on a valid packet: {frame:?}");
+    }
+    for (frame, name, values) in expected {
+        let found = get(&frames[*frame as usize - 1], name);
+        assert_eq!(found, values.as_slice(), "frame {frame}, field {name}");
+    }
 }
 
 #[test]
@@ -895,6 +1024,23 @@ fn dissector_reports_each_kind_of_malformed_packet_and_never_raises_a_lua_error(
     bundled_handshake.extend(with(header(0x20, 2, 0), &handshake_body(0, 0)));
     let mut wrong_record_type = data(data_body(32, 0, 32, 16384), &hex(&SECTION_10_3[80..]));
     wrong_record_type[40] = 22;
+    // RETRY, built with the crate's own types: without a token, with one too long,
+    // sharing its datagram, and sent as if by a client.
+    let empty_retry = retry(&[]);
+    let long_retry = retry(&[0xab; 256]);
+    let mut bundled_retry = retry(&[1, 2, 3, 4]);
+    mark_bundled(&mut bundled_retry);
+    bundled_retry.extend(header(0x22, 0, 0));
+    let mut client_retry = retry(&[1, 2, 3, 4]);
+    client_retry[6] |= 0x02;
+    // A HANDSHAKE whose Token Length runs past the end of the packet.
+    let mut cut_token = handshake_with_token(b"abcdef", &[7; 20], 24 + 12 + 6 + 20);
+    cut_token.truncate(24 + 12 + 6 + 10);
+    // The crate's parser drops these three (the engine drops the other two RETRYs:
+    // one is bundled, the other claims to come from a client).
+    for bytes in [&empty_retry, &long_retry, &cut_token] {
+        assert!(PacketRepr::parse(bytes).is_err(), "the parser accepts {bytes:02x?}");
+    }
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("Packet has 10 bytes; the common header alone is 24", vec![0xAA; 10]),
@@ -936,6 +1082,14 @@ fn dissector_reports_each_kind_of_malformed_packet_and_never_raises_a_lua_error(
         ("Length 100 does not fit", with(header(0x20, 2, 0), &handshake_body(100, 10))),
         ("Bundle Length 1000 must be at least 24 and less than the 56 bytes left", bad_bundle),
         ("HANDSHAKE packet shares its datagram", bundled_handshake),
+        (
+            "Token Length 20 does not fit: the packet has only 10 bytes after the TLS bytes",
+            cut_token,
+        ),
+        ("RETRY carries no token (at least 1 byte required)", empty_retry),
+        ("RETRY token of 256 bytes exceeds 255", long_retry),
+        ("RETRY packet shares its datagram", bundled_retry),
+        ("FROM_INITIATOR must be clear on RETRY", client_retry),
     ];
     let mut pcap = Pcap::new();
     for (_, bytes) in &cases {
@@ -973,6 +1127,8 @@ fn dissector_reports_each_kind_of_malformed_packet_and_never_raises_a_lua_error(
         ),
         with(header(0x12, 0, 4), &[0, 0, 0, 100, 0, 0, 0, 200, 1, 0, 0, 0]),
         with(header(0x22, 2, 0), &[]),
+        retry(&[0x5a; 20]),
+        handshake_with_token(&hex("16030100050100000100"), &[0x5a; 20], 100),
     ];
     let mut fuzz = Pcap::new();
     let mut state = 0x5eed_u64;

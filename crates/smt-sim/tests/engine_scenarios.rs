@@ -510,7 +510,13 @@ fn a_bundle_with_a_handshake_or_a_bad_length_is_dropped_from_there_on() {
     // is dropped as malformed, whatever it says.
     let mut bytes = PacketRepr { header: header(PacketType::Close), body: Body::Close }.to_vec();
     mark_bundled(&mut bytes);
-    let hs = HandshakeRepr { stream_offset: 0, acknowledged: 0, data: &[1; 1300], padding_len: 0 };
+    let hs = HandshakeRepr {
+        stream_offset: 0,
+        acknowledged: 0,
+        data: &[1; 1300],
+        token: &[],
+        padding_len: 0,
+    };
     bytes.extend(
         PacketRepr { header: header(PacketType::Handshake), body: Body::Handshake(hs) }.to_vec(),
     );

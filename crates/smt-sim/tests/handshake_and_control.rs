@@ -12,8 +12,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use smt_proto::engine::{
-    Alert, Config, Event, Role, RpcError, SessionHandle, SessionParams, TlsAcceptor, TlsError,
-    TlsSession, AMPLIFICATION_FACTOR, MIN_FIRST_DATAGRAM,
+    AddressValidation, Alert, Config, Event, Role, RpcError, SessionHandle, SessionParams,
+    TlsAcceptor, TlsError, TlsSession, AMPLIFICATION_FACTOR, MIN_FIRST_DATAGRAM,
 };
 use smt_proto::record::{CipherSuite, RecordKey};
 use smt_proto::wire::{
@@ -404,6 +404,7 @@ fn handshake_datagram(
             stream_offset: offset,
             acknowledged,
             data,
+            token: &[],
             padding_len,
         }),
     }
@@ -1021,8 +1022,11 @@ fn lossless_handshake_exchanges_six_datagrams_and_then_goes_quiet() {
 
 #[test]
 fn hello_flood_from_5000_addresses_is_bounded_by_max_pending_handshakes() {
+    // The hard bound alone, without address validation (section 5b has the RETRY
+    // that lets genuine clients through such a flood).
     let mut c = config();
     c.max_pending_handshakes = 64;
+    c.address_validation = AddressValidation::Never;
     let mut net = Network::new(90, LinkConfig::default());
     let server = net.add_host(c.clone());
     let client = net.add_host(config());
@@ -1069,6 +1073,255 @@ fn hello_flood_from_5000_addresses_is_bounded_by_max_pending_handshakes() {
     assert_eq!(net.endpoint_ref(server).stats().sessions_accepted, 1);
     assert_no_state(&net, server, 1);
     assert_no_state(&net, client, 1);
+}
+
+// ---------------------------------------------------------------------------------
+// 5b. Address validation: a stateless RETRY under a flood of spoofed ClientHellos.
+// ---------------------------------------------------------------------------------
+
+/// A padded ClientHello of the fake TLS that echoes `token`.
+fn client_hello_with_token(
+    tls: &FakeTls,
+    from: SocketAddr,
+    to: SocketAddr,
+    session_id: u64,
+    token: &[u8],
+) -> Vec<u8> {
+    let hello = stream_bytes(TAG_HELLO, tls.hello_len);
+    let used = HS_OVERHEAD + hello.len() + token.len();
+    PacketRepr {
+        header: HeaderRepr {
+            src_port: from.port(),
+            dst_port: to.port(),
+            packet_type: PacketType::Handshake,
+            flags: Flags::FROM_INITIATOR,
+            session_id,
+            message_id: MessageId::default(),
+        },
+        body: Body::Handshake(HandshakeRepr {
+            stream_offset: 0,
+            acknowledged: 0,
+            data: &hello,
+            token,
+            padding_len: MIN_FIRST_DATAGRAM.saturating_sub(used),
+        }),
+    }
+    .to_vec()
+}
+
+/// The token of the last RETRY the server sent to `to` since `record_sends`.
+fn retry_token_sent_to(net: &Network, to: SocketAddr) -> Option<Vec<u8>> {
+    net.sends().iter().rev().filter(|s| s.to == to).find_map(|s| {
+        match PacketRepr::parse(&s.bytes).ok()?.body {
+            Body::Retry(r) => Some(r.token.to_vec()),
+            _ => None,
+        }
+    })
+}
+
+fn established_at(net: &Network, host: HostId, session: SessionHandle) -> Option<Duration> {
+    net.events(host).iter().find_map(|(at, e)| match e {
+        Event::SessionEstablished { session: s } if *s == session => Some(*at),
+        _ => None,
+    })
+}
+
+#[test]
+fn under_3000_spoofed_hellos_per_second_genuine_clients_connect_after_one_retry() {
+    let c = config(); // the default: RETRY at 64 pending handshakes
+    let AddressValidation::UnderLoad { pending_handshakes: threshold } = c.address_validation
+    else {
+        panic!("the default validates addresses under load");
+    };
+    let mut net = Network::new(91, LinkConfig::default());
+    let server = net.add_host(c.clone());
+    let client = net.add_host(config());
+    let tls = FakeTls::new(91, 300, 3000);
+    net.endpoint(server).set_acceptor(tls.acceptor());
+    net.set_echo(server);
+    let (saddr, caddr) = (net.addr(server), net.addr(client));
+    net.record_sends();
+    // 3 s of flood at 3 hellos per millisecond; a genuine client connects every 500 ms.
+    let mut genuine = Vec::new();
+    let mut spoofed_bytes_in = 0usize;
+    let mut most_pending = 0;
+    for ms in 0..3000u32 {
+        for k in 0..3 {
+            let i = ms * 3 + k;
+            let from = spoofed(10_000 + i);
+            let hello = client_hello(&tls, from, saddr, 1 << 40 | u64::from(i), MIN_FIRST_DATAGRAM);
+            spoofed_bytes_in += hello.len();
+            net.inject(server, from, hello);
+        }
+        if ms % 500 == 250 {
+            let start = net.elapsed();
+            let sid = 7000 + u64::from(ms);
+            genuine.push((start, start_handshake(&mut net, client, server, sid, &tls)));
+        }
+        run_for(&mut net, Duration::from_millis(1));
+        most_pending = most_pending.max(net.endpoint_ref(server).pending_handshakes());
+    }
+    run_for(&mut net, Duration::from_millis(50));
+    let stats = net.endpoint_ref(server).stats().clone();
+    // Every genuine client connected, within a few round trips of its first hello.
+    for (start, session) in &genuine {
+        let at = established_at(&net, client, *session)
+            .unwrap_or_else(|| panic!("client started at {start:?} never connected"));
+        assert!(
+            at - *start < Duration::from_millis(5),
+            "connected {:?} after its start",
+            at - *start
+        );
+    }
+    assert_eq!(net.endpoint_ref(client).stats().retries_followed, genuine.len() as u64);
+    // The flood never filled the handshake table: only the spoofs that arrived below
+    // the threshold were kept, and no ClientHello was refused.
+    assert_eq!(stats.handshakes_refused, 0);
+    assert!(most_pending <= threshold + genuine.len(), "{most_pending} pending at once");
+    assert!(stats.retries_sent >= 9000 - threshold as u64, "{} retries", stats.retries_sent);
+    // The spoofed addresses got less than one byte per byte sent in their name, all
+    // flights of the few accepted spoofs included.
+    let towards_spoofed: usize = net
+        .sends()
+        .iter()
+        .filter(|s| s.from == server && s.to != caddr)
+        .map(|s| s.bytes.len())
+        .sum();
+    assert!(
+        towards_spoofed < spoofed_bytes_in / 10,
+        "{towards_spoofed} bytes towards spoofed addresses for {spoofed_bytes_in} received"
+    );
+    // The genuine sessions work.
+    for (_, session) in &genuine {
+        let id = net.call(client, *session, b"after the flood");
+        assert!(
+            net.run_until(Duration::from_secs(10), |n| { responses(n, client).contains_key(&id) })
+        );
+    }
+}
+
+#[test]
+fn the_same_flood_without_address_validation_locks_genuine_clients_out() {
+    let mut c = config();
+    c.address_validation = AddressValidation::Never;
+    let mut net = Network::new(92, LinkConfig::default());
+    let server = net.add_host(c);
+    let client = net.add_host(config());
+    let tls = FakeTls::new(92, 300, 3000);
+    net.endpoint(server).set_acceptor(tls.acceptor());
+    let saddr = net.addr(server);
+    let mut genuine = Vec::new();
+    for ms in 0..1000u32 {
+        for k in 0..3 {
+            let i = ms * 3 + k;
+            let from = spoofed(10_000 + i);
+            net.inject(
+                server,
+                from,
+                client_hello(&tls, from, saddr, u64::from(i), MIN_FIRST_DATAGRAM),
+            );
+        }
+        if ms % 500 == 450 {
+            genuine.push(start_handshake(&mut net, client, server, 7000 + u64::from(ms), &tls));
+        }
+        run_for(&mut net, Duration::from_millis(1));
+    }
+    run_for(&mut net, Duration::from_millis(50));
+    assert!(genuine.iter().all(|s| !established(&net, client, *s)), "a client got through");
+    assert!(net.endpoint_ref(server).stats().handshakes_refused > 1000);
+}
+
+#[test]
+fn a_retry_token_is_good_only_for_its_address_and_session_and_keeps_no_state_until_used() {
+    let mut c = config();
+    c.address_validation = AddressValidation::Always;
+    let mut net = Network::new(93, LinkConfig::default());
+    let server = net.add_host(c);
+    let tls = FakeTls::new(93, 300, 2048);
+    net.endpoint(server).set_acceptor(tls.acceptor());
+    let saddr = net.addr(server);
+    let (a, b) = (spoofed(1), spoofed(2));
+    net.record_sends();
+    let hello = client_hello(&tls, a, saddr, 5, MIN_FIRST_DATAGRAM);
+    let hello_len = hello.len();
+    net.inject(server, a, hello);
+    run_for(&mut net, Duration::from_millis(1));
+    let token = retry_token_sent_to(&net, a).expect("a RETRY");
+    // A RETRY is all the server sent, smaller than the hello; it keeps nothing.
+    let (bytes, datagrams) = sent_towards(&net, a);
+    assert_eq!(datagrams, 1);
+    assert!(bytes < hello_len / 10, "{bytes} bytes for a {hello_len}-byte hello");
+    assert_eq!(net.endpoint_ref(server).pending_handshakes(), 0);
+    // Replayed from another address, for another session, or altered: dropped
+    // without an answer.
+    let mut altered = token.clone();
+    altered[10] ^= 0x40;
+    for (from, sid, t) in [(b, 5, &token), (a, 6, &token), (a, 5, &altered)] {
+        net.record_sends();
+        net.inject(server, from, client_hello_with_token(&tls, from, saddr, sid, t));
+        run_for(&mut net, Duration::from_millis(1));
+        assert!(net.sends().iter().all(|s| s.from != server), "answered a bad token");
+    }
+    assert_eq!(net.endpoint_ref(server).stats().retry_tokens_rejected, 3);
+    assert_eq!(net.endpoint_ref(server).pending_handshakes(), 0);
+    // The right one starts the handshake, and the proven address lifts the
+    // amplification limit: the whole flight leaves at once.
+    net.record_sends();
+    net.inject(server, a, client_hello_with_token(&tls, a, saddr, 5, &token));
+    run_for(&mut net, Duration::from_millis(1));
+    assert_eq!(net.endpoint_ref(server).pending_handshakes(), 1);
+    let (bytes, _) = sent_towards(&net, a);
+    assert!(bytes > AMPLIFICATION_FACTOR * MIN_FIRST_DATAGRAM - 1600, "{bytes}");
+    assert!(bytes >= 2048, "the flight of 2048 bytes was held back: {bytes}");
+    // An expired token is refused: after handshake_timeout it proves nothing.
+    let stale = {
+        net.record_sends();
+        net.inject(server, b, client_hello(&tls, b, saddr, 9, MIN_FIRST_DATAGRAM));
+        run_for(&mut net, Duration::from_millis(1));
+        retry_token_sent_to(&net, b).expect("a RETRY")
+    };
+    run_for(&mut net, Duration::from_secs(6));
+    net.inject(server, b, client_hello_with_token(&tls, b, saddr, 9, &stale));
+    run_for(&mut net, Duration::from_millis(1));
+    assert_eq!(net.endpoint_ref(server).stats().retry_tokens_rejected, 4);
+}
+
+#[test]
+fn a_client_follows_one_retry_and_ignores_any_other() {
+    let mut c = config();
+    c.address_validation = AddressValidation::Always;
+    let mut net = Network::new(94, LinkConfig::default());
+    let server = net.add_host(c);
+    let client = net.add_host(config());
+    let tls = FakeTls::new(94, 300, 2048);
+    net.endpoint(server).set_acceptor(tls.acceptor());
+    net.set_echo(server);
+    let (saddr, caddr) = (net.addr(server), net.addr(client));
+    let session = start_handshake(&mut net, client, server, 77, &tls);
+    // A second, forged RETRY while the first is being followed changes nothing.
+    let forged = PacketRepr {
+        header: HeaderRepr {
+            src_port: saddr.port(),
+            dst_port: caddr.port(),
+            packet_type: PacketType::Retry,
+            flags: Flags::empty(),
+            session_id: 77,
+            message_id: MessageId::default(),
+        },
+        body: Body::Retry(smt_proto::wire::RetryRepr { token: &[0xee; 20] }),
+    }
+    .to_vec();
+    run_for(&mut net, Duration::from_micros(150));
+    net.inject(client, saddr, forged);
+    assert!(net.run_until(Duration::from_secs(1), |n| established(n, client, session)));
+    assert_eq!(net.endpoint_ref(client).stats().retries_followed, 1);
+    assert_eq!(net.endpoint_ref(server).stats().retries_sent, 1);
+    assert_eq!(net.endpoint_ref(server).stats().retry_tokens_rejected, 0);
+    let id = net.call(client, session, b"hello");
+    assert!(net.run_until(Duration::from_secs(1), |n| responses(n, client).contains_key(&id)));
+    assert!(settle(&mut net, Duration::from_secs(30)));
+    assert_no_state(&net, client, 1);
+    assert_no_state(&net, server, 1);
 }
 
 // ---------------------------------------------------------------------------------

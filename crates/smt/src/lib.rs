@@ -79,7 +79,8 @@ pub use metrics::Metrics;
 pub use serve::Request;
 pub use session::{IncomingRequest, Session};
 pub use smt_proto::engine::{
-    Alert, Config as TransportConfig, MemoryUsage, PathInfo, Role, Stats, TlsError,
+    AddressValidation, Alert, Config as TransportConfig, MemoryUsage, PathInfo, Role, Stats,
+    TlsError,
 };
 pub use smt_proto::record::CipherSuite;
 pub use socket::Transport;

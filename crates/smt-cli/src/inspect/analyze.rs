@@ -152,6 +152,7 @@ fn type_name(body: &Body<'_>) -> &'static str {
         Body::Handshake(_) => "HANDSHAKE",
         Body::SessionUnknown => "SESSION_UNKNOWN",
         Body::Close => "CLOSE",
+        Body::Retry(_) => "RETRY",
     }
 }
 

@@ -71,6 +71,7 @@ pub fn handshake(from_client: bool, offset: u32, data: &[u8]) -> Vec<u8> {
             stream_offset: offset,
             acknowledged: 0,
             data,
+            token: &[],
             padding_len: 0,
         }),
     }

@@ -49,7 +49,8 @@ pub(crate) fn on_packet(
         }
         Body::NeedAck => on_need_ack(cx, session, key),
         // ACKs are for servers; session-level packets were handled before.
-        Body::Ack(_) | Body::Handshake(_) | Body::SessionUnknown | Body::Close => {}
+        Body::Ack(_) | Body::Handshake(_) | Body::Retry(_) | Body::SessionUnknown | Body::Close => {
+        }
     }
 }
 

@@ -108,6 +108,12 @@ pub struct Config {
     pub insecure_null_cipher: bool,
     /// Most server-side handshakes in progress at once (handshake-flood bound).
     pub max_pending_handshakes: usize,
+    /// When the server makes a new client prove its address, with a stateless RETRY,
+    /// before it keeps any state or does any cryptography for its handshake
+    /// (PROTOCOL.md 8.4). The default retries only under load: at 64 or more
+    /// handshakes in progress, so a flood of spoofed ClientHellos costs the server an
+    /// HMAC each while genuine clients pay one more round trip.
+    pub address_validation: AddressValidation,
     /// A handshake not finished after this long fails.
     pub handshake_timeout: Duration,
     /// A session that has received nothing from its peer for this long, and holds
@@ -160,6 +166,7 @@ impl Default for Config {
             #[cfg(feature = "insecure-null-cipher")]
             insecure_null_cipher: false,
             max_pending_handshakes: 1024,
+            address_validation: AddressValidation::UnderLoad { pending_handshakes: 64 },
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(30)),
             keep_alive: None,
@@ -222,8 +229,33 @@ impl Config {
         if self.max_sessions == 0 {
             return fail("max_sessions must be at least 1");
         }
+        if let AddressValidation::UnderLoad { pending_handshakes } = self.address_validation {
+            if pending_handshakes > self.max_pending_handshakes {
+                return fail(
+                    "address_validation's threshold must not exceed max_pending_handshakes",
+                );
+            }
+        }
         Ok(())
     }
+}
+
+/// When a server answers a ClientHello with a RETRY (a token bound to the client's
+/// address and session ID) instead of starting the handshake; the client then sends
+/// its ClientHello again with the token, which proves that it receives at its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AddressValidation {
+    /// Never: every acceptable ClientHello starts a handshake, up to
+    /// `max_pending_handshakes`; beyond that they are dropped.
+    Never,
+    /// When at least `pending_handshakes` server handshakes are in progress.
+    UnderLoad {
+        /// The threshold (at most `max_pending_handshakes`).
+        pending_handshakes: usize,
+    },
+    /// For every new client (one more round trip each).
+    Always,
 }
 
 /// A configuration value is out of range; the message says which.
@@ -260,6 +292,15 @@ mod tests {
         let c = Config { keep_alive: secs(60), idle_timeout: None, ..Config::default() };
         assert!(c.validate().is_ok(), "keep-alive without idle timeout is allowed");
         let c = Config { max_sessions: 0, ..Config::default() };
+        assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn a_retry_threshold_above_the_pending_handshake_limit_is_rejected() {
+        let c = Config {
+            address_validation: AddressValidation::UnderLoad { pending_handshakes: 2000 },
+            ..Config::default()
+        };
         assert!(c.validate().is_err());
     }
 }

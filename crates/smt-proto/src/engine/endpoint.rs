@@ -272,6 +272,7 @@ pub struct Endpoint {
     pub(crate) closed: Tombstones,
     /// Reused by the grant scheduler, which runs after every packet.
     pub(crate) grant_scratch: Vec<RpcKey>,
+    pub(crate) retry_tokens: super::retry::RetryTokens,
 }
 
 impl core::fmt::Debug for Endpoint {
@@ -305,6 +306,8 @@ impl Endpoint {
         };
         let rpcs = RpcTable::new(limits);
         let buffer_pool_bytes = config.buffer_pool_bytes;
+        let retry_tokens = super::retry::RetryTokens::new()
+            .ok_or(ConfigError("the system gave no randomness for the retry-token key"))?;
         Ok(Endpoint {
             sessions: BTreeMap::new(),
             by_key: BTreeMap::new(),
@@ -337,6 +340,7 @@ impl Endpoint {
             peer_certs: BTreeMap::new(),
             closed: Tombstones::new(TOMBSTONES),
             grant_scratch: Vec::new(),
+            retry_tokens,
         })
     }
 

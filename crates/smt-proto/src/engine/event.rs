@@ -218,6 +218,13 @@ pub struct Stats {
     pub handshakes_failed: u64,
     /// ClientHellos dropped because `max_pending_handshakes` were in progress.
     pub handshakes_refused: u64,
+    /// RETRY packets sent: ClientHellos answered with a token instead of a handshake.
+    pub retries_sent: u64,
+    /// ClientHellos dropped because their retry token was forged, expired or issued
+    /// to another address or session.
+    pub retry_tokens_rejected: u64,
+    /// RETRY packets a client followed (at most one per handshake).
+    pub retries_followed: u64,
     /// New clients refused because `max_sessions` sessions were live and none had
     /// been idle for `reclaim_idle_after` (each was told: `TlsError::ServerFull`).
     pub sessions_refused: u64,
@@ -274,6 +281,9 @@ impl Stats {
             ("sessions_accepted", "Server sessions established by the in-band handshake", self.sessions_accepted),
             ("handshakes_failed", "Handshakes that failed (either side)", self.handshakes_failed),
             ("handshakes_refused", "ClientHellos dropped because `max_pending_handshakes` were in progress", self.handshakes_refused),
+            ("retries_sent", "RETRY packets sent: ClientHellos answered with a token instead of a handshake", self.retries_sent),
+            ("retry_tokens_rejected", "ClientHellos dropped because their retry token was forged, expired or issued to another address or session", self.retry_tokens_rejected),
+            ("retries_followed", "RETRY packets a client followed (at most one per handshake)", self.retries_followed),
             ("sessions_refused", "New clients refused because `max_sessions` sessions were live and none had been idle for `reclaim_idle_after`", self.sessions_refused),
             ("sessions_reclaimed", "Idle sessions closed to make room for new ones at `max_sessions`", self.sessions_reclaimed),
             ("sessions_expired", "Sessions closed by the idle timeout", self.sessions_expired),

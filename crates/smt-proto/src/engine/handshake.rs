@@ -22,6 +22,7 @@ use tracing::{debug, info, trace};
 
 use super::endpoint::{Endpoint, Timer};
 use super::event::{Event, Role, RpcError, SessionHandle};
+use super::retry::AddressCheck;
 use super::session::SessionParams;
 use super::tls::{Alert, TlsAcceptor, TlsError, TlsSession};
 use crate::wire::{Body, Flags, HandshakeRepr, HeaderRepr, MessageId, PacketRepr, PacketType};
@@ -61,6 +62,8 @@ pub(crate) struct Handshake {
     rto: Duration,
     /// The TLS handshake completed and the session is installed.
     pub established: bool,
+    /// A client's token from the server's RETRY, echoed from stream offset 0.
+    retry_token: Option<Vec<u8>>,
 }
 
 impl core::fmt::Debug for Handshake {
@@ -104,7 +107,26 @@ impl Handshake {
             last_send: now,
             rto,
             established: false,
+            retry_token: None,
         }
+    }
+
+    /// Takes the token of a server's RETRY (a client that has heard nothing else from
+    /// the server, once per handshake) and rewinds to send the stream again from
+    /// offset 0, since the server kept nothing. False if the RETRY is not followed.
+    pub(crate) fn follow_retry(&mut self, token: &[u8], datagram_len: usize) -> bool {
+        if self.role != Role::Client
+            || self.established
+            || self.recv_len > 0
+            || self.retry_token.is_some()
+        {
+            return false;
+        }
+        self.retry_token = Some(token.to_vec());
+        self.bytes_in += datagram_len;
+        self.acked = 0;
+        self.sent = 0;
+        true
     }
 
     fn key(&self) -> HandshakeKey {
@@ -223,7 +245,7 @@ impl Endpoint {
         packet: &HandshakeRepr<'_>,
     ) {
         let key = (from, header.session_id, role);
-        let datagram_len = crate::wire::HEADER_LEN + packet.data.len() + packet.padding_len + 12;
+        let datagram_len = crate::wire::HEADER_LEN + packet.buffer_len();
         if !self.handshakes.contains_key(&key) {
             if self.by_key.contains_key(&key) {
                 // Established and remnant gone: re-acknowledge data so the peer stops
@@ -245,6 +267,10 @@ impl Endpoint {
                 self.core.stats.malformed += 1;
                 return; // an unpadded first flight could be an amplification probe
             }
+            let address_proven = match self.check_client_address(now, from, header, packet) {
+                AddressCheck::Proceed(proven) => proven,
+                AddressCheck::Stop => return,
+            };
             if self.pending_handshakes() >= self.core.config.max_pending_handshakes {
                 self.core.stats.handshakes_refused += 1;
                 if let Some(not_logged) = self.core.refusal_log.due(now) {
@@ -264,7 +290,7 @@ impl Endpoint {
             let Some(acceptor) = self.acceptor.as_ref() else { return };
             let tls = acceptor.start(from);
             let handle = self.allocate_handle();
-            let hs = Handshake::new(
+            let mut hs = Handshake::new(
                 handle,
                 Role::Server,
                 from,
@@ -273,6 +299,8 @@ impl Endpoint {
                 now,
                 self.core.config.resend_after,
             );
+            // A valid retry token proves that the client receives at its address.
+            hs.validated = address_proven;
             self.handshakes.insert(key, hs);
             debug!(%from, session_id = header.session_id, "handshake started");
         }
@@ -368,6 +396,7 @@ impl Endpoint {
                 stream_offset: 0,
                 acknowledged: end,
                 data: &[],
+                token: &[],
                 padding_len: 0,
             }),
         };
@@ -448,15 +477,21 @@ impl Endpoint {
     }
 
     /// Sends unsent bytes (and, if `ack`, at least an acknowledgement).
-    fn flush_handshake(&mut self, now: Instant, key: HandshakeKey, ack: bool) {
+    pub(crate) fn flush_handshake(&mut self, now: Instant, key: HandshakeKey, ack: bool) {
         let max = self.core.config.max_packet_payload;
         let local_port = self.core.local_port;
         let Some(hs) = self.handshakes.get_mut(&key) else { return };
         let mut sent_any = false;
         while (hs.sent as usize) < hs.send.len() {
             let start = hs.sent as usize;
-            let end = hs.send.len().min(start + max);
-            let base = crate::wire::HEADER_LEN + 12 + (end - start);
+            // The retry token rides in the packet that starts the stream, where the
+            // server decides whether to keep state.
+            let token: &[u8] = match &hs.retry_token {
+                Some(token) if start == 0 => token,
+                _ => &[],
+            };
+            let end = hs.send.len().min(start + max - token.len());
+            let base = crate::wire::HEADER_LEN + 12 + token.len() + (end - start);
             let padding = client_padding(hs, base);
             if !hs.validated && hs.bytes_out + base > hs.bytes_in * AMPLIFICATION_FACTOR {
                 trace!(peer = %hs.peer, "amplification limit: waiting for validation");
@@ -468,6 +503,7 @@ impl Endpoint {
                 hs,
                 start as u32,
                 &hs.send[start..end],
+                token,
                 padding,
             );
             hs.bytes_out += base + padding;
@@ -480,7 +516,7 @@ impl Endpoint {
             // Acknowledgements count against the amplification limit too; a skipped
             // one costs only a retransmission by the peer.
             if hs.validated || hs.bytes_out + base <= hs.bytes_in * AMPLIFICATION_FACTOR {
-                emit_handshake(&mut self.core.control, local_port, hs, hs.sent, &[], padding);
+                emit_handshake(&mut self.core.control, local_port, hs, hs.sent, &[], &[], padding);
                 hs.bytes_out += base + padding;
             }
         }
@@ -526,7 +562,7 @@ impl Endpoint {
     }
 
     /// Arms the handshake's timer at its next deadline (or disarms it if it is gone).
-    fn arm_handshake(&mut self, key: HandshakeKey) {
+    pub(crate) fn arm_handshake(&mut self, key: HandshakeKey) {
         let timeout = self.core.config.handshake_timeout;
         match self.handshakes.get(&key) {
             Some(hs) => self.core.timers.arm(Timer::Handshake(key), hs.deadline(timeout)),
@@ -551,6 +587,7 @@ fn emit_handshake(
     hs: &Handshake,
     offset: u32,
     data: &[u8],
+    token: &[u8],
     padding_len: usize,
 ) {
     let mut flags = Flags::empty();
@@ -568,6 +605,7 @@ fn emit_handshake(
             stream_offset: offset,
             acknowledged: hs.recv_len,
             data,
+            token,
             padding_len,
         }),
     };

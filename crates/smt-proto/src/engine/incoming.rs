@@ -87,6 +87,10 @@ pub(crate) struct IncomingMessage {
     stalled: bool,
     /// When its first packet arrived (see `Rpc::expiry`).
     began: Option<Instant>,
+    /// Times the receiver prodded the sender (RESEND or GRANT after a silence)
+    /// before record 0 authenticated: each doubles the next silence (see
+    /// `unproven_backoff`).
+    unproven_prods: u32,
 }
 
 /// Opens a message that arrived whole in one DATA packet, without any reassembly
@@ -148,6 +152,7 @@ impl IncomingMessage {
             defer: false,
             stalled: false,
             began: None,
+            unproven_prods: 0,
         })
     }
 
@@ -226,6 +231,27 @@ impl IncomingMessage {
     /// measure the loss, not the path).
     pub(crate) fn forget_round_trip(&mut self) {
         self.rtt_probe = None;
+    }
+
+    /// The receiver prodded the sender after a silence: counted while the message
+    /// has not proven itself genuine.
+    pub(crate) fn note_prod(&mut self) {
+        if !self.authenticated {
+            self.unproven_prods = self.unproven_prods.saturating_add(1);
+        }
+    }
+
+    /// Doublings of the receiver's silence before it prods again: one per prod that
+    /// did not make record 0 authenticate. A genuine message authenticates within
+    /// its unscheduled bytes, a round trip or two; forged DATA never does, and without
+    /// the backoff each forged message would draw a RESEND every resend interval for
+    /// as long as it lives (thousands of them, thousands of RESENDs per interval).
+    pub(crate) fn unproven_backoff(&self) -> u32 {
+        if self.authenticated {
+            0
+        } else {
+            self.unproven_prods
+        }
     }
 
     /// The round trip, if `data` is the first packet past the watched offset.

@@ -6,7 +6,8 @@
 //! opening), `rpc_table` (RPCs and the scheduler indices derived from them),
 //! `outgoing`, `send` and `grants` (SRPT transmission and grants), `timer` and
 //! `timer_queue` (loss recovery and timeouts), `keys` (traffic keys and key update),
-//! `replay` (exactly-once), `handshake` (the in-band TLS stream).
+//! `replay` (exactly-once), `handshake` (the in-band TLS stream), `retry` (address
+//! validation under handshake floods).
 
 mod buffers;
 mod client;
@@ -27,6 +28,7 @@ mod quiet_asks;
 mod ranges;
 mod recv;
 mod replay;
+mod retry;
 mod rpc;
 mod rpc_table;
 mod rtt;
@@ -39,7 +41,7 @@ mod timer_queue;
 mod tls;
 mod tombstones;
 
-pub use config::{Config, ConfigError};
+pub use config::{AddressValidation, Config, ConfigError};
 pub use endpoint::{Endpoint, PreparedMessage, SealedMessage, Transmit};
 pub use event::{
     CallError, Event, InstallError, MemoryUsage, PathInfo, Role, RpcError, SessionHandle, Stats,

@@ -92,6 +92,15 @@ impl Endpoint {
             self.handle_handshake_packet(now, from, &header, role, &hs);
             return;
         }
+        if let Body::Retry(retry) = packet.body {
+            if !alone {
+                self.core.stats.malformed += 1;
+                return;
+            }
+            let len = crate::wire::HEADER_LEN + retry.buffer_len();
+            self.handle_retry(now, from, &header, role, &retry, len);
+            return;
+        }
         let key = (from, header.session_id, role);
         let Some(&handle) = self.by_key.get(&key) else {
             if self.on_refusal_during_handshake(now, key, &header) {

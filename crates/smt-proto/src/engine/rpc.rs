@@ -476,7 +476,14 @@ impl Rpc {
                     self.live.last_prod.saturating_duration_since(self.live.last_heard);
                 unanswered.clamp(resend_after, resend_after * 2u32.pow(MAX_BACKOFF_DOUBLINGS))
             }
-            _ => resend_after,
+            // A message still to prove itself genuine: each prod that did not make
+            // it authenticate doubles the wait for the next (see `unproven_backoff`).
+            _ => match self.incoming() {
+                Some(inc) => {
+                    resend_after * 2u32.pow(inc.unproven_backoff().min(MAX_BACKOFF_DOUBLINGS))
+                }
+                None => resend_after,
+            },
         }
     }
 }

@@ -73,7 +73,12 @@ pub(crate) fn on_packet(
         }
         Body::Ack(ack) => on_ack(cx, session, &ack),
         // BUSY and NEED_ACK are for clients; session-level packets were handled before.
-        Body::Busy | Body::NeedAck | Body::Handshake(_) | Body::SessionUnknown | Body::Close => {}
+        Body::Busy
+        | Body::NeedAck
+        | Body::Handshake(_)
+        | Body::Retry(_)
+        | Body::SessionUnknown
+        | Body::Close => {}
     }
 }
 

@@ -98,7 +98,11 @@ impl Endpoint {
         match rpc.prod() {
             Some(Prod::Incoming) if silent => {
                 if let Some(inc) = rpc.incoming() {
-                    let gaps = inc.gaps(MAX_RESENDS_PER_TICK);
+                    // Until the message authenticates only gaps in record 0 matter (it
+                    // decides whether the message is genuine; `grantable_limit` is its
+                    // end then): forged DATA with holes everywhere draws no volley.
+                    let mut gaps = inc.gaps(MAX_RESENDS_PER_TICK);
+                    gaps.retain(|gap| gap.start < inc.grantable_limit());
                     if gaps.is_empty() && inc.granted() < inc.len() {
                         // Everything granted arrived: our last GRANT may have been lost.
                         prods.push(Body::Grant(GrantRepr { offset: inc.granted(), priority: 0 }));
@@ -139,6 +143,9 @@ impl Endpoint {
                 if let Some(inc) = rpc.incoming_mut() {
                     inc.forget_round_trip();
                     inc.mark_stalled();
+                    if recovering {
+                        inc.note_prod();
+                    }
                 }
                 if let RpcState::Client(client) = &mut rpc.state {
                     client.recovered |= recovering;

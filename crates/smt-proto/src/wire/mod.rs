@@ -32,6 +32,7 @@ mod handshake;
 mod header;
 mod packet;
 mod resend;
+mod retry;
 
 pub use ack::{AckPacket, AckRepr, MAX_ACKS_PER_PACKET};
 pub use data::{DataPacket, DataRepr};
@@ -40,6 +41,7 @@ pub use handshake::{HandshakePacket, HandshakeRepr};
 pub use header::{Flags, Header, HeaderRepr, HEADER_LEN};
 pub use packet::{mark_bundled, split_bundle, Body, PacketRepr};
 pub use resend::{ResendPacket, ResendRepr};
+pub use retry::{RetryPacket, RetryRepr, MAX_RETRY_TOKEN_LEN};
 
 use core::fmt;
 
@@ -157,6 +159,8 @@ pub enum PacketType {
     SessionUnknown = 0x21,
     /// The sender closes the session; the receiver fails outstanding RPCs and frees it.
     Close = 0x22,
+    /// A server under a handshake flood asks the client to echo a token (address validation).
+    Retry = 0x23,
 }
 
 impl PacketType {
@@ -173,6 +177,7 @@ impl PacketType {
             0x20 => PacketType::Handshake,
             0x21 => PacketType::SessionUnknown,
             0x22 => PacketType::Close,
+            0x23 => PacketType::Retry,
             other => return Err(WireError::UnknownType(other)),
         })
     }
@@ -189,7 +194,8 @@ impl PacketType {
             | PacketType::Busy
             | PacketType::NeedAck
             | PacketType::SessionUnknown
-            | PacketType::Close => 0,
+            | PacketType::Close
+            | PacketType::Retry => 0,
         }
     }
 }
@@ -207,6 +213,7 @@ impl fmt::Display for PacketType {
             PacketType::Handshake => "HANDSHAKE",
             PacketType::SessionUnknown => "SESSION_UNKNOWN",
             PacketType::Close => "CLOSE",
+            PacketType::Retry => "RETRY",
         })
     }
 }

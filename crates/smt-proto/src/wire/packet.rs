@@ -5,8 +5,8 @@ use core::fmt;
 
 use super::{
     AckPacket, AckRepr, DataPacket, DataRepr, Flags, GrantPacket, GrantRepr, HandshakePacket,
-    HandshakeRepr, Header, HeaderRepr, PacketType, ResendPacket, ResendRepr, Result, WireError,
-    HEADER_LEN,
+    HandshakeRepr, Header, HeaderRepr, PacketType, ResendPacket, ResendRepr, Result, RetryPacket,
+    RetryRepr, WireError, HEADER_LEN,
 };
 
 /// The typed body of a packet.
@@ -38,6 +38,9 @@ pub enum Body<'a> {
     SessionUnknown,
     /// CLOSE (0x22), no body: the sender has closed the session (4.10).
     Close,
+    /// RETRY (0x23): a server under a handshake flood asks the client to echo a
+    /// token before it keeps any state (4.11).
+    Retry(RetryRepr<'a>),
 }
 
 impl Body<'_> {
@@ -54,6 +57,7 @@ impl Body<'_> {
             Body::Handshake(_) => PacketType::Handshake,
             Body::SessionUnknown => PacketType::SessionUnknown,
             Body::Close => PacketType::Close,
+            Body::Retry(_) => PacketType::Retry,
         }
     }
 
@@ -64,6 +68,7 @@ impl Body<'_> {
             Body::Resend(r) => r.buffer_len(),
             Body::Ack(r) => r.buffer_len(),
             Body::Handshake(r) => r.buffer_len(),
+            Body::Retry(r) => r.buffer_len(),
             Body::RpcUnknown | Body::Busy | Body::NeedAck | Body::SessionUnknown | Body::Close => 0,
         }
     }
@@ -128,11 +133,12 @@ impl<'a> PacketRepr<'a> {
             PacketType::NeedAck => Body::NeedAck,
             PacketType::SessionUnknown => Body::SessionUnknown,
             PacketType::Close => Body::Close,
+            PacketType::Retry => Body::Retry(RetryRepr::parse(&RetryPacket::new_checked(rest)?)?),
         };
         // Bodies without variable-length data must not carry trailing bytes: an
         // attacker should not be able to smuggle data into packets we accept.
         let exact = match body {
-            Body::Data(_) | Body::Handshake(_) => true,
+            Body::Data(_) | Body::Handshake(_) | Body::Retry(_) => true,
             other => rest.len() == other.buffer_len(),
         };
         if !exact {
@@ -165,6 +171,7 @@ impl<'a> PacketRepr<'a> {
             Body::Resend(r) => r.emit(&mut ResendPacket::new_unchecked(rest)),
             Body::Ack(r) => r.emit(&mut AckPacket::new_unchecked(rest)),
             Body::Handshake(r) => r.emit(&mut HandshakePacket::new_unchecked(rest)),
+            Body::Retry(r) => r.emit(&mut RetryPacket::new_unchecked(rest)),
             Body::RpcUnknown | Body::Busy | Body::NeedAck | Body::SessionUnknown | Body::Close => {}
         }
         len
@@ -208,6 +215,7 @@ impl fmt::Display for PacketRepr<'_> {
             Body::Resend(r) => write!(f, " {r}"),
             Body::Ack(r) => write!(f, " {r}"),
             Body::Handshake(r) => write!(f, " {r}"),
+            Body::Retry(r) => write!(f, " {r}"),
             Body::RpcUnknown | Body::Busy | Body::NeedAck | Body::SessionUnknown | Body::Close => {
                 Ok(())
             }
@@ -407,7 +415,8 @@ mod tests {
         Grant(u32, u8),
         Resend(u32, u32, u8),
         Ack(Vec<MessageId>),
-        Handshake(u32, u32, Vec<u8>, usize),
+        Handshake(u32, u32, Vec<u8>, Vec<u8>, usize),
+        Retry(Vec<u8>),
         Bodyless(u8),
     }
 
@@ -433,9 +442,12 @@ mod tests {
                 0u32..1 << 31,
                 any::<u32>(),
                 prop::collection::vec(any::<u8>(), 0..2000),
+                prop::collection::vec(any::<u8>(), 0..40),
                 0usize..1200
             )
-                .prop_map(|(o, a, d, p)| OwnedBody::Handshake(o, a, d, p)),
+                .prop_map(|(o, a, d, t, p)| OwnedBody::Handshake(o, a, d, t, p)),
+            prop::collection::vec(any::<u8>(), 1..=crate::wire::MAX_RETRY_TOKEN_LEN)
+                .prop_map(OwnedBody::Retry),
             prop::sample::select(vec![0x13u8, 0x14, 0x17, 0x21, 0x22])
                 .prop_map(OwnedBody::Bodyless),
         ]
@@ -459,12 +471,14 @@ mod tests {
                 Body::Resend(ResendRepr { offset: *o, length: *l, priority: *p })
             }
             OwnedBody::Ack(ids) => Body::Ack(AckRepr::new(ids).unwrap()),
-            OwnedBody::Handshake(o, a, d, p) => Body::Handshake(HandshakeRepr {
+            OwnedBody::Handshake(o, a, d, t, p) => Body::Handshake(HandshakeRepr {
                 stream_offset: *o,
                 acknowledged: *a,
                 data: d,
+                token: t,
                 padding_len: *p,
             }),
+            OwnedBody::Retry(token) => Body::Retry(RetryRepr { token }),
             OwnedBody::Bodyless(0x13) => Body::RpcUnknown,
             OwnedBody::Bodyless(0x14) => Body::Busy,
             OwnedBody::Bodyless(0x17) => Body::NeedAck,
