@@ -1016,6 +1016,104 @@ fn lossless_handshake_exchanges_six_datagrams_and_then_goes_quiet() {
     );
 }
 
+/// Send times of `host`'s HANDSHAKE datagrams carrying TLS bytes at `offset`.
+fn chunk_sends(net: &Network, host: HostId, offset: u32) -> Vec<Duration> {
+    net.sends()
+        .iter()
+        .filter(|s| s.from == host)
+        .filter(
+            |s| matches!(handshake_fields(&s.bytes), Some((o, len, _)) if o == offset && len > 0),
+        )
+        .map(|s| s.at)
+        .collect()
+}
+
+#[test]
+fn on_a_path_slower_than_resend_after_each_client_hello_goes_once() {
+    // A 5 ms round trip, longer than resend_after (3 ms), as a loaded server or a
+    // slower path makes it: the first retransmission timeout (handshake_resend_after,
+    // 10 ms) waits for the server's flight instead of resending the hello. With the
+    // old initial timeout of resend_after every such handshake sent its hello twice.
+    let link = LinkConfig { delay: Duration::from_micros(2500), ..LinkConfig::default() };
+    let tls = FakeTls::new(84, 300, 2048);
+    let mut net = Network::new(84, link);
+    let client = net.add_host(config());
+    let server = net.add_host(config());
+    net.endpoint(server).set_acceptor(tls.acceptor());
+    net.record_sends();
+    let cs = start_handshake(&mut net, client, server, 0x52, &tls);
+    assert!(net.run_until(Duration::from_secs(1), |n| established(n, client, cs)));
+    assert!(settle(&mut net, Duration::from_secs(30)));
+    assert_eq!(chunk_sends(&net, client, 0).len(), 1, "the ClientHello was sent again");
+    assert_eq!(chunk_sends(&net, server, 0).len(), 1, "the server's flight was sent again");
+}
+
+#[test]
+fn after_the_first_round_trip_a_lost_finished_goes_again_after_twice_that_round_trip() {
+    // A 2 ms round trip: once the server's flight arrives, the client's timeout is
+    // 4 ms (twice the measured round trip), not handshake_resend_after's 10 ms.
+    let link = LinkConfig { delay: Duration::from_millis(1), ..LinkConfig::default() };
+    let tls = FakeTls::new(85, 300, 2048);
+    let mut net = Network::new(85, link);
+    let client = net.add_host(config());
+    let server = net.add_host(config());
+    net.endpoint(server).set_acceptor(tls.acceptor());
+    let dropped = Rc::new(Cell::new(false));
+    let once = dropped.clone();
+    net.set_drop_filter(move |from, _, bytes| {
+        let finished = from == client
+            && matches!(handshake_fields(bytes), Some((300, len, _)) if len == FINISHED_LEN);
+        finished && !once.replace(true)
+    });
+    net.record_sends();
+    let cs = start_handshake(&mut net, client, server, 0x53, &tls);
+    assert!(net.run_until(Duration::from_secs(1), |n| established(n, client, cs)));
+    assert!(settle(&mut net, Duration::from_secs(30)));
+    assert!(dropped.get());
+    let finished = chunk_sends(&net, client, 300);
+    assert_eq!(finished.len(), 2, "{finished:?}");
+    let waited = finished[1] - finished[0];
+    assert!(
+        waited >= Duration::from_millis(4) && waited < Duration::from_millis(5),
+        "the lost Finished went again after {waited:?}"
+    );
+}
+
+#[test]
+fn a_pure_acknowledgement_with_any_stream_offset_never_ends_a_completed_clients_session() {
+    // Section 8.5: after its handshake completed, a client takes new bytes of the
+    // server's stream as a rejection alert. A pure acknowledgement carries no bytes,
+    // whatever its Stream Offset says; it once ended the session when that offset
+    // lay beyond what the client had received.
+    let tls = FakeTls::new(86, 300, 2048);
+    let mut net = Network::new(86, LinkConfig::default());
+    let client = net.add_host(config());
+    let server = net.add_host(config());
+    net.endpoint(server).set_acceptor(tls.acceptor());
+    net.set_echo(server);
+    let (caddr, saddr) = (net.addr(client), net.addr(server));
+    // The server's acknowledgement of the client's Finished is lost once, so the
+    // client keeps its handshake state (and its check for alerts) a while longer.
+    let dropped = Rc::new(Cell::new(false));
+    let once = dropped.clone();
+    net.set_drop_filter(move |from, _, bytes| {
+        let acks_finished = from == server
+            && matches!(handshake_fields(bytes), Some((_, 0, _)))
+            && matches!(PacketRepr::parse(bytes).map(|p| p.body),
+                Ok(Body::Handshake(h)) if h.acknowledged == 300 + FINISHED_LEN as u32);
+        acks_finished && !once.replace(true)
+    });
+    let cs = start_handshake(&mut net, client, server, 0x54, &tls);
+    assert!(net.run_until(Duration::from_secs(1), |n| dropped.get() && established(n, client, cs)));
+    let odd_ack = handshake_datagram(saddr, caddr, false, 0x54, 60_000, 300, &[], 0);
+    net.inject(client, saddr, odd_ack);
+    let id = net.call(client, cs, b"still here");
+    assert!(net.run_until(Duration::from_secs(2), |n| responses(n, client).contains_key(&id)));
+    assert_eq!(closed(&net, client, cs), None);
+    assert!(settle(&mut net, Duration::from_secs(30)));
+    assert_no_state(&net, client, 1);
+}
+
 // ---------------------------------------------------------------------------------
 // 5. The bound on pending handshakes.
 // ---------------------------------------------------------------------------------
@@ -1045,7 +1143,7 @@ fn hello_flood_from_5000_addresses_is_bounded_by_max_pending_handshakes() {
     // hello datagrams counts as refused, and it gets no answer.
     net.record_sends();
     let blocked = start_handshake(&mut net, client, server, 1, &tls);
-    run_for(&mut net, Duration::from_millis(10));
+    run_for(&mut net, Duration::from_millis(40));
     let hellos: Vec<Duration> =
         net.sends().iter().filter(|s| s.from == client).map(|s| s.at).collect();
     assert!(

@@ -116,6 +116,15 @@ pub struct Config {
     pub address_validation: AddressValidation,
     /// A handshake not finished after this long fails.
     pub handshake_timeout: Duration,
+    /// The handshake's first retransmission timeout, on both sides, before any
+    /// round trip was measured (PROTOCOL.md 8.3): it doubles on each retransmission,
+    /// and a client sets it to twice the round trip of its ClientHello once the
+    /// server's first bytes arrive. A server's first flight costs a key exchange and
+    /// a signature (about 0.5 ms on loopback in a release build, 2 ms in a debug
+    /// build, more on a loaded host or across a slower path); with `resend_after`'s
+    /// 3 ms, a client on a path with a longer round trip than that resends every
+    /// ClientHello for nothing.
+    pub handshake_resend_after: Duration,
     /// A session that has received nothing from its peer for this long, and holds
     /// no RPC, is closed (the peer is told with CLOSE) and its state freed, on
     /// either side (`smt::Error::IdleTimeout`). RPCs in flight keep their session:
@@ -168,6 +177,7 @@ impl Default for Config {
             max_pending_handshakes: 1024,
             address_validation: AddressValidation::UnderLoad { pending_handshakes: 64 },
             handshake_timeout: Duration::from_secs(5),
+            handshake_resend_after: Duration::from_millis(10),
             idle_timeout: Some(Duration::from_secs(30)),
             keep_alive: None,
             reclaim_idle_after: Duration::from_secs(1),
@@ -217,6 +227,11 @@ impl Config {
             .is_none()
         {
             return fail("max_message_len does not fit 65536 records of record_size");
+        }
+        if self.handshake_resend_after < self.resend_after
+            || self.handshake_resend_after > self.handshake_timeout
+        {
+            return fail("need resend_after <= handshake_resend_after <= handshake_timeout");
         }
         if self.idle_timeout.is_some_and(|idle| idle < self.tick) {
             return fail("idle_timeout must be at least tick");

@@ -35,6 +35,8 @@ pub const AMPLIFICATION_FACTOR: usize = 3;
 const MAX_REORDER_BYTES: usize = 64 * 1024;
 /// Most bytes of one direction's handshake stream (certificate chains included).
 const MAX_STREAM_BYTES: usize = 256 * 1024;
+/// The handshake's retransmission timeout never grows beyond this.
+const MAX_HANDSHAKE_RTO: Duration = Duration::from_secs(1);
 
 pub(crate) struct Handshake {
     pub handle: SessionHandle,
@@ -60,6 +62,9 @@ pub(crate) struct Handshake {
     pub started: Instant,
     last_send: Instant,
     rto: Duration,
+    /// A client's round-trip sample in progress: when its ClientHello went out, if
+    /// it has not been sent again since (Karn's rule).
+    hello_sent: Option<Instant>,
     /// The TLS handshake completed and the session is installed.
     pub established: bool,
     /// A client's token from the server's RETRY, echoed from stream offset 0.
@@ -106,15 +111,26 @@ impl Handshake {
             started: now,
             last_send: now,
             rto,
+            hello_sent: (role == Role::Client).then_some(now),
             established: false,
             retry_token: None,
+        }
+    }
+
+    /// The client's first bytes of the server's stream arrived: its retransmission
+    /// timeout becomes twice that round trip (which includes the server's key
+    /// exchange and signature, the slowest step), within `resend_after` and 1 s.
+    fn measure_first_round_trip(&mut self, now: Instant, resend_after: Duration) {
+        if let Some(sent) = self.hello_sent.take() {
+            let sample = now.saturating_duration_since(sent);
+            self.rto = (sample * 2).clamp(resend_after, MAX_HANDSHAKE_RTO);
         }
     }
 
     /// Takes the token of a server's RETRY (a client that has heard nothing else from
     /// the server, once per handshake) and rewinds to send the stream again from
     /// offset 0, since the server kept nothing. False if the RETRY is not followed.
-    pub(crate) fn follow_retry(&mut self, token: &[u8], datagram_len: usize) -> bool {
+    pub(crate) fn follow_retry(&mut self, now: Instant, token: &[u8], datagram_len: usize) -> bool {
         if self.role != Role::Client
             || self.established
             || self.recv_len > 0
@@ -124,6 +140,9 @@ impl Handshake {
         }
         self.retry_token = Some(token.to_vec());
         self.bytes_in += datagram_len;
+        // The ClientHello goes again now, a new first transmission to measure from
+        // (the caller sends it at once).
+        self.hello_sent = Some(now);
         self.acked = 0;
         self.sent = 0;
         true
@@ -216,7 +235,7 @@ impl Endpoint {
             session_id,
             tls,
             now,
-            self.core.config.resend_after,
+            self.core.config.handshake_resend_after,
         );
         hs.pull();
         let key = hs.key();
@@ -297,7 +316,7 @@ impl Endpoint {
                 header.session_id,
                 tls,
                 now,
-                self.core.config.resend_after,
+                self.core.config.handshake_resend_after,
             );
             // A valid retry token proves that the client receives at its address.
             hs.validated = address_proven;
@@ -320,7 +339,13 @@ impl Endpoint {
             hs.sent = hs.acked;
         }
         let end = packet.stream_offset as usize + packet.data.len();
-        if hs.established && hs.role == Role::Client && end > hs.recv_len as usize {
+        // (Only TLS bytes extend a stream: a pure acknowledgement's Stream Offset
+        // says nothing, section 8.3.)
+        if hs.established
+            && hs.role == Role::Client
+            && !packet.data.is_empty()
+            && end > hs.recv_len as usize
+        {
             // The server's stream continues after the handshake completed here: in
             // TLS 1.3 that is an alert (it rejected our certificate, say).
             let skip = (hs.recv_len as usize).saturating_sub(packet.stream_offset as usize);
@@ -329,6 +354,9 @@ impl Endpoint {
             return;
         }
         if !packet.data.is_empty() {
+            if hs.role == Role::Client && hs.recv_len == 0 {
+                hs.measure_first_round_trip(now, self.core.config.resend_after);
+            }
             if let Err(error) = hs.receive(packet.stream_offset, packet.data) {
                 self.fail_handshake(now, key, error);
                 return;
@@ -551,7 +579,10 @@ impl Endpoint {
             let probe = hs.role == Role::Client && !hs.established;
             if due && (unacked || probe) {
                 hs.sent = hs.acked;
-                hs.rto = (hs.rto * 2).min(Duration::from_secs(1));
+                if hs.acked == 0 {
+                    hs.hello_sent = None; // sent again: a reply no longer times one send
+                }
+                hs.rto = (hs.rto * 2).min(MAX_HANDSHAKE_RTO);
                 self.flush_handshake(now, key, probe && !unacked);
                 if let Some(hs) = self.handshakes.get_mut(&key) {
                     hs.last_send = now;

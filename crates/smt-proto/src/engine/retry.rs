@@ -176,7 +176,7 @@ impl Endpoint {
     ) {
         let key = (from, header.session_id, role);
         let followed = match self.handshakes.get_mut(&key) {
-            Some(hs) if role == Role::Client => hs.follow_retry(retry.token, datagram_len),
+            Some(hs) if role == Role::Client => hs.follow_retry(now, retry.token, datagram_len),
             _ => false,
         };
         if !followed {
