@@ -2,7 +2,7 @@
 # Installs what the test suite needs on a fresh Debian machine (run as root).
 # Idempotent: skips packages that are already present.
 set -euo pipefail
-packages=(iproute2 nftables tcpdump tshark python3-cryptography python3-prometheus-client time)
+packages=(iproute2 nftables tcpdump tshark python3-cryptography python3-prometheus-client time redis-tools redis-server)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -22,7 +22,8 @@ use std::time::Duration;
 use smt_proto::engine::{Config, Event, RpcError};
 use smt_proto::record::CipherSuite;
 use smt_proto::wire::{
-    AckRepr, Body, DataRepr, Flags, GrantRepr, HeaderRepr, MessageId, PacketRepr, ResendRepr,
+    AckRepr, Body, DataRepr, Flags, GrantRepr, HandshakeRepr, HeaderRepr, MessageId, PacketRepr,
+    ResendRepr, RetryRepr,
 };
 
 use crate::{HostId, LinkConfig, Network};
@@ -167,7 +168,7 @@ fn forge(
     to_server: bool,
 ) -> (Vec<u8>, bool) {
     let (src, dst) = if to_server { (client, server) } else { (server, client) };
-    let kind = script.u8() % 9;
+    let kind = script.u8() % 11;
     let mut flags = Flags::empty();
     if to_server {
         flags.set(Flags::FROM_INITIATOR, true);
@@ -181,6 +182,10 @@ fn forge(
         script.take(n)
     };
     let ids = [MessageId::new(u64::from(script.u8())).unwrap_or_default()];
+    let ids_bytes = {
+        let n = usize::from(script.u8() % 40) + 1;
+        script.take(n)
+    };
     let offset = script.u32() % (2 << 20);
     let body = match kind {
         0 | 1 => Body::Data(DataRepr {
@@ -205,10 +210,20 @@ fn forge(
             Some(ack) => Body::Ack(ack),
             None => Body::Busy,
         },
-        _ => match script.u8() % 2 {
+        8 => match script.u8() % 2 {
             0 => Body::Close,
             _ => Body::SessionUnknown,
         },
+        // Handshake packets on an established session (with and without a retry
+        // token) and RETRYs: the session must not notice.
+        9 => Body::Handshake(HandshakeRepr {
+            stream_offset: offset,
+            acknowledged: script.u32(),
+            data: &payload[..payload.len().min(1200)],
+            token: &ids_bytes,
+            padding_len: usize::from(script.u8()),
+        }),
+        _ => Body::Retry(RetryRepr { token: &ids_bytes }),
     };
     let ends = matches!(body, Body::Close | Body::SessionUnknown);
     let header = HeaderRepr {
