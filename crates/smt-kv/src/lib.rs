@@ -6,7 +6,8 @@
 //!
 //! Layout, in the direction a command flows: [`request`] (commands off the wire),
 //! [`command`] (running them), [`store`] (the sharded key space), [`reply`] (RESP2 or
-//! RESP3 replies); [`server`] runs the listeners, [`client`] is the SMT client.
+//! RESP3 replies); [`server`] runs the listeners, [`client`] is the SMT client;
+//! [`ycsb`] is the YCSB benchmark driver (`smt-kv ycsb`).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -26,6 +27,7 @@ pub mod reply;
 pub mod request;
 pub mod server;
 pub mod store;
+pub mod ycsb;
 
 pub use client::{Client, ClientError};
 pub use reply::Reply;

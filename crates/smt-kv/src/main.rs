@@ -42,6 +42,38 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         shards: usize,
     },
+    /// YCSB core workloads (A, B, C, D, F) against smt-kv over SMT, TLS/TCP and TCP,
+    /// and against redis-server over TLS/TCP and TCP (started here if installed).
+    Ycsb {
+        /// Under a minute: workloads A and C, 1 KB values, 8 threads, 1 repetition.
+        #[arg(long)]
+        quick: bool,
+        /// Workloads to run (default: a,b,c,d,f; quick: a,c).
+        #[arg(long, value_delimiter = ',')]
+        workloads: Option<Vec<String>>,
+        /// Value sizes: 64 (8 x 8 B), 1024 (10 x 100 B), 4096 (40 x 100 B), 8192 (80 x 100 B).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Option<Vec<usize>>,
+        /// Client threads, each with its own connection or session (default 32, the paper's; quick 8).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        reps: Option<usize>,
+        #[arg(long)]
+        records: Option<u64>,
+        /// Operations per run (split over the threads).
+        #[arg(long)]
+        operations: Option<u64>,
+        /// Skip the redis-server reference runs.
+        #[arg(long)]
+        no_redis: bool,
+        /// Directory for ycsb.json.
+        #[arg(long, default_value = "target/ycsb")]
+        out: PathBuf,
+        /// Also replace the YCSB records in DIR/perf/results.json and write DIR/perf/ycsb.md.
+        #[arg(long)]
+        docs: Option<PathBuf>,
+    },
     /// Send one command to an SMT listener and print the reply as redis-cli does.
     Cli {
         /// The SMT listener's address.
@@ -94,6 +126,54 @@ async fn main() -> anyhow::Result<()> {
                 _ = server.run() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
+            Ok(())
+        }
+        Command::Ycsb {
+            quick,
+            workloads,
+            sizes,
+            threads,
+            reps,
+            records,
+            operations,
+            no_redis,
+            out,
+            docs,
+        } => {
+            use smt_kv::ycsb::workload::Workload;
+            let workloads = workloads.unwrap_or_else(|| {
+                if quick {
+                    vec!["a".into(), "c".into()]
+                } else {
+                    "a,b,c,d,f".split(',').map(String::from).collect()
+                }
+            });
+            let workloads = workloads
+                .iter()
+                .map(|w| {
+                    Workload::parse(w)
+                        .with_context(|| format!("unknown workload {w} (a, b, c, d or f)"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let plan = smt_kv::ycsb::bench::Plan {
+                workloads,
+                value_sizes: sizes.unwrap_or_else(|| {
+                    if quick {
+                        vec![1024]
+                    } else {
+                        vec![64, 1024, 4096]
+                    }
+                }),
+                threads: threads.unwrap_or(if quick { 8 } else { 32 }),
+                reps: reps.unwrap_or(if quick { 1 } else { 3 }),
+                records: records.unwrap_or(if quick { 2_000 } else { 10_000 }),
+                operations: operations.unwrap_or(if quick { 60_000 } else { 100_000 }),
+                redis: !no_redis,
+                out,
+                docs,
+                command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            };
+            smt_kv::ycsb::bench::execute(&plan).await?;
             Ok(())
         }
         Command::Cli { connect, server_name, ca, args } => {
