@@ -33,7 +33,7 @@ pub enum ClientError {
 pub struct Client {
     session: smt::Session,
     // Keeps the client's endpoint (its socket and driver) alive with the session.
-    _endpoint: smt::Endpoint,
+    endpoint: smt::Endpoint,
 }
 
 impl std::fmt::Debug for Client {
@@ -57,12 +57,17 @@ impl Client {
         };
         let endpoint = smt::Endpoint::client(bind, tls)?;
         let session = endpoint.connect(server, server_name).await?;
-        Ok(Client { session, _endpoint: endpoint })
+        Ok(Client { session, endpoint })
     }
 
     /// A client on a session the caller already holds (its endpoint must outlive it).
     pub fn from_session(session: smt::Session, endpoint: smt::Endpoint) -> Client {
-        Client { session, _endpoint: endpoint }
+        Client { session, endpoint }
+    }
+
+    /// The transport counters of this client's endpoint (RESENDs, retransmissions...).
+    pub fn transport_stats(&self) -> smt::Stats {
+        self.endpoint.stats()
     }
 
     /// Sends one command (name first) and returns the server's reply as it is,

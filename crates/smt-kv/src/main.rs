@@ -67,6 +67,17 @@ enum Command {
         /// Skip the redis-server reference runs.
         #[arg(long)]
         no_redis: bool,
+        /// Give each SMT client thread its own endpoint (socket and driver task)
+        /// instead of a session on one shared client endpoint.
+        #[arg(long)]
+        smt_endpoint_per_thread: bool,
+        /// Client endpoints (sockets, each with its own driver task) the SMT
+        /// sessions are spread over (default 1; see docs/PERFORMANCE.md).
+        #[arg(long)]
+        smt_endpoints: Option<usize>,
+        /// Only these transports (smt, tls-tcp, tcp); default all.
+        #[arg(long, value_delimiter = ',')]
+        transports: Vec<String>,
         /// Directory for ycsb.json.
         #[arg(long, default_value = "target/ycsb")]
         out: PathBuf,
@@ -137,6 +148,9 @@ async fn main() -> anyhow::Result<()> {
             records,
             operations,
             no_redis,
+            smt_endpoint_per_thread,
+            smt_endpoints,
+            transports,
             out,
             docs,
         } => {
@@ -166,12 +180,15 @@ async fn main() -> anyhow::Result<()> {
                 }),
                 threads: threads.unwrap_or(if quick { 8 } else { 32 }),
                 reps: reps.unwrap_or(if quick { 1 } else { 3 }),
-                records: records.unwrap_or(if quick { 2_000 } else { 10_000 }),
-                operations: operations.unwrap_or(if quick { 60_000 } else { 100_000 }),
+                records: records.unwrap_or(if quick { 2_000 } else { 5_000 }),
+                operations: operations.unwrap_or(if quick { 60_000 } else { 30_000 }),
                 redis: !no_redis,
                 out,
                 docs,
                 command_line: std::env::args().collect::<Vec<_>>().join(" "),
+                smt_endpoint_per_thread,
+                transports,
+                smt_endpoints: smt_endpoints.unwrap_or(1),
             };
             smt_kv::ycsb::bench::execute(&plan).await?;
             Ok(())

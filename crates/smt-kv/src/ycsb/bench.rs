@@ -25,6 +25,12 @@ pub struct Plan {
     /// Also merge the records into docs/perf/results.json and write docs/perf/ycsb.md.
     pub docs: Option<PathBuf>,
     pub command_line: String,
+    /// See `RunSpec::smt_endpoint_per_thread`.
+    pub smt_endpoint_per_thread: bool,
+    /// Client endpoints the SMT sessions share (one driver task each).
+    pub smt_endpoints: usize,
+    /// Transports to run (names as `Transport::name`); empty: all.
+    pub transports: Vec<String>,
 }
 
 /// A child process killed on drop.
@@ -124,6 +130,9 @@ pub async fn execute(plan: &Plan) -> anyhow::Result<Vec<Run>> {
     } else if plan.redis {
         println!("redis-server is not installed: the reference runs are skipped (apt-get install redis-server)");
     }
+    if !plan.transports.is_empty() {
+        targets.retain(|(t, _, _)| plan.transports.iter().any(|name| name == t.name()));
+    }
     let mut runs = Vec::new();
     println!("workload  value transport server       ops/s    p50 us    p99 us  check");
     for rep in 0..plan.reps {
@@ -142,6 +151,8 @@ pub async fn execute(plan: &Plan) -> anyhow::Result<Vec<Run>> {
                         records: plan.records,
                         operations: plan.operations,
                         seed: 1 + rep as u64,
+                        smt_endpoint_per_thread: plan.smt_endpoint_per_thread,
+                        smt_endpoints: plan.smt_endpoints,
                     };
                     load(&spec, tls.clone())
                         .await
@@ -177,9 +188,11 @@ pub async fn execute(plan: &Plan) -> anyhow::Result<Vec<Run>> {
     println!("records: {}", path.display());
     let summary = summary(plan, &runs);
     print!("{summary}");
+    std::fs::write(plan.out.join("ycsb.svg"), chart(plan, &runs))?;
     if let Some(docs) = &plan.docs {
         merge_into_results(&docs.join("perf/results.json"), &records)?;
         std::fs::write(docs.join("perf/ycsb.md"), &summary)?;
+        std::fs::write(docs.join("perf/ycsb.svg"), chart(plan, &runs))?;
         println!("updated {}/perf/results.json and ycsb.md", docs.display());
     }
     let failed: u64 = runs.iter().map(|(_, r)| r.errors).sum();
@@ -212,6 +225,9 @@ fn machine(plan: &Plan) -> serde_json::Value {
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         "records": plan.records,
         "operations": plan.operations,
+        "threads": plan.threads,
+        "smt_endpoint_per_thread": plan.smt_endpoint_per_thread,
+        "smt_endpoints": plan.smt_endpoints,
     })
 }
 
@@ -274,13 +290,7 @@ fn summary(plan: &Plan, runs: &[(usize, Run)]) -> String {
             })
             .collect()
     };
-    let combos = [
-        (Transport::Smt, "smt-kv"),
-        (Transport::TlsTcp, "smt-kv"),
-        (Transport::Tcp, "smt-kv"),
-        (Transport::TlsTcp, "redis"),
-        (Transport::Tcp, "redis"),
-    ];
+    let combos = COMBOS;
     let mut ratios = String::from("\n| workload | value | SMT / TLS-TCP (smt-kv) | p99 SMT / TLS-TCP | smt-kv / redis (tcp) | smt-kv / redis (tls-tcp) |\n|---|---|---|---|---|---|\n");
     for &size in &plan.value_sizes {
         for &w in &plan.workloads {
@@ -331,6 +341,58 @@ fn summary(plan: &Plan, runs: &[(usize, Run)]) -> String {
     s.push_str(&ratios);
     s
 }
+
+/// Throughput bars per workload and value size.
+fn chart(plan: &Plan, runs: &[(usize, Run)]) -> String {
+    use super::chart::{grouped_bars, Bar, Group};
+    let mut groups = Vec::new();
+    for &size in &plan.value_sizes {
+        for &w in &plan.workloads {
+            let mut bars = Vec::new();
+            for (t, server) in COMBOS {
+                let ops: Vec<f64> = runs
+                    .iter()
+                    .map(|(_, r)| r)
+                    .filter(|r| {
+                        r.workload == w
+                            && r.layout.value_size() == size
+                            && r.transport == t
+                            && r.server == server
+                    })
+                    .map(Run::ops_per_s)
+                    .collect();
+                if ops.is_empty() {
+                    continue;
+                }
+                let (lo, hi) =
+                    ops.iter().fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+                bars.push(Bar {
+                    label: format!("{} / {server}", t.name()),
+                    median: median(ops),
+                    lo,
+                    hi,
+                });
+            }
+            groups.push(Group {
+                label: format!("{} {size} B", w.letter().to_ascii_uppercase()),
+                bars,
+            });
+        }
+    }
+    let title = format!(
+        "YCSB throughput, {} client threads (median of {}, whiskers min-max)",
+        plan.threads, plan.reps
+    );
+    grouped_bars(&title, "operations per second", &groups)
+}
+
+const COMBOS: [(Transport, &str); 5] = [
+    (Transport::Smt, "smt-kv"),
+    (Transport::TlsTcp, "smt-kv"),
+    (Transport::Tcp, "smt-kv"),
+    (Transport::TlsTcp, "redis"),
+    (Transport::Tcp, "redis"),
+];
 
 /// Replaces the YCSB records of docs/perf/results.json with `records`.
 fn merge_into_results(path: &Path, records: &[serde_json::Value]) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! session and one operation outstanding (closed loop).
 
 pub mod bench;
+pub mod chart;
 pub mod conn;
 pub mod generator;
 pub mod workload;
@@ -65,6 +66,11 @@ pub struct RunSpec {
     pub records: u64,
     pub operations: u64,
     pub seed: u64,
+    /// Give every SMT client thread its own endpoint (socket and driver task)
+    /// instead of a session on one shared endpoint.
+    pub smt_endpoint_per_thread: bool,
+    /// Client endpoints the SMT sessions are spread over (when not one per thread).
+    pub smt_endpoints: usize,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -115,8 +121,22 @@ pub async fn run(spec: &RunSpec, tls: Arc<rustls::ClientConfig>) -> anyhow::Resu
     let next_insert = Arc::new(AtomicU64::new(spec.records));
     let per_thread = spec.operations / spec.threads as u64;
     let mut conns = Vec::new();
-    for _ in 0..spec.threads {
-        conns.push(Conn::open(spec.transport, spec.addr, tls.clone()).await?);
+    // SMT's point is many sessions on one socket: by default the threads' sessions
+    // share one client endpoint (see `RunSpec::smt_endpoint_per_thread`).
+    let mut shared = Vec::new();
+    if spec.transport == Transport::Smt && !spec.smt_endpoint_per_thread {
+        for _ in 0..spec.smt_endpoints.max(1) {
+            shared.push(smt::Endpoint::client("127.0.0.1:0".parse()?, tls.clone())?);
+        }
+    }
+    for i in 0..spec.threads {
+        match shared.get(i % shared.len().max(1)) {
+            Some(endpoint) => {
+                let session = endpoint.connect(spec.addr, "localhost").await?;
+                conns.push(Conn::Smt(crate::Client::from_session(session, endpoint.clone())));
+            }
+            None => conns.push(Conn::open(spec.transport, spec.addr, tls.clone()).await?),
+        }
     }
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
