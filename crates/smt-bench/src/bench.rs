@@ -262,6 +262,9 @@ pub async fn probe(
                 println!("client path: {path:?}");
             }
         }
+        if let client::Holder::Smt(endpoint) = &holder {
+            println!("client stats: {:?}", endpoint.stats());
+        }
         drop(client);
         holder.close().await;
         run

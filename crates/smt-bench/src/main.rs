@@ -117,6 +117,10 @@ enum Cmd {
         /// many 1 MiB echoes stream on the same session.
         #[arg(long)]
         hol: Option<u32>,
+        /// Leave client and server free to run on any CPU (default: pinned to one
+        /// each, as in the full runs).
+        #[arg(long)]
+        no_pin: bool,
     },
     /// Internal: run one link's experiments and write its records as JSON.
     #[command(hide = true)]
@@ -209,7 +213,8 @@ fn main() -> Result<()> {
         Cmd::CryptoScaling { messages, size, threads, reps } => {
             crypto_scaling::run(messages, size, &threads, reps)
         }
-        Cmd::Probe { transport, size, in_flight, seconds, hol } => {
+        Cmd::Probe { transport, size, in_flight, seconds, hol, no_pin } => {
+            client::PIN.store(!no_pin, std::sync::atomic::Ordering::Relaxed);
             client::pin_client_thread();
             let cert_dir = std::env::temp_dir().join(format!("smt-bench-{}", std::process::id()));
             tls::generate(&cert_dir)?;

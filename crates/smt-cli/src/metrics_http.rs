@@ -35,6 +35,7 @@ struct Snapshot {
     calls_in_flight: usize,
     call_latency: smt::metrics::HistogramSnapshot,
     service_time: smt::metrics::HistogramSnapshot,
+    helper_batches: u64,
 }
 
 impl EndpointCollector {
@@ -47,6 +48,7 @@ impl EndpointCollector {
             calls_in_flight: 0,
             call_latency: first.call_latency.clone(),
             service_time: first.service_time.clone(),
+            helper_batches: all.iter().map(|m| m.helper_batches).sum(),
         };
         for m in rest {
             add_histogram(&mut sum.call_latency, &m.call_latency);
@@ -91,6 +93,13 @@ impl Collector for EndpointCollector {
                 counter.metric_type(),
             )?)?;
         }
+        let helper_batches = ConstCounter::new(m.helper_batches);
+        helper_batches.encode(encoder.encode_descriptor(
+            "helper_batches",
+            "Receive batches handled by receive helpers rather than the driver",
+            None,
+            helper_batches.metric_type(),
+        )?)?;
         let [sessions, rpcs, incoming_messages, incoming_bytes, queued_request_bytes, outgoing_bytes] =
             m.memory;
         let gauges: [(&str, &str, usize); 7] = [

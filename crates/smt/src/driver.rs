@@ -13,7 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -61,6 +61,13 @@ pub(crate) struct Shared {
 
     /// Notified (all waiters) when the endpoint shuts down.
     pub closed: Notify,
+    /// Woken by the driver when a receive batch suggests more is arriving, so the
+    /// helper tasks ([`run_receive_helper`]) take the next batches meanwhile.
+    pub receive_helpers: Notify,
+    /// How many helper tasks there are (0: the driver receives alone).
+    pub receive_helper_count: usize,
+    /// Receive batches the helpers handled (see `Metrics::helper_batches`).
+    pub helper_batches: AtomicU64,
     /// This value itself, for the tasks the inline handler hands requests to.
     pub me: std::sync::Weak<Shared>,
     /// Call latency and service time (recorded without the state lock).
@@ -483,6 +490,9 @@ pub(crate) struct Receiver {
     storage: Vec<u8>,
     received: Vec<Received>,
     outbox: Outbox,
+    /// Whether a batch this receiver takes may wake the receive helpers (the
+    /// driver's does; a helper's own does not, or it would keep waking itself).
+    wakes_helpers: bool,
 }
 
 impl Receiver {
@@ -491,9 +501,20 @@ impl Receiver {
             storage: vec![0u8; RECV_SLOTS * RECV_BUF],
             received: Vec::with_capacity(RECV_SLOTS * 4),
             outbox: Outbox::default(),
+            wakes_helpers: true,
         }
     }
+
+    fn for_helper() -> Receiver {
+        Receiver { wakes_helpers: false, ..Receiver::new() }
+    }
 }
+
+/// A receive batch of at least this many datagrams wakes a receive helper: the
+/// peers are sending faster than one at a time, so the next batch is probably
+/// arriving while this one is handled. A lone datagram (a ping-pong) does not,
+/// which keeps an idle helper from costing the latency path a wake-up.
+const HELPER_WAKE_DATAGRAMS: usize = 2;
 
 /// What one receive call brought.
 pub(crate) struct Round {
@@ -501,6 +522,8 @@ pub(crate) struct Round {
     pub completed: usize,
     /// Whether the receive batch was full (more may be waiting).
     pub full: bool,
+    /// Datagrams (GRO batches counted once) it received.
+    pub datagrams: usize,
 }
 
 impl Shared {
@@ -528,7 +551,7 @@ impl Shared {
                 Err(e) => {
                     trace!(error = %e, "recv error");
                     if rx.received.is_empty() {
-                        return Some(Round { completed: 0, full: true });
+                        return Some(Round { completed: 0, full: true, datagrams: 0 });
                     }
                     break;
                 }
@@ -550,7 +573,17 @@ impl Shared {
         if rx.received.is_empty() {
             return None;
         }
+        if rx.wakes_helpers
+            && self.receive_helper_count > 0
+            && rx.received.len() >= HELPER_WAKE_DATAGRAMS
+        {
+            self.receive_helpers.notify_one();
+        }
         let mut state = self.lock();
+        // With receive helpers another task may have stamped the engine with a later
+        // time while this one waited for the lock; time must not go back for it
+        // (round-trip samples would read zero).
+        let now = if self.receive_helper_count > 0 { Instant::now() } else { now };
         if state.track_local_ips {
             state.learn_local_ips(&rx.received);
         }
@@ -588,7 +621,12 @@ impl Shared {
             completed += rx.outbox.completed;
             self.answer_inline(&mut rx.outbox);
         }
-        Some(Round { completed, full })
+        if !rx.wakes_helpers {
+            // A helper's batch may have armed a timer (a RESEND, a grant) earlier than
+            // the one the driver sleeps on.
+            self.lock().nudge(self);
+        }
+        Some(Round { completed, full, datagrams: rx.received.len() })
     }
 
     /// Runs the inline handler (`Endpoint::serve`) on the requests a flush delivered.
@@ -612,6 +650,56 @@ impl Shared {
         (deadline, pending, done)
     }
 }
+
+/// A receive helper task (see [`crate::EndpointBuilder::receive_helpers`]): when the
+/// driver wakes it, it takes receive batches from the socket as the driver does,
+/// handling them, answering what the inline handler answers and sending what they
+/// produce, until the socket is empty; then it waits to be woken again. Timers stay
+/// with the driver. Batches of one socket are then handled on two threads at once:
+/// the engine's lock serialises only the protocol steps, while record crypto, the
+/// inline handler and the system calls of the two run in parallel. Ends when the
+/// endpoint closes.
+pub(crate) async fn run_receive_helper(shared: Arc<Shared>) {
+    let closed = shared.closed.notified();
+    tokio::pin!(closed);
+    // Registered now, so a close before the first wait is not missed.
+    closed.as_mut().enable();
+    let mut rx = Receiver::for_helper();
+    loop {
+        // Disengaged: sleep until the driver sees traffic worth helping with.
+        tokio::select! {
+            _ = shared.receive_helpers.notified() => {}
+            _ = &mut closed => return,
+        }
+        // Engaged: wait on the socket like the driver, until wake-ups keep finding
+        // it drained or holding single datagrams (the driver alone keeps up again;
+        // racing it for each datagram of a ping-pong would only add wake-ups).
+        let mut idle_wakes = 0;
+        while idle_wakes < HELPER_IDLE_WAKES {
+            if shared.lock().shutdown {
+                return;
+            }
+            let mut datagrams = 0;
+            for _ in 0..MAX_BATCHES_PER_ROUND {
+                let Some(round) = shared.receive_once(&mut rx, Instant::now()) else { break };
+                shared.helper_batches.fetch_add(1, Ordering::Relaxed);
+                datagrams += round.datagrams;
+                if round.completed > 0 && !round.full {
+                    tokio::task::yield_now().await;
+                }
+            }
+            idle_wakes = if datagrams >= HELPER_WAKE_DATAGRAMS { 0 } else { idle_wakes + 1 };
+            tokio::select! {
+                r = shared.socket.readable() => { if r.is_err() { return; } }
+                _ = &mut closed => return,
+            }
+        }
+    }
+}
+
+/// Wake-ups in a row that find fewer than [`HELPER_WAKE_DATAGRAMS`] datagrams after
+/// which an engaged receive helper goes back to sleeping until the driver wakes it.
+const HELPER_IDLE_WAKES: u32 = 16;
 
 /// Idle spins of a busy-polling driver between yields to the runtime.
 const BUSY_SPINS_PER_YIELD: u32 = 256;

@@ -60,6 +60,10 @@ pub struct Metrics {
     pub call_latency: HistogramSnapshot,
     /// Server time from a request reaching the application to its response.
     pub service_time: HistogramSnapshot,
+    /// Receive batches handled by the endpoint's receive helpers rather than its
+    /// driver (see [`EndpointBuilder::receive_helpers`](crate::EndpointBuilder::receive_helpers));
+    /// it only grows.
+    pub helper_batches: u64,
 }
 
 /// The counts of a latency histogram.
