@@ -85,6 +85,7 @@ impl Shared {
             id: self.next_client_id.fetch_add(1, Ordering::Relaxed),
             name: None,
             protocol: 2,
+            counted: true,
         }
     }
 }
@@ -98,11 +99,16 @@ pub struct Connection {
     name: Option<Bytes>,
     /// RESP version of replies: 2, or 3 after `HELLO 3`.
     pub protocol: u8,
+    /// Whether this value is the client's entry in `connected_clients` (a
+    /// [`for_command`](Self::for_command) copy is not).
+    counted: bool,
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.shared.counters(self.listener).connected_clients.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.shared.counters(self.listener).connected_clients.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -115,6 +121,31 @@ pub enum After {
 }
 
 impl Connection {
+    /// A copy of this client's settings (ID, name, RESP version) to run one command
+    /// with, so that commands of one client can run at once on several threads;
+    /// [`adopt_settings`](Self::adopt_settings) keeps what the command changed.
+    pub fn for_command(&self) -> Connection {
+        Connection {
+            shared: self.shared.clone(),
+            listener: self.listener,
+            id: self.id,
+            name: self.name.clone(),
+            protocol: self.protocol,
+            counted: false,
+        }
+    }
+
+    /// Whether `other` has the same name and RESP version.
+    pub fn same_settings(&self, other: &Connection) -> bool {
+        self.name == other.name && self.protocol == other.protocol
+    }
+
+    /// Takes the name and RESP version a command set on `copy`.
+    pub fn adopt_settings(&mut self, copy: &Connection) {
+        self.name = copy.name.clone();
+        self.protocol = copy.protocol;
+    }
+
     /// Runs one command (`args[0]` is its name) and returns the reply.
     pub fn execute(&mut self, args: &[Bytes]) -> (Reply, After) {
         self.shared.counters(self.listener).commands_processed.fetch_add(1, Ordering::Relaxed);
@@ -711,6 +742,28 @@ mod tests {
 
     fn bulk(s: &str) -> Reply {
         Reply::bulk(s.to_owned())
+    }
+
+    #[test]
+    fn a_command_copy_keeps_the_client_id_changes_nothing_until_adopted_and_is_not_counted() {
+        let shared = Shared::new(2);
+        let mut kept = shared.connect(Listener::Smt);
+        let connected = || shared.counters(Listener::Smt).connected_clients.load(Ordering::Relaxed);
+        assert_eq!(connected(), 1);
+        let mut copy = kept.for_command();
+        let original = kept.for_command();
+        assert_eq!(run(&mut copy, "CLIENT ID"), Reply::Integer(kept.id as i64));
+        assert_eq!(run(&mut copy, "CLIENT SETNAME worker"), Reply::OK);
+        assert!(matches!(run(&mut copy, "HELLO 3"), Reply::Map(_)), "HELLO 3 answers with a map");
+        assert!(!copy.same_settings(&original), "the copy changed");
+        assert_eq!(run(&mut kept, "CLIENT GETNAME"), Reply::Null, "the kept one did not");
+        kept.adopt_settings(&copy);
+        assert_eq!(run(&mut kept, "CLIENT GETNAME"), bulk("worker"));
+        assert_eq!(kept.protocol, 3);
+        drop((copy, original));
+        assert_eq!(connected(), 1, "copies are not connected clients");
+        drop(kept);
+        assert_eq!(connected(), 0);
     }
 
     #[test]

@@ -647,6 +647,10 @@ impl Shared {
         let idle = !state.engine.has_transmit() && !pending;
         let done = state.shutdown && idle;
         self.flush_with(state, &mut rx.outbox, now);
+        // The flush may have taken requests a receive helper's batch delivered (events
+        // go to whoever flushes first): answer them now, not after the driver's next
+        // receive batch.
+        self.answer_inline(&mut rx.outbox);
         (deadline, pending, done)
     }
 }

@@ -130,17 +130,23 @@ impl EndpointBuilder {
     }
 
     /// Tasks that help the driver receive and handle datagrams while they arrive
-    /// faster than one at a time. Default: 1 on tokio's multi-thread runtime, 0 on
-    /// `current_thread` (where a helper could not run in parallel). A helper sleeps
-    /// until the driver takes a receive batch of two or more datagrams; then it
-    /// receives from the socket too, so two batches are handled at once on two
-    /// threads (record crypto, the [`Endpoint::serve`] handler and the system calls
-    /// run in parallel; protocol steps still take turns under the engine's lock),
-    /// and it goes back to sleep after 16 wake-ups that found at most one datagram.
-    /// A ping-pong therefore never wakes it. With helpers, records are opened as
-    /// they complete rather than on [`crypto_threads`](Self::crypto_threads).
-    /// Ignored with [`busy_poll`](Self::busy_poll). Measured in docs/PERFORMANCE.md
-    /// ("Receive helpers").
+    /// faster than one at a time. A helper sleeps until the driver takes a receive
+    /// batch of two or more datagrams; then it receives from the socket too, so two
+    /// batches are handled at once on two threads (record crypto, the
+    /// [`Endpoint::serve`] handler and the system calls run in parallel; protocol
+    /// steps still take turns under the engine's lock), and it goes back to sleep
+    /// after 16 wake-ups that found at most one datagram, so a ping-pong never wakes
+    /// it. With helpers, records are opened as they complete rather than on
+    /// [`crypto_threads`](Self::crypto_threads). Ignored with
+    /// [`busy_poll`](Self::busy_poll).
+    ///
+    /// Default: 1 for an endpoint without a server configuration on tokio's
+    /// multi-thread runtime, otherwise 0. Measured on a 2-vCPU machine where client
+    /// and server share the CPUs (docs/PERFORMANCE.md, "Receive helpers"): a client
+    /// helper raised YCSB throughput by 10-45 % and lowered p99; a server helper
+    /// there made both server threads busy, and a thread preempted while holding
+    /// requests it had taken stalled them for a time slice (3-5 ms; 1-2 % of calls).
+    /// A server with CPUs to itself may still gain from one: measure.
     pub fn receive_helpers(mut self, helpers: usize) -> Self {
         self.receive_helpers = Some(helpers);
         self
@@ -177,7 +183,9 @@ impl EndpointBuilder {
         let helpers = match (self.busy_poll, self.receive_helpers) {
             (true, _) => 0,
             (false, Some(helpers)) => helpers,
-            (false, None) => usize::from(multi_thread),
+            // A server sharing its CPUs with other busy threads does better without
+            // (see `receive_helpers`).
+            (false, None) => usize::from(multi_thread && self.server.is_none()),
         };
         // With crypto threads, records are opened by them after each receive batch;
         // alone, at once as they complete (their bytes still in the cache). Receive

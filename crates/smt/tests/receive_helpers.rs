@@ -176,3 +176,16 @@ async fn on_a_current_thread_runtime_no_helper_runs_by_default() {
     assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), before + 1);
     server.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_multi_thread_runtime_a_client_endpoint_gets_one_helper_and_a_server_none() {
+    let id = support::identity(&["localhost"]);
+    let runtime = tokio::runtime::Handle::current();
+    let before = runtime.metrics().num_alive_tasks();
+    let server = support::loopback_server(support::server_config(&id));
+    assert_eq!(runtime.metrics().num_alive_tasks(), before + 1, "server: its driver only");
+    let client = support::loopback_client(support::client_config(&id));
+    assert_eq!(runtime.metrics().num_alive_tasks(), before + 3, "client: driver and helper");
+    client.close().await;
+    server.close().await;
+}
