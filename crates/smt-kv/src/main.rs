@@ -181,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
                 threads: threads.unwrap_or(if quick { 8 } else { 32 }),
                 reps: reps.unwrap_or(if quick { 1 } else { 3 }),
                 records: records.unwrap_or(if quick { 2_000 } else { 5_000 }),
-                operations: operations.unwrap_or(if quick { 60_000 } else { 30_000 }),
+                operations: operations.unwrap_or(if quick { 60_000 } else { 100_000 }),
                 redis: !no_redis,
                 out,
                 docs,
