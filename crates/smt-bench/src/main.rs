@@ -203,7 +203,13 @@ fn main() -> Result<()> {
             let out = out.unwrap_or_else(|| workspace().join("docs"));
             let json = std::fs::read_to_string(out.join("perf/results.json"))
                 .context("reading results.json")?;
-            let records: Vec<Record> = serde_json::from_str(&json)?;
+            let all: Vec<serde_json::Value> = serde_json::from_str(&json)?;
+            let records = all
+                .into_iter()
+                .filter(|r| !written_by_other_tools(r))
+                .map(serde_json::from_value)
+                .collect::<Result<Vec<Record>, _>>()
+                .context("a benchmark record of results.json")?;
             write_report(&out, &records)
         }
         Cmd::Handshakes { sequential, concurrency, seconds, rounds } => {
@@ -329,10 +335,31 @@ fn run(mut plan: Plan, args: RunArgs, mode: &str) -> Result<()> {
     machine.links = format!("loopback measured; {veth_note}");
     let machine_record = Record { machine: Some(machine), ..Record::new(exp::MACHINE, "", "") };
     records.insert(0, machine_record);
-    std::fs::write(out.join("perf/results.json"), serde_json::to_string_pretty(&records)? + "\n")?;
+    let path = out.join("perf/results.json");
+    let mut all = serde_json::to_value(&records)?;
+    if let Some(all) = all.as_array_mut() {
+        all.extend(other_tools_records(&path));
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
     write_report(&out, &records)?;
     eprintln!("done in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Whether a record of results.json comes from another tool that shares the file
+/// (`smt-kv ycsb --docs`, experiments `ycsb_*`) rather than from this suite.
+fn written_by_other_tools(record: &serde_json::Value) -> bool {
+    record["experiment"].as_str().is_some_and(|e| e.starts_with("ycsb_"))
+}
+
+/// The records other tools wrote into the results.json at `path`, which a new run of
+/// this suite keeps.
+fn other_tools_records(path: &Path) -> Vec<serde_json::Value> {
+    let Ok(json) = std::fs::read_to_string(path) else { return Vec::new() };
+    let Ok(all) = serde_json::from_str::<Vec<serde_json::Value>>(&json) else {
+        return Vec::new();
+    };
+    all.into_iter().filter(written_by_other_tools).collect()
 }
 
 fn write_report(out: &Path, records: &[Record]) -> Result<()> {
@@ -425,4 +452,28 @@ fn veth(plan: &Plan, cert_dir: &Path, budget: Duration) -> Result<Vec<Record>> {
     }
     let records: Vec<Record> = serde_json::from_str(&std::fs::read_to_string(&json)?)?;
     Ok(records)
+}
+
+#[cfg(test)]
+mod results_file_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_run_keeps_the_ycsb_records_other_tools_wrote_into_results_json() {
+        let dir = std::env::temp_dir().join(format!("smt-bench-results-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("results.json");
+        let old = serde_json::json!([
+            {"experiment": "rtt", "transport": "smt", "link": "loopback"},
+            {"experiment": "ycsb_machine", "threads": 32},
+            {"experiment": "ycsb_a", "transport": "smt", "ops_per_s": 1.0},
+        ]);
+        std::fs::write(&path, old.to_string()).unwrap();
+        let kept = other_tools_records(&path);
+        let names: Vec<&str> = kept.iter().filter_map(|r| r["experiment"].as_str()).collect();
+        assert_eq!(names, ["ycsb_machine", "ycsb_a"]);
+        assert!(!written_by_other_tools(&old[0]));
+        assert!(other_tools_records(&dir.join("missing.json")).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
