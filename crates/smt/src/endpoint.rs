@@ -144,9 +144,9 @@ impl EndpointBuilder {
     /// multi-thread runtime, otherwise 0. Measured on a 2-vCPU machine where client
     /// and server share the CPUs (docs/PERFORMANCE.md, "Receive helpers"): a client
     /// helper raised YCSB throughput by 10-45 % and lowered p99; a server helper
-    /// there made both server threads busy, and a thread preempted while holding
-    /// requests it had taken stalled them for a time slice (3-5 ms; 1-2 % of calls).
-    /// A server with CPUs to itself may still gain from one: measure.
+    /// there raised 1 KB throughput too but left 1-2 % of 4 KB calls answered 3-5 ms
+    /// late (cause not yet found). A server with CPUs to itself may still gain from
+    /// one: measure.
     pub fn receive_helpers(mut self, helpers: usize) -> Self {
         self.receive_helpers = Some(helpers);
         self
