@@ -145,8 +145,9 @@ impl EndpointBuilder {
     /// and server share the CPUs (docs/PERFORMANCE.md, "Receive helpers"): a client
     /// helper raised YCSB throughput by 10-45 % and lowered p99; a server helper
     /// there raised 1 KB throughput too but left 1-2 % of 4 KB calls answered 3-5 ms
-    /// late (cause not yet found). A server with CPUs to itself may still gain from
-    /// one: measure.
+    /// late: its threads, now sleeping and woken often, waited up to 4.7 ms for a
+    /// CPU the client's threads held, with requests in hand. A server with CPUs to
+    /// itself may still gain from one: measure.
     pub fn receive_helpers(mut self, helpers: usize) -> Self {
         self.receive_helpers = Some(helpers);
         self
