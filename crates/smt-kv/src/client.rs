@@ -77,7 +77,10 @@ impl Client {
         encode_command(args, &mut request);
         let response = self.session.call(request.freeze()).await?;
         let bytes = response;
-        match Reply::decode(2, &bytes)? {
+        // RESP2 unless this client (its address) asked for RESP3 with HELLO 3: a
+        // reply that is not RESP2 is read as RESP3.
+        let decoded = Reply::decode(2, &bytes).or_else(|_| Reply::decode(3, &bytes))?;
+        match decoded {
             Some((reply, used)) if used == bytes.len() => Ok(reply),
             Some(_) => Err(DecodeError("bytes after the reply".into()).into()),
             None => Err(DecodeError("incomplete reply".into()).into()),

@@ -257,11 +257,11 @@ fn answer_smt(
     payload: &Bytes,
 ) -> Bytes {
     // The map is locked only to copy the client's settings (and to store what a
-    // command changed): commands of one client, which SMT delivers in parallel,
-    // then run on both threads at once. (Holding it for the whole command made the
-    // endpoint's two receiving threads take turns, and a thread preempted while
-    // holding it stalled the other for a time slice: 2-4 ms YCSB tails.) A panic in
-    // a command leaves the map consistent: a poisoned lock is usable.
+    // command changed), so that commands of one client address, which SMT delivers
+    // in parallel (every session of a client endpoint shares its address), can run
+    // on several threads at once (a server with receive helpers, or handlers moved
+    // to tasks). A panic in a command leaves the map consistent: a poisoned lock is
+    // usable.
     let lock = || peers.lock().unwrap_or_else(|p| p.into_inner());
     let mut conn = {
         let mut peers = lock();

@@ -100,3 +100,25 @@ async fn smt_kv_cli_sends_one_command_and_prints_the_reply_like_redis_cli() {
     let (ok, out, _) = run(words("INCR k")).await.unwrap();
     assert!(!ok && out == "(error) ERR value is not an integer or out of range\n", "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reads_resp3_replies_after_hello_3_and_the_cli_prints_them() {
+    let cert = Cert::new();
+    let server = support::server(&cert).await;
+    let client =
+        Client::connect(server.smt_addr().unwrap(), "localhost", cert.client_tls()).await.unwrap();
+    let hello = client.command(&["HELLO", "3"]).await.unwrap();
+    assert!(matches!(hello, Reply::Map(_)), "{hello:?}");
+    assert_eq!(client.command(&["GET", "nothing"]).await.unwrap(), Reply::Null);
+    // The one-shot CLI is a new client: its HELLO 3 reply must print too.
+    let cli = env!("CARGO_BIN_EXE_smt-kv");
+    let (addr, ca) = (server.smt_addr().unwrap().to_string(), cert.cert().display().to_string());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(cli);
+        command.args(["cli", "--connect", &addr, "--ca", &ca, "HELLO", "3"]);
+        support::run(&mut command, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert!(ok && out.contains("proto") && out.contains('3'), "{out} {err}");
+}

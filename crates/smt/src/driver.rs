@@ -522,7 +522,7 @@ pub(crate) struct Round {
     pub completed: usize,
     /// Whether the receive batch was full (more may be waiting).
     pub full: bool,
-    /// Datagrams (GRO batches counted once) it received.
+    /// Datagrams it received (each segment of a GRO batch counted).
     pub datagrams: usize,
 }
 
@@ -679,10 +679,8 @@ pub(crate) async fn run_receive_helper(shared: Arc<Shared>) {
         // it drained or holding single datagrams (the driver alone keeps up again;
         // racing it for each datagram of a ping-pong would only add wake-ups).
         let mut idle_wakes = 0;
+        // (Shutdown needs no check here: it notifies `closed`, enabled above.)
         while idle_wakes < HELPER_IDLE_WAKES {
-            if shared.lock().shutdown {
-                return;
-            }
             let mut datagrams = 0;
             for _ in 0..MAX_BATCHES_PER_ROUND {
                 let Some(round) = shared.receive_once(&mut rx, Instant::now()) else { break };

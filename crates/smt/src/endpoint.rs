@@ -135,8 +135,8 @@ impl EndpointBuilder {
     /// batches are handled at once on two threads (record crypto, the
     /// [`Endpoint::serve`] handler and the system calls run in parallel; protocol
     /// steps still take turns under the engine's lock), and it goes back to sleep
-    /// after 16 wake-ups that found at most one datagram, so a ping-pong never wakes
-    /// it. With helpers, records are opened as they complete rather than on
+    /// after 16 wake-ups that found at most one datagram, so one call at a time wakes
+    /// it only after the odd two-datagram batch, and briefly. With helpers, records are opened as they complete rather than on
     /// [`crypto_threads`](Self::crypto_threads). Ignored with
     /// [`busy_poll`](Self::busy_poll).
     ///

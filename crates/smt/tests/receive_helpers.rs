@@ -1,6 +1,6 @@
 //! Receive helpers (`EndpointBuilder::receive_helpers`): tasks that take receive
 //! batches from the socket alongside the driver while traffic is heavy. These tests
-//! prove that they engage under load and not in a ping-pong, that two tasks handling
+//! prove that they engage under load and take almost nothing of a ping-pong, that two tasks handling
 //! one socket's batches lose, duplicate and mix up nothing (small and 1 MiB
 //! messages), that they do not make large messages drop and resend data, and that
 //! closing the endpoint ends them. Every wait is bounded.
@@ -91,7 +91,7 @@ async fn under_many_calls_in_flight_helpers_engage_and_every_call_gets_its_own_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_ping_pong_does_not_wake_the_helpers() {
+async fn a_ping_pong_leaves_the_helpers_almost_all_batches_to_the_driver() {
     let (server, client, _) = reversing_pair(1);
     let session = within(STEP, "connect", client.connect(server.local_addr(), "localhost"))
         .await
