@@ -133,18 +133,22 @@ pub fn seal_records_into(
     for index in records {
         let range = layout.record_range(index);
         let record = &mut wire[range.start - base..range.end - base];
-        let content = &mut record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + layout.content_len(index)];
         let payload_part = &payload[layout.payload_range(index)];
-        if index == 0 {
-            content[..PROLOGUE_LEN].copy_from_slice(&prologue(layout));
-            content[PROLOGUE_LEN..].copy_from_slice(payload_part);
-        } else {
-            content.copy_from_slice(payload_part);
-        }
         // The layout keeps index below 2^16.
         let sequence = record_sequence(message_id, index as u16);
-        key.seal_in_place(sequence, record, layout.content_len(index), APPLICATION_DATA, 0)
-            .map_err(|error| MessageError::Record { index, error })?;
+        let sealed = if index == 0 {
+            // Record 0 starts with the prologue, so its content is not one slice of
+            // the payload: laid out first, then sealed in place.
+            let content =
+                &mut record[RECORD_HEADER_LEN..RECORD_HEADER_LEN + layout.content_len(index)];
+            content[..PROLOGUE_LEN].copy_from_slice(&prologue(layout));
+            content[PROLOGUE_LEN..].copy_from_slice(payload_part);
+            key.seal_in_place(sequence, record, layout.content_len(index), APPLICATION_DATA, 0)
+        } else {
+            // Every other record is encrypted straight from the payload.
+            key.seal_from(sequence, payload_part, APPLICATION_DATA, record)
+        };
+        sealed.map_err(|error| MessageError::Record { index, error })?;
     }
     Ok(())
 }
