@@ -121,8 +121,8 @@ pub fn quic_client_config(dir: &Path) -> Result<quinn::ClientConfig> {
 
 /// SMT's transport configuration: the library default. For diagnostics only (the
 /// profiling notes), `SMT_BENCH_GRANT_WINDOW`, `SMT_BENCH_MAX_GRANT_WINDOW`,
-/// `SMT_BENCH_UNSCHEDULED`, `SMT_BENCH_MAX_INCOMING` (bytes) and
-/// `SMT_BENCH_LINK_BANDWIDTH` (bytes per second) override those fields; the
+/// `SMT_BENCH_UNSCHEDULED`, `SMT_BENCH_MAX_INCOMING`, `SMT_BENCH_LARGEST_PACKET`
+/// (bytes) and `SMT_BENCH_LINK_BANDWIDTH` (bytes per second) override those fields; the
 /// benchmark runs never set them.
 pub fn smt_transport_config() -> smt::TransportConfig {
     let mut c = smt::TransportConfig::default();
@@ -142,6 +142,9 @@ pub fn smt_transport_config() -> smt::TransportConfig {
     }
     if let Some(v) = get("SMT_BENCH_LINK_BANDWIDTH") {
         c.link_bandwidth = v;
+    }
+    if let Some(v) = get("SMT_BENCH_LARGEST_PACKET").and_then(|v| usize::try_from(v).ok()) {
+        c.largest_packet_payload = v;
     }
     c
 }

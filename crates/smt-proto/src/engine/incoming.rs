@@ -11,9 +11,7 @@ use bytes::Bytes;
 use super::buffers::{Buffer, BufferPool};
 use super::opening::TakenRecords;
 use super::rpc_table::RpcKey;
-use crate::record::{
-    compact_in_place, compact_payload, open_message_record, MessageError, MessageLayout, RecordKey,
-};
+use crate::record::{open_record_into, MessageError, MessageLayout, RecordKey, PROLOGUE_LEN};
 use crate::wire::{DataRepr, MessageId};
 
 /// What absorbing one DATA packet did.
@@ -45,11 +43,19 @@ pub(crate) enum Absorbed {
 /// grant are ever written (the rest is dropped): a fresh buffer's untouched pages
 /// cost no memory, so what admission control charges is the granted prefix, not
 /// the length a (possibly forged) header claims. Bytes of it are read only where
-/// they were received (and, once opened, only as plaintext of opened records).
+/// they were received, and only to open records.
+///
+/// Records are opened out of place, into a second buffer of the message's contents
+/// (prologue and payload, plus one byte: see [`ContentsBuffer`]) taken when the
+/// first record opens, so the payload is in place when the last one does: no
+/// compaction pass. Its bytes are read only as content of opened records.
 #[derive(Debug)]
 pub(crate) struct IncomingMessage {
     layout: MessageLayout,
     wire: Buffer,
+    contents: ContentsBuffer,
+    /// Content bytes of opened records (charged like received wire bytes).
+    content_opened: usize,
     received: RangeSet,
     opened: Vec<bool>,
     records_open: usize,
@@ -107,14 +113,27 @@ pub(crate) fn open_whole(
         return None;
     }
     let layout = MessageLayout::from_wire(data.message_length, data.record_size)?;
+    // The contents (prologue, payload) and the spare byte the last record's content
+    // type lands on; each record's lands on the next record's first byte, which
+    // opening that record (in ascending order) then overwrites.
+    let mut contents = vec![0u8; contents_len(&layout) + 1];
     for candidate in keys.iter() {
-        let mut wire = data.payload.to_vec();
         let opened = (0..layout.record_count()).all(|index| {
-            open_message_record(&candidate.key, id, &layout, index, &mut wire).is_ok()
+            let range = layout.content_range(index);
+            match (
+                data.payload.get(layout.record_range(index)),
+                contents.get_mut(range.start..range.end + 1),
+            ) {
+                (Some(record), Some(out)) => {
+                    open_record_into(&candidate.key, id, &layout, index, record, out).is_ok()
+                }
+                _ => false,
+            }
         });
         if opened {
             let next = candidate.is_next.then(|| candidate.key.clone());
-            return Some((Bytes::from(compact_payload(&layout, wire)), next));
+            contents.truncate(contents_len(&layout));
+            return Some((Bytes::from(contents).slice(PROLOGUE_LEN..), next));
         }
     }
     None
@@ -134,6 +153,8 @@ impl IncomingMessage {
         Some(IncomingMessage {
             layout,
             wire: buffers.take(layout.wire_len() as usize),
+            contents: ContentsBuffer { pool: buffers.clone(), buffer: None },
+            content_opened: 0,
             received: RangeSet::default(),
             opened: vec![false; layout.record_count()],
             records_open: 0,
@@ -279,9 +300,10 @@ impl IncomingMessage {
     }
 
     /// Bytes charged against memory limits: the granted prefix of the wire buffer
-    /// (the only part ever written) and the per-record state.
+    /// (the only part ever written), the contents of opened records (the only part
+    /// of the contents buffer ever written) and the per-record state.
     pub(crate) fn charge(&self) -> usize {
-        self.granted as usize + self.opened.len() + 64
+        self.granted as usize + self.content_opened + self.opened.len() + 64
     }
 
     /// The most bytes this message may be granted now: all of it once record 0
@@ -399,13 +421,7 @@ impl IncomingMessage {
                 continue;
             }
             match self.open_record(id, index) {
-                Ok(()) => {
-                    self.opened[index] = true;
-                    self.records_open += 1;
-                    if index == 0 {
-                        self.authenticated = true;
-                    }
-                }
+                Ok(()) => self.mark_opened(index),
                 Err(MessageError::PrologueMismatch { .. }) => return Absorbed::Forged,
                 Err(_) => {
                     // Drop the record's bytes; the receiver asks for them again.
@@ -429,13 +445,17 @@ impl IncomingMessage {
         let cipher = self.keys.only()?.clone();
         self.taken = true;
         let records = std::mem::take(&mut self.queued);
+        let next_opened = records.iter().map(|&index| self.next_opened(index)).collect();
+        let contents = self.contents.get(&self.layout);
         Some(TakenRecords {
             key,
             id: key.1,
             cipher,
             layout: self.layout,
             wire: std::mem::replace(&mut self.wire, Buffer::empty()),
+            contents: std::mem::replace(contents, Buffer::empty()),
             results: vec![Ok(()); records.len()],
+            next_opened,
             records,
         })
     }
@@ -443,22 +463,21 @@ impl IncomingMessage {
     /// Puts taken records back, opened (or not): their outcome and how many records
     /// failed to authenticate. `None` if these records are not this message's.
     pub(crate) fn restore_records(&mut self, taken: TakenRecords) -> Option<(Absorbed, u64)> {
-        if !self.taken || taken.layout != self.layout || taken.wire.len() != self.len() as usize {
+        if !self.taken
+            || taken.layout != self.layout
+            || taken.wire.len() != self.len() as usize
+            || taken.contents.len() != contents_len(&self.layout) + 1
+        {
             return None;
         }
         self.taken = false;
         self.wire = taken.wire;
+        self.contents.buffer = Some(taken.contents);
         let mut outcome = Absorbed::Progress;
         let mut rejected = 0;
         for (&index, result) in taken.records.iter().zip(taken.results) {
             match result {
-                Ok(()) => {
-                    self.opened[index] = true;
-                    self.records_open += 1;
-                    if index == 0 {
-                        self.authenticated = true;
-                    }
-                }
+                Ok(()) => self.mark_opened(index),
                 Err(MessageError::PrologueMismatch { .. }) => return Some((Absorbed::Forged, 0)),
                 Err(_) => {
                     let record = self.layout.record_range(index);
@@ -476,22 +495,40 @@ impl IncomingMessage {
         Some((outcome, rejected))
     }
 
-    /// Opens record `index` with the message's key, or, while more than one key is
-    /// possible, with each in turn (on a copy), keeping the one that works.
-    fn open_record(&mut self, id: MessageId, index: usize) -> Result<(), MessageError> {
-        // One known key (the common case): open in place, no copy.
-        if let Some(key) = self.keys.only() {
-            return open_message_record(key, id, &self.layout, index, &mut self.wire);
+    /// Whether the record after `index` is open already (so that opening `index`
+    /// must not let its content type byte land on that record's first byte).
+    fn next_opened(&self, index: usize) -> bool {
+        self.opened.get(index + 1).copied().unwrap_or(false)
+    }
+
+    fn mark_opened(&mut self, index: usize) {
+        self.opened[index] = true;
+        self.records_open += 1;
+        self.content_opened += self.layout.content_len(index);
+        if index == 0 {
+            self.authenticated = true;
         }
-        let range = self.layout.record_range(index);
-        let sealed = self.wire[range.clone()].to_vec();
+    }
+
+    /// Opens record `index` into the contents buffer with the message's key, or,
+    /// while more than one key is possible, with each in turn, keeping the one that
+    /// works (out of place: a failed attempt leaves the received bytes as they were).
+    fn open_record(&mut self, id: MessageId, index: usize) -> Result<(), MessageError> {
+        let layout = self.layout;
+        let invalid = MessageError::InvalidLayout {
+            wire_len: layout.wire_len(),
+            record_size: layout.record_size(),
+        };
+        let next_opened = self.next_opened(index);
+        let Some(record) = self.wire.get(layout.record_range(index)) else {
+            return Err(invalid);
+        };
+        let contents = self.contents.get(&layout);
         let mut last = None;
         let mut opened = None;
         for (i, candidate) in self.keys.iter().enumerate() {
-            if i > 0 {
-                self.wire[range.clone()].copy_from_slice(&sealed);
-            }
-            match open_message_record(&candidate.key, id, &self.layout, index, &mut self.wire) {
+            let key = &candidate.key;
+            match open_into_contents(key, id, &layout, index, record, contents, 0, next_opened) {
                 Ok(()) => {
                     opened = Some((i, candidate.is_next.then(|| candidate.key.clone())));
                     break;
@@ -499,26 +536,84 @@ impl IncomingMessage {
                 Err(e) => last = Some(e),
             }
         }
-        if let Some((i, next)) = opened {
+        let Some((i, next)) = opened else {
+            return Err(last.unwrap_or(invalid));
+        };
+        // With one known key (the common case) there is nothing to narrow down.
+        if self.keys.only().is_none() {
             self.opened_with_next = next;
             self.keys.keep(i);
-            return Ok(());
         }
-        self.wire[range].copy_from_slice(&sealed);
-        Err(last.unwrap_or(MessageError::InvalidLayout {
-            wire_len: self.layout.wire_len(),
-            record_size: self.layout.record_size(),
-        }))
+        Ok(())
     }
 
     /// The payload of a complete message (its storage returns to the pool when the
     /// application drops it).
     pub(crate) fn into_payload(mut self) -> Bytes {
         debug_assert_eq!(self.records_open, self.layout.record_count());
-        let len = compact_in_place(&self.layout, &mut self.wire);
-        self.wire.truncate(len);
-        self.wire.into_bytes()
+        let layout = self.layout;
+        let contents = std::mem::replace(self.contents.get(&layout), Buffer::empty());
+        let mut contents = contents;
+        contents.truncate(contents_len(&layout));
+        contents.into_bytes().slice(PROLOGUE_LEN..)
     }
+}
+
+/// Bytes of a message's contents: the prologue, then the payload.
+fn contents_len(layout: &MessageLayout) -> usize {
+    layout.payload_len() + PROLOGUE_LEN
+}
+
+/// Where an incoming message's records are opened to: the contents (prologue and
+/// payload) and one spare byte, for the last record's content type. Taken from the
+/// pool when the first record opens, so a message that never authenticates a
+/// record never holds one.
+#[derive(Debug)]
+struct ContentsBuffer {
+    pool: BufferPool,
+    buffer: Option<Buffer>,
+}
+
+impl ContentsBuffer {
+    fn get(&mut self, layout: &MessageLayout) -> &mut Buffer {
+        let pool = &self.pool;
+        self.buffer.get_or_insert_with(|| pool.take(contents_len(layout) + 1))
+    }
+}
+
+/// Opens record `index` (its wire bytes `record`) into its place in the contents
+/// buffer, of which `contents` is the part starting at offset `base`. Its content
+/// type byte lands on the next record's first byte, harmless unless something else
+/// writes there (that record is open already, or is being opened elsewhere): then
+/// pass `scratch`, and the record goes through a scratch buffer and only its
+/// content is copied in. Wrong ranges are errors, never panics.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn open_into_contents(
+    key: &RecordKey,
+    id: MessageId,
+    layout: &MessageLayout,
+    index: usize,
+    record: &[u8],
+    contents: &mut [u8],
+    base: usize,
+    scratch: bool,
+) -> Result<(), MessageError> {
+    let range = layout.content_range(index);
+    let invalid = MessageError::InvalidLayout {
+        wire_len: layout.wire_len(),
+        record_size: layout.record_size(),
+    };
+    let start = range.start.checked_sub(base).ok_or(invalid)?;
+    let end = start + range.len();
+    if scratch {
+        let mut buffer = vec![0u8; range.len() + 1];
+        open_record_into(key, id, layout, index, record, &mut buffer)?;
+        let out = contents.get_mut(start..end).ok_or(invalid)?;
+        out.copy_from_slice(&buffer[..range.len()]);
+        return Ok(());
+    }
+    let out = contents.get_mut(start..end + 1).ok_or(invalid)?;
+    open_record_into(key, id, layout, index, record, out)
 }
 
 #[cfg(test)]
@@ -575,7 +670,8 @@ mod tests {
     }
 
     #[test]
-    fn bytes_beyond_the_grant_are_dropped_and_only_the_granted_prefix_is_charged() {
+    fn bytes_beyond_the_grant_are_dropped_and_only_the_granted_prefix_and_opened_contents_are_charged(
+    ) {
         let id = MessageId::new(5).unwrap();
         let payload = vec![7u8; 200_000];
         let wire = seal_message(&key(), id, &payload, 16384).unwrap();
@@ -605,7 +701,8 @@ mod tests {
         assert_eq!(msg.grantable_limit(), layout.wire_len());
         assert!(msg.grant_key().is_some());
         msg.set_granted(100_000);
-        assert_eq!(msg.charge(), 100_000 + layout.record_count() + 64);
+        // Records 0 and 1 are open: their contents are charged too.
+        assert_eq!(msg.charge(), 100_000 + 2 * 16_384 + layout.record_count() + 64);
         // A sender that leaves granted bytes missing for a silence is stalled: its
         // grant stops counting, and it gets no more until new bytes come.
         assert_eq!(msg.outstanding(), 60_000);
@@ -639,6 +736,41 @@ mod tests {
             assert_eq!(last, Absorbed::Complete);
             assert_eq!(msg.into_payload(), payload);
         }
+    }
+
+    #[test]
+    fn records_opened_in_parts_in_any_order_leave_the_exact_payload() {
+        let id = MessageId::new(78).unwrap();
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 253) as u8).collect();
+        let wire = seal_message(&key(), id, &payload, 4096).unwrap();
+        let layout = MessageLayout::for_payload(payload.len(), 4096).unwrap();
+        let pkts = packets(&wire, &layout, 1400);
+        let first = data(&layout, 0, &pkts[0].1);
+        let mut msg = IncomingMessage::new(&first, false, keys(), &BufferPool::new(8 << 20))
+            .unwrap()
+            .defer_opening();
+        msg.set_granted(layout.wire_len());
+        let key = (crate::engine::SessionHandle(1), id);
+        // The second half first, then the first half: the last record of the first
+        // half is followed by an opened record; within each half, parts of four
+        // records are adjacent. Parts are opened last to first, as threads may.
+        let (early, late) = pkts.split_at(pkts.len() / 2);
+        let mut outcome = Absorbed::Progress;
+        for half in [late, early] {
+            for (offset, bytes) in half {
+                msg.absorb(id, &data(&layout, *offset, bytes), false, false);
+            }
+            let mut batch = super::super::opening::OpenBatch::of(msg.take_records(key).unwrap());
+            let mut parts = batch.parts();
+            assert!(parts.len() > 3, "several parts: {}", parts.len());
+            for part in parts.iter_mut().rev() {
+                part.open();
+            }
+            drop(parts);
+            outcome = msg.restore_records(batch.into_only()).unwrap().0;
+        }
+        assert_eq!(outcome, Absorbed::Complete);
+        assert!(msg.into_payload() == payload, "payload differs");
     }
 
     #[test]

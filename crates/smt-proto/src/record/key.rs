@@ -361,6 +361,56 @@ impl RecordKey {
     }
 }
 
+impl RecordKey {
+    /// Opens a whole record (header, ciphertext, tag) into `out`, leaving `record`
+    /// as it was: `out` must be exactly as long as the record's inner plaintext
+    /// (`record.len() - 5 - 16`: content, content type and padding), and receives it.
+    /// The same checks as [`RecordKey::open_in_place`]; on failure `out` holds
+    /// unspecified bytes. Never panics, whatever `record` holds; a mismatched `out`
+    /// is an error.
+    pub fn open_into<'a>(
+        &self,
+        sequence: u64,
+        record: &[u8],
+        out: &'a mut [u8],
+    ) -> Result<OpenedRecord<'a>, RecordError> {
+        if record.len() < RECORD_HEADER_LEN + 1 + TAG_LEN
+            || record.len() > RECORD_HEADER_LEN + MAX_CIPHERTEXT_LEN
+            || out.len() != record.len() - RECORD_HEADER_LEN - TAG_LEN
+        {
+            return Err(RecordError::MalformedHeader);
+        }
+        let body_len = record.len() - RECORD_HEADER_LEN;
+        let (header, body) = record.split_at(RECORD_HEADER_LEN);
+        if header != record_header(body_len as u16) {
+            return Err(RecordError::MalformedHeader);
+        }
+        let (ciphertext, tag) = body.split_at(body_len - TAG_LEN);
+        match self.key.as_ref() {
+            Some(key) => key
+                .open_separate_gather(
+                    Nonce::assume_unique_for_key(self.nonce(sequence)),
+                    Aad::from(header),
+                    ciphertext,
+                    tag,
+                    out,
+                )
+                .map_err(|_| RecordError::AuthenticationFailed)?,
+            None => {
+                // Insecure null cipher: only the framing is checked.
+                if tag.iter().any(|&b| b != 0) {
+                    return Err(RecordError::AuthenticationFailed);
+                }
+                out.copy_from_slice(ciphertext);
+            }
+        }
+        let type_at = out.iter().rposition(|&b| b != 0).ok_or(RecordError::MissingContentType)?;
+        let padding_len = out.len() - type_at - 1;
+        let content_type = out[type_at];
+        Ok(OpenedRecord { content_type, content: &out[..type_at], padding_len })
+    }
+}
+
 fn record_header(body_len: u16) -> [u8; RECORD_HEADER_LEN] {
     let len = body_len.to_be_bytes();
     [OUTER_CONTENT_TYPE, LEGACY_RECORD_VERSION[0], LEGACY_RECORD_VERSION[1], len[0], len[1]]

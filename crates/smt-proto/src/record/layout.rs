@@ -121,6 +121,14 @@ impl MessageLayout {
         (offset / (usize::from(self.record_size) + RECORD_OVERHEAD)).min(self.record_count() - 1)
     }
 
+    /// Byte range of record `index`'s content within the message's contents (the
+    /// prologue followed by the payload: `payload_len() + PROLOGUE_LEN` bytes), where
+    /// a receiver that opens records out of place puts them.
+    pub fn content_range(&self, index: usize) -> Range<usize> {
+        let start = index * usize::from(self.record_size);
+        start..start + self.content_len(index)
+    }
+
     /// Payload byte range carried by record `index`, as offsets into the payload.
     pub fn payload_range(&self, index: usize) -> Range<usize> {
         let rs = usize::from(self.record_size);

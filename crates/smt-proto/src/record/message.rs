@@ -232,6 +232,50 @@ pub fn open_record_slice(
     Ok(())
 }
 
+/// Opens record `index` out of place: `record` is that record's bytes (its
+/// `layout.record_range(index)` of the wire image, left unchanged) and `out` receives
+/// its inner plaintext, so it must be `layout.content_len(index) + 1` bytes: the
+/// content, then the content type byte. Put `out` at
+/// `layout.content_range(index)` of a contents buffer and the payload needs no
+/// compaction afterwards (the content type byte lands on the next record's first
+/// byte, which opening that record overwrites). Same checks as
+/// [`open_message_record`]; never panics: wrong lengths are errors.
+pub fn open_record_into(
+    key: &RecordKey,
+    message_id: MessageId,
+    layout: &MessageLayout,
+    index: usize,
+    record: &[u8],
+    out: &mut [u8],
+) -> Result<(), MessageError> {
+    if index >= layout.record_count()
+        || record.len() != layout.record_range(index).len()
+        || out.len() != layout.content_len(index) + 1
+    {
+        return Err(invalid(layout));
+    }
+    let Ok(index16) = u16::try_from(index) else {
+        return Err(invalid(layout));
+    };
+    let opened = key
+        .open_into(record_sequence(message_id, index16), record, out)
+        .map_err(|error| MessageError::Record { index, error })?;
+    if opened.content_type != APPLICATION_DATA {
+        return Err(MessageError::UnexpectedContentType {
+            index,
+            content_type: opened.content_type,
+        });
+    }
+    let expected = layout.content_len(index);
+    if opened.content.len() != expected {
+        return Err(MessageError::ContentLength { index, expected, actual: opened.content.len() });
+    }
+    if index == 0 {
+        verify_prologue(layout, opened.content)?;
+    }
+    Ok(())
+}
+
 fn invalid(layout: &MessageLayout) -> MessageError {
     MessageError::InvalidLayout { wire_len: layout.wire_len(), record_size: layout.record_size() }
 }

@@ -20,8 +20,9 @@ pub use key::{CipherSuite, KeyError, OpenedRecord, RecordKey};
 pub use key_schedule::TrafficSecret;
 pub use layout::{MessageLayout, MIN_RECORD_SIZE, PROLOGUE_LEN, RECORD_OVERHEAD};
 pub use message::{
-    compact_in_place, compact_payload, open_message, open_message_record, open_record_slice,
-    seal_message, seal_message_into, seal_records_into, verify_prologue, MessageError,
+    compact_in_place, compact_payload, open_message, open_message_record, open_record_into,
+    open_record_slice, seal_message, seal_message_into, seal_records_into, verify_prologue,
+    MessageError,
 };
 
 use crate::wire::MessageId;
