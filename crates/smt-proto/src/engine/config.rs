@@ -15,7 +15,8 @@ pub struct Config {
     pub unscheduled_bytes: u32,
     /// The smallest grant window: how far past the received bytes the receiver grants
     /// each scheduled message before the session has measured its round trip, and
-    /// the least it grants after. (Homa grants one RTT of bytes ahead: 40 000 B.)
+    /// the least it grants after (and never less than one full packet of the path).
+    /// (Homa grants one RTT of bytes ahead: 40 000 B.)
     pub grant_window: u32,
     /// The largest grant window. Once a session has measured its grant round trip
     /// (see `link_bandwidth`), its window is `link_bandwidth` x that round trip,
@@ -50,10 +51,10 @@ pub struct Config {
     /// `Endpoint::set_path_mtu`). 1500-byte MTU minus IPv6 (40), UDP (8) and the DATA
     /// header (40) leaves 1412: it fits every Ethernet path.
     pub max_packet_payload: usize,
-    /// Largest DATA payload however large a path's MTU (loopback's is 64 KiB). 32 KiB
-    /// keeps two full records per datagram and a dozen datagrams within a
-    /// default-sized socket buffer. Set it to `max_packet_payload` to send the same
-    /// packet size on every path.
+    /// Largest DATA payload however large a path's MTU (loopback's is 64 KiB). 64 000
+    /// bytes fills a loopback datagram: each costs the kernel about the same whatever
+    /// its size, and most 16 KiB records then lie whole in one datagram. Set it to
+    /// `max_packet_payload` to send the same packet size on every path.
     pub largest_packet_payload: usize,
     /// Most bytes of spare buffers the endpoint keeps for reuse by large messages
     /// (reassembly buffers, sealed images, payloads the application dropped), so
@@ -158,7 +159,7 @@ impl Default for Config {
             max_incoming: 4 << 20,
             max_unscheduled_in_flight: 2 << 20,
             max_packet_payload: 1412,
-            largest_packet_payload: 32 * 1024,
+            largest_packet_payload: 64_000,
             buffer_pool_bytes: 32 << 20,
             record_size: 16 * 1024,
             max_message_len: 128 << 20,
@@ -211,8 +212,8 @@ impl Config {
         if self.max_incoming < self.max_grant_window {
             return fail("max_incoming must be at least max_grant_window");
         }
-        if (self.grant_window as usize) < self.largest_packet_payload {
-            return fail("grant_window must be at least largest_packet_payload");
+        if (self.grant_window as usize) < self.max_packet_payload {
+            return fail("grant_window must be at least max_packet_payload");
         }
         if self.max_segments == 0 || self.max_segments * self.max_packet_payload > 65_000 {
             return fail("max_segments * max_packet_payload must fit a 64 KiB GSO batch");

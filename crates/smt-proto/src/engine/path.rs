@@ -73,9 +73,11 @@ impl Path {
         self.unscheduled
     }
 
-    /// How far past the received bytes the peer's messages are granted.
+    /// How far past the received bytes the peer's messages are granted: never less
+    /// than one full packet, so that every grant releases at least one.
     pub(crate) fn grant_window(&self) -> u32 {
-        self.grant_window
+        // max_payload <= 65 000 (Config::validate).
+        self.grant_window.max(self.max_payload as u32)
     }
 
     /// Silence on an RPC after which its peer is prodded.
