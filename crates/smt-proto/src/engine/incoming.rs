@@ -384,25 +384,53 @@ impl IncomingMessage {
             return Absorbed::BeyondGrant;
         }
         let range = data.offset..end;
-        // Copy only the bytes not held yet: bytes of opened records are plaintext now
-        // and must not be overwritten by (possibly forged) ciphertext.
-        let (wire, payload) = (&mut self.wire, data.payload);
+        let first = self.layout.record_containing(range.start as usize);
+        let last = self.layout.record_containing(range.end as usize - 1);
+        let mut outcome = Absorbed::Progress;
         let mut new_bytes = 0;
+        // Records that lie whole within this packet and of which nothing is held yet
+        // are opened straight from the packet (unless opening is deferred): their
+        // bytes are never copied into the wire buffer.
+        if !self.defer || open_now {
+            for index in first..=last {
+                let record = self.layout.record_range(index);
+                let record = record.start as u32..record.end as u32;
+                if record.start < range.start
+                    || record.end > range.end
+                    || self.received.covered_within(record.clone()) > 0
+                {
+                    continue;
+                }
+                let bytes =
+                    (record.start - data.offset) as usize..(record.end - data.offset) as usize;
+                let Some(bytes) = data.payload.get(bytes) else { continue };
+                match self.open_record(id, index, Some(bytes)) {
+                    Ok(()) => {
+                        self.received.insert(record.clone());
+                        new_bytes += record.end - record.start;
+                        self.mark_opened(index);
+                    }
+                    Err(MessageError::PrologueMismatch { .. }) => return Absorbed::Forged,
+                    // Not stored: the receiver asks for the bytes again.
+                    Err(_) => outcome = Absorbed::RecordRejected,
+                }
+            }
+        }
+        // Copy only the bytes not held yet: bytes of opened records must not be
+        // overwritten by (possibly forged) ciphertext, nor count twice.
+        let (wire, payload) = (&mut self.wire, data.payload);
         self.received.for_each_missing(range.clone(), |part| {
             let src = (part.start - range.start) as usize..(part.end - range.start) as usize;
             wire[part.start as usize..part.end as usize].copy_from_slice(&payload[src]);
             new_bytes += part.end - part.start;
         });
         if new_bytes == 0 {
-            return Absorbed::Duplicate;
+            return if outcome == Absorbed::RecordRejected { outcome } else { Absorbed::Duplicate };
         }
         self.bytes_received += new_bytes;
         self.stalled = false;
         self.received.insert(range.clone());
         self.high_water = self.high_water.max(self.bytes_received);
-        let first = self.layout.record_containing(range.start as usize);
-        let last = self.layout.record_containing(range.end as usize - 1);
-        let mut outcome = Absorbed::Progress;
         for index in first..=last {
             if self.opened[index] {
                 continue;
@@ -420,7 +448,7 @@ impl IncomingMessage {
                 outcome = Absorbed::Queued;
                 continue;
             }
-            match self.open_record(id, index) {
+            match self.open_record(id, index, None) {
                 Ok(()) => self.mark_opened(index),
                 Err(MessageError::PrologueMismatch { .. }) => return Absorbed::Forged,
                 Err(_) => {
@@ -513,15 +541,22 @@ impl IncomingMessage {
     /// Opens record `index` into the contents buffer with the message's key, or,
     /// while more than one key is possible, with each in turn, keeping the one that
     /// works (out of place: a failed attempt leaves the received bytes as they were).
-    fn open_record(&mut self, id: MessageId, index: usize) -> Result<(), MessageError> {
+    /// The record's bytes are `from_packet`, or else those in the wire buffer.
+    fn open_record(
+        &mut self,
+        id: MessageId,
+        index: usize,
+        from_packet: Option<&[u8]>,
+    ) -> Result<(), MessageError> {
         let layout = self.layout;
         let invalid = MessageError::InvalidLayout {
             wire_len: layout.wire_len(),
             record_size: layout.record_size(),
         };
         let next_opened = self.next_opened(index);
-        let Some(record) = self.wire.get(layout.record_range(index)) else {
-            return Err(invalid);
+        let record = match from_packet {
+            Some(bytes) => bytes,
+            None => self.wire.get(layout.record_range(index)).ok_or(invalid)?,
         };
         let contents = self.contents.get(&layout);
         let mut last = None;
@@ -714,18 +749,21 @@ mod tests {
     }
 
     #[test]
-    fn reassembles_packets_in_reverse_order_with_duplicates() {
+    fn reassembles_packets_of_any_size_in_reverse_order_with_duplicates() {
         let id = MessageId::new(77).unwrap();
         let payload: Vec<u8> = (0..50_000u32).map(|i| i as u8).collect();
         let wire = seal_message(&key(), id, &payload, 4096).unwrap();
         let layout = MessageLayout::for_payload(payload.len(), 4096).unwrap();
-        let pkts = packets(&wire, &layout, 1400);
-        for defer in [false, true] {
+        // 1400-byte packets hold no whole record; 20 000-byte ones hold whole records
+        // (opened straight from the packet unless opening is deferred) and pieces.
+        for (size, defer) in [(1400, false), (1400, true), (20_000, false), (20_000, true)] {
+            let pkts = packets(&wire, &layout, size);
             let first = data(&layout, 0, &pkts[0].1);
             let mut msg = opening(
                 IncomingMessage::new(&first, false, keys(), &BufferPool::new(1 << 20)).unwrap(),
                 defer,
             );
+            msg.set_granted(layout.wire_len());
             let mut last = Absorbed::Progress;
             for (offset, bytes) in pkts.iter().rev() {
                 last = absorb_and_open(&mut msg, id, &data(&layout, *offset, bytes));
