@@ -390,29 +390,19 @@ impl IncomingMessage {
         let mut new_bytes = 0;
         // Records that lie whole within this packet and of which nothing is held yet
         // are opened straight from the packet (unless opening is deferred): their
-        // bytes are never copied into the wire buffer.
+        // bytes are never copied into the wire buffer. They count as held from here
+        // on (and are dropped again if they fail to open).
+        let mut from_packet = Vec::new();
         if !self.defer || open_now {
             for index in first..=last {
                 let record = self.layout.record_range(index);
                 let record = record.start as u32..record.end as u32;
-                if record.start < range.start
-                    || record.end > range.end
-                    || self.received.covered_within(record.clone()) > 0
+                if record.start >= range.start
+                    && record.end <= range.end
+                    && self.received.covered_within(record.clone()) == 0
                 {
-                    continue;
-                }
-                let bytes =
-                    (record.start - data.offset) as usize..(record.end - data.offset) as usize;
-                let Some(bytes) = data.payload.get(bytes) else { continue };
-                match self.open_record(id, index, Some(bytes)) {
-                    Ok(()) => {
-                        self.received.insert(record.clone());
-                        new_bytes += record.end - record.start;
-                        self.mark_opened(index);
-                    }
-                    Err(MessageError::PrologueMismatch { .. }) => return Absorbed::Forged,
-                    // Not stored: the receiver asks for the bytes again.
-                    Err(_) => outcome = Absorbed::RecordRejected,
+                    new_bytes += self.received.insert(record);
+                    from_packet.push(index);
                 }
             }
         }
@@ -425,30 +415,39 @@ impl IncomingMessage {
             new_bytes += part.end - part.start;
         });
         if new_bytes == 0 {
-            return if outcome == Absorbed::RecordRejected { outcome } else { Absorbed::Duplicate };
+            return Absorbed::Duplicate;
         }
         self.bytes_received += new_bytes;
         self.stalled = false;
         self.received.insert(range.clone());
         self.high_water = self.high_water.max(self.bytes_received);
+        // Ascending, so that each record's content type byte lands on a record that
+        // opens after it (see `open_into_contents`).
         for index in first..=last {
             if self.opened[index] {
                 continue;
             }
             let record = self.layout.record_range(index);
             let record = record.start as u32..record.end as u32;
-            if !self.received.contains(record.clone()) {
-                continue;
-            }
-            if self.defer && !open_now && self.keys.only().is_some() {
-                // Records complete in index order, mostly: keep the queue sorted.
-                if let Err(at) = self.queued.binary_search(&index) {
-                    self.queued.insert(at, index);
+            let packet_bytes = if from_packet.contains(&index) {
+                let bytes =
+                    (record.start - data.offset) as usize..(record.end - data.offset) as usize;
+                data.payload.get(bytes)
+            } else {
+                if !self.received.contains(record.clone()) {
+                    continue;
                 }
-                outcome = Absorbed::Queued;
-                continue;
-            }
-            match self.open_record(id, index, None) {
+                if self.defer && !open_now && self.keys.only().is_some() {
+                    // Records complete in index order, mostly: keep the queue sorted.
+                    if let Err(at) = self.queued.binary_search(&index) {
+                        self.queued.insert(at, index);
+                    }
+                    outcome = Absorbed::Queued;
+                    continue;
+                }
+                None
+            };
+            match self.open_record(id, index, packet_bytes) {
                 Ok(()) => self.mark_opened(index),
                 Err(MessageError::PrologueMismatch { .. }) => return Absorbed::Forged,
                 Err(_) => {
